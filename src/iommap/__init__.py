@@ -1,0 +1,34 @@
+"""iommap: memory-mapped file I/O with positional reads and writes, real
+thread safety, resize with remapping, kernel hints, and SIGBUS protection.
+
+    with iommap.open("data.bin", create=True, size=4096) as m:
+        m.pwrite(0, b"hello")
+        assert m.pread(0, 5) == b"hello"
+
+See README.md for the whole reference.
+"""
+
+from ._errors import (
+    BadArgumentTypeError,
+    BadArgumentValueError,
+    ClosedError,
+    Error,
+    OutOfBoundsError,
+    SigbusError,
+    SystemCallError,
+)
+from ._version import __version__
+from ._core import MappedFile, open
+
+__all__ = [
+    "open",
+    "MappedFile",
+    "Error",
+    "BadArgumentTypeError",
+    "BadArgumentValueError",
+    "ClosedError",
+    "OutOfBoundsError",
+    "SigbusError",
+    "SystemCallError",
+    "__version__",
+]

@@ -1,0 +1,105 @@
+/* iommap's C core: the one header every core file includes.
+ *
+ * Files, one concern each:
+ *   module.c    module state, iommap.open()
+ *   handle.c    the MappedFile type: locking, bounds, the public methods
+ *   mapping.c   the Mapping type: one mmap'ed region, reference counted
+ *   guard.c     the SIGBUS guard around raw copies
+ *   errors.c    every exception the core raises
+ *   platform.c  OS-specific calls behind feature tests
+ */
+#ifndef IOMMAP_H
+#define IOMMAP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Copies of at least this many bytes release the GIL. */
+#define IOMMAP_GIL_RELEASE_BYTES (64 * 1024)
+
+/* pwrite's nested lists: deeper than this (or a cycle) is badarg. */
+#define IOMMAP_MAX_IOLIST_DEPTH 100
+
+/* ---- module state (module.c) ------------------------------------------ */
+
+typedef struct {
+    PyTypeObject *mapped_file_type;
+    PyTypeObject *mapping_type;
+    /* Classes and the errno factory from iommap._errors. */
+    PyObject *bad_type_error;
+    PyObject *bad_value_error;
+    PyObject *closed_error;
+    PyObject *out_of_bounds_error;
+    PyObject *sigbus_error;
+    PyObject *os_error_factory;
+} iommap_state;
+
+iommap_state *iommap_state_of_type(PyTypeObject *type);
+
+/* ---- access modes ----------------------------------------------------- */
+
+typedef enum { IOMMAP_READ = 1, IOMMAP_WRITE = 2, IOMMAP_READ_WRITE = 3 } iommap_mode;
+
+#define IOMMAP_CAN_READ(mode) (((mode) & IOMMAP_READ) != 0)
+#define IOMMAP_CAN_WRITE(mode) (((mode) & IOMMAP_WRITE) != 0)
+
+const char *iommap_mode_name(iommap_mode mode);
+
+/* ---- errors (errors.c) ------------------------------------------------ *
+ * Each sets the Python exception and returns NULL, for `return err(...)`. */
+
+PyObject *iommap_err_bad_type(iommap_state *st, const char *fmt, ...);
+PyObject *iommap_err_bad_value(iommap_state *st, const char *fmt, ...);
+PyObject *iommap_err_closed(iommap_state *st, const char *op);
+PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t offset,
+                                   uint64_t length, size_t size);
+PyObject *iommap_err_sigbus(iommap_state *st, const char *op);
+/* errno `code` from system call `call` during `op`; `filename` may be NULL. */
+PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int code,
+                        PyObject *filename);
+
+/* ---- the mapping (mapping.c) ------------------------------------------ *
+ * One mmap'ed region of a file, immutable once made.  The handle holds one
+ * reference; so will every exported buffer (views), which is what lets a
+ * view outlive close() and truncate().  Unmapped when the last reference
+ * goes. */
+
+typedef struct {
+    PyObject_HEAD
+    char *addr;    /* NULL when size is 0: an empty file has no region */
+    size_t size;
+    int writable;  /* PROT_WRITE was given */
+} iommap_mapping;
+
+/* Maps `size` bytes of `fd` from offset 0.  Raises and returns NULL on failure;
+ * `op` names the operation for the message. */
+iommap_mapping *iommap_mapping_new(iommap_state *st, const char *op, int fd, size_t size,
+                                   iommap_mode mode, int private_, int populate, int lock);
+
+/* ---- SIGBUS guard (guard.c) ------------------------------------------- *
+ * Copies touching mapped memory go through these.  They return 0, or -1 if
+ * the pages behind [region, region + region_size) vanished mid-copy; they set
+ * no Python exception (they may run without the GIL). */
+
+int iommap_guard_install(void);
+int iommap_guarded_copy(void *dst, const void *src, size_t n, const void *region,
+                        size_t region_size);
+
+/* ---- platform (platform.c) -------------------------------------------- *
+ * Each returns 0, or -1 with errno set. */
+
+size_t iommap_page_size(void);
+/* Extra mmap flags for populate/nocache (0 where the platform has none). */
+int iommap_platform_map_flags(int populate, int nocache);
+/* After mmap: what the flags above could not do (will-need hint, ...). */
+void iommap_platform_after_map(void *addr, size_t size, int populate);
+/* After open: per-descriptor cache policy (F_NOCACHE on macOS). */
+int iommap_platform_set_nocache(int fd);
+/* Grows the file to `size` bytes, reserving disk space where possible. */
+int iommap_platform_reserve(int fd, size_t old_size, size_t size);
+
+#endif

@@ -1,0 +1,76 @@
+"""iommap's exceptions.
+
+Every failure is an :class:`Error` with a ``reason`` string, and also an
+instance of the built-in exception a Python programmer would catch for it
+(``ValueError`` for a closed handle, ``IndexError`` out of bounds,
+``OSError`` with ``errno`` for failed system calls, ...).  The C core builds
+its exceptions through :func:`os_error` and the classes below.
+"""
+
+import errno as _errno
+
+
+class Error(Exception):
+    """Base class of every exception iommap raises; ``reason`` names the failure."""
+
+    reason = "error"
+
+
+class BadArgumentTypeError(Error, TypeError):
+    """An argument has the wrong type."""
+
+    reason = "badarg"
+
+
+class BadArgumentValueError(Error, ValueError):
+    """An argument has the right type but a value iommap refuses."""
+
+    reason = "badarg"
+
+
+class ClosedError(Error, ValueError):
+    """The handle is closed (or closing)."""
+
+    reason = "closed"
+
+
+class OutOfBoundsError(Error, IndexError):
+    """The requested range passes the end of the mapping."""
+
+    reason = "out_of_bounds"
+
+
+class SystemCallError(Error, OSError):
+    """A system call failed; ``reason`` is the lowercase errno name.
+
+    Each errno gets a subclass that also derives from the matching built-in
+    ``OSError`` subclass (``FileNotFoundError`` for ``enoent``, ...).
+    """
+
+
+class SigbusError(Error, OSError):
+    """The pages behind the range vanished (the file shrank, or an I/O error)."""
+
+    reason = "sigbus"
+
+
+_os_error_classes = {}
+
+
+def _os_error_class(code):
+    cls = _os_error_classes.get(code)
+    if cls is None:
+        name = _errno.errorcode.get(code, "E%d" % code)
+        builtin = type(OSError(code, ""))
+        bases = (SystemCallError,) if builtin is OSError else (SystemCallError, builtin)
+        cls = type(name + "Error", bases, {"reason": name.lower(), "__module__": "iommap"})
+        _os_error_classes[code] = cls
+    return cls
+
+
+def os_error(code, message, filename=None):
+    """Return the exception for errno ``code``: an Error and the built-in subclass."""
+    cls = _os_error_class(code)
+    if filename is None:
+        return cls(code, message)
+    return cls(code, message, filename)
