@@ -47,8 +47,9 @@ PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t of
 {
     /* PyUnicode_FromFormat has no 64-bit unsigned conversion everywhere. */
     char buf[160];
-    snprintf(buf, sizeof(buf), "%s: range [%" PRIu64 ", +%" PRIu64 ") passes the end of the mapping (%zu bytes)",
-             op, offset, length, size);
+    snprintf(buf, sizeof(buf),
+             "%s: range [%" PRIu64 ", +%" PRIu64 ") passes the end of the mapping (%zu bytes)", op,
+             offset, length, size);
     PyErr_SetString(st->out_of_bounds_error, buf);
     return NULL;
 }

@@ -82,8 +82,7 @@ static void pass_on(int sig, siginfo_t *info, void *context)
 
     struct sigaction prev = previous_action;
     if (chaining || (prev.sa_flags & SA_SIGINFO) == 0) {
-        if (chaining || prev.sa_handler == SIG_DFL ||
-            (prev.sa_handler == SIG_IGN && is_fault)) {
+        if (chaining || prev.sa_handler == SIG_DFL || (prev.sa_handler == SIG_IGN && is_fault)) {
             /* A kernel-raised SIGBUS cannot be ignored: the default kills. */
             default_action();
             return;

@@ -26,13 +26,13 @@
 typedef struct {
     PyObject_HEAD
     pthread_rwlock_t lock;
-    atomic_int closing;         /* set once, first thing in close() */
-    atomic_size_t size_hint;    /* the mapping's size, readable without the
-                                   lock: only to refuse hopeless requests early */
-    int fd;                     /* -1 once closed; guarded by lock */
-    iommap_mapping *mapping;    /* NULL once closed; guarded by lock */
+    atomic_int closing;      /* set once, first thing in close() */
+    atomic_size_t size_hint; /* the mapping's size, readable without the
+                                lock: only to refuse hopeless requests early */
+    int fd;                  /* -1 once closed; guarded by lock */
+    iommap_mapping *mapping; /* NULL once closed; guarded by lock */
     iommap_map_options opts;
-    PyObject *path;             /* as given to open() */
+    PyObject *path; /* as given to open() */
 } mapped_file;
 
 /* What a locked section found; turned into an exception after unlocking. */
@@ -46,15 +46,15 @@ typedef enum {
 
 typedef struct {
     outcome what;
-    int err;               /* FAIL_OS: errno */
-    const char *call;      /* FAIL_OS: the system call */
-    size_t size;           /* FAIL_OUT_OF_BOUNDS: the mapping size seen */
+    int err;          /* FAIL_OS: errno */
+    const char *call; /* FAIL_OS: the system call */
+    size_t size;      /* FAIL_OUT_OF_BOUNDS: the mapping size seen */
 } status;
 
 #define STATE(h) iommap_state_of_type(Py_TYPE(h))
 
-static PyObject *raise_status(mapped_file *h, const char *op, const status *s,
-                              uint64_t offset, uint64_t length)
+static PyObject *raise_status(mapped_file *h, const char *op, const status *s, uint64_t offset,
+                              uint64_t length)
 {
     iommap_state *st = STATE(h);
     switch (s->what) {
@@ -108,8 +108,7 @@ static int is_closing(mapped_file *h)
 
 /* A non-negative integer argument as uint64.  Values too large for 64 bits
  * saturate: every such range is out of bounds anyway, never OverflowError. */
-static int to_u64(mapped_file *h, const char *op, const char *name, PyObject *obj,
-                  uint64_t *out)
+static int to_u64(mapped_file *h, const char *op, const char *name, PyObject *obj, uint64_t *out)
 {
     PyObject *index;
     if (PyLong_CheckExact(obj)) {
@@ -147,8 +146,7 @@ static int check_nargs(mapped_file *h, const char *op, Py_ssize_t nargs, Py_ssiz
     if (nargs == want)
         return 0;
     (void)h;
-    PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)", op, want,
-                 nargs);
+    PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)", op, want, nargs);
     return -1;
 }
 
@@ -223,8 +221,7 @@ static PyObject *mf_pread(mapped_file *h, PyObject *const *args, Py_ssize_t narg
 static PyObject *mf_readinto(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t offset;
-    if (check_nargs(h, "readinto", nargs, 2) ||
-        to_u64(h, "readinto", "offset", args[0], &offset))
+    if (check_nargs(h, "readinto", nargs, 2) || to_u64(h, "readinto", "offset", args[0], &offset))
         return NULL;
     Py_buffer buf;
     if (PyObject_GetBuffer(args[1], &buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) {
@@ -321,8 +318,9 @@ static int chunks_add(mapped_file *h, chunks *c, PyObject *obj, int depth)
         return rc;
     }
     if (PyUnicode_Check(obj) || PyLong_Check(obj)) {
-        iommap_err_bad_type(STATE(h), "pwrite: data must be bytes-like or a list of them, "
-                                      "not %.100s",
+        iommap_err_bad_type(STATE(h),
+                            "pwrite: data must be bytes-like or a list of them, "
+                            "not %.100s",
                             Py_TYPE(obj)->tp_name);
         return -1;
     }
@@ -382,8 +380,7 @@ static status copy_in(mapped_file *h, uint64_t offset, const chunks *c)
 static PyObject *mf_pwrite(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t offset;
-    if (check_nargs(h, "pwrite", nargs, 2) ||
-        to_u64(h, "pwrite", "offset", args[0], &offset))
+    if (check_nargs(h, "pwrite", nargs, 2) || to_u64(h, "pwrite", "offset", args[0], &offset))
         return NULL;
     chunks c;
     chunks_init(&c);
@@ -481,8 +478,8 @@ static PyObject *mf_truncate(mapped_file *h, PyObject *const *args, Py_ssize_t n
     if (new_size > (uint64_t)INT64_MAX || new_size > (uint64_t)SIZE_MAX)
         return iommap_err_os(STATE(h), "truncate", "ftruncate()", EFBIG, NULL);
 
-    iommap_mapping *fresh = iommap_mapping_wrap(STATE(h)->mapping_type, NULL, 0,
-                                                iommap_mapping_writable(&h->opts));
+    iommap_mapping *fresh =
+        iommap_mapping_wrap(STATE(h)->mapping_type, NULL, 0, iommap_mapping_writable(&h->opts));
     if (fresh == NULL)
         return NULL;
     iommap_mapping *old = NULL;
@@ -532,8 +529,7 @@ static int sync_flags_of(mapped_file *h, PyObject *mode, int *flags)
     } else if (PyUnicode_CompareWithASCIIString(mode, "async") == 0) {
         *flags = MS_ASYNC;
     } else {
-        iommap_err_bad_value(STATE(h), "sync: mode must be \"sync\" or \"async\", not %R",
-                             mode);
+        iommap_err_bad_value(STATE(h), "sync: mode must be \"sync\" or \"async\", not %R", mode);
         return -1;
     }
     return 0;
@@ -543,8 +539,8 @@ static PyObject *mf_sync(mapped_file *h, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"mode", "offset", "length", NULL};
     PyObject *mode_obj = NULL, *offset_obj = NULL, *length_obj = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOO:sync", keywords, &mode_obj,
-                                     &offset_obj, &length_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOO:sync", keywords, &mode_obj, &offset_obj,
+                                     &length_obj))
         return NULL;
     int flags = MS_SYNC;
     range r = {0, 0};
@@ -587,7 +583,7 @@ static int advice_of(mapped_file *h, PyObject *hint, int *advice)
         const char *name;
         int advice;
     } hints[] = {
-        {"normal", MADV_NORMAL},     {"random", MADV_RANDOM}, {"sequential", MADV_SEQUENTIAL},
+        {"normal", MADV_NORMAL},     {"random", MADV_RANDOM},     {"sequential", MADV_SEQUENTIAL},
         {"willneed", MADV_WILLNEED}, {"dontneed", MADV_DONTNEED},
     };
     if (!PyUnicode_Check(hint)) {

@@ -61,7 +61,7 @@ iommap_state *iommap_state_of_type(PyTypeObject *type);
 
 typedef enum { IOMMAP_READ = 1, IOMMAP_WRITE = 2, IOMMAP_READ_WRITE = 3 } iommap_mode;
 
-#define IOMMAP_CAN_READ(mode) (((mode) & IOMMAP_READ) != 0)
+#define IOMMAP_CAN_READ(mode)  (((mode) & IOMMAP_READ) != 0)
 #define IOMMAP_CAN_WRITE(mode) (((mode) & IOMMAP_WRITE) != 0)
 
 const char *iommap_mode_name(iommap_mode mode);
@@ -89,18 +89,18 @@ PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int 
 
 typedef struct {
     PyObject_HEAD
-    char *addr;    /* NULL when size is 0: an empty file has no region */
+    char *addr; /* NULL when size is 0: an empty file has no region */
     size_t size;
-    int writable;  /* PROT_WRITE was given */
+    int writable; /* PROT_WRITE was given */
 } iommap_mapping;
 
 /* How a handle maps its file; fixed at open, reused by truncate's remap. */
 typedef struct {
     iommap_mode mode;
-    int private_;  /* MAP_PRIVATE: copy-on-write, never written back */
+    int private_; /* MAP_PRIVATE: copy-on-write, never written back */
     int populate;
     int nocache;
-    int lock;      /* mlock the pages */
+    int lock; /* mlock the pages */
 } iommap_map_options;
 
 /* Maps `size` bytes of `fd` from offset 0 into *addr (size 0 maps nothing:
@@ -111,8 +111,7 @@ int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char 
 
 /* Wraps a region from iommap_map_region in a new Mapping that owns it (and
  * unmaps it on failure).  Needs the GIL. */
-iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size,
-                                    int writable);
+iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable);
 
 int iommap_mapping_writable(const iommap_map_options *opts);
 
@@ -137,7 +136,6 @@ void iommap_platform_after_map(void *addr, size_t size, int populate);
 int iommap_platform_set_nocache(int fd);
 /* Grows the file to `size` bytes, reserving disk space where possible. */
 int iommap_platform_reserve(int fd, size_t old_size, size_t size);
-
 
 /* ---- the handle (handle.c) --------------------------------------------- */
 

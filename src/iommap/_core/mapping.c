@@ -45,8 +45,7 @@ int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char 
     return 0;
 }
 
-iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size,
-                                    int writable)
+iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable)
 {
     iommap_mapping *m = PyObject_New(iommap_mapping, type);
     if (m == NULL) {
@@ -74,8 +73,7 @@ static void mapping_dealloc(iommap_mapping *m)
 static int mapping_getbuffer(iommap_mapping *m, Py_buffer *view, int flags)
 {
     char *buf = m->addr != NULL ? m->addr : empty_region;
-    return PyBuffer_FillInfo(view, (PyObject *)m, buf, (Py_ssize_t)m->size, !m->writable,
-                             flags);
+    return PyBuffer_FillInfo(view, (PyObject *)m, buf, (Py_ssize_t)m->size, !m->writable, flags);
 }
 
 static PyType_Slot mapping_slots[] = {

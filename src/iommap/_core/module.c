@@ -87,22 +87,23 @@ static PyObject *encode_path(iommap_state *st, PyObject *path)
     int wrong_type = PyErr_ExceptionMatches(PyExc_TypeError);
     PyErr_Clear();
     if (wrong_type)
-        return iommap_err_bad_type(st, "open: path must be str, bytes or os.PathLike, not "
-                                       "%.100s",
+        return iommap_err_bad_type(st,
+                                   "open: path must be str, bytes or os.PathLike, not "
+                                   "%.100s",
                                    Py_TYPE(path)->tp_name);
     return iommap_err_bad_value(st, "open: path %R cannot be used as a file name", path);
 }
 
 static PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"path",   "mode",   "private",  "lock", "populate",
+    static char *keywords[] = {"path",    "mode",   "private",  "lock", "populate",
                                "nocache", "create", "truncate", "size", NULL};
     iommap_state *st = PyModule_GetState(module);
     PyObject *path, *mode_obj = NULL, *size_obj = NULL;
     int private_ = 0, lock = 0, populate = 0, nocache = 0, create = 0, truncate = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppppppO:open", keywords, &path,
-                                     &mode_obj, &private_, &lock, &populate, &nocache,
-                                     &create, &truncate, &size_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppppppO:open", keywords, &path, &mode_obj,
+                                     &private_, &lock, &populate, &nocache, &create, &truncate,
+                                     &size_obj))
         return NULL;
 
     iommap_map_options opts = {IOMMAP_READ_WRITE, private_, populate, nocache, lock};
@@ -214,8 +215,7 @@ static int module_exec(PyObject *module)
     if (rc != 0)
         return -1;
 
-    st->mapping_type =
-        (PyTypeObject *)PyType_FromModuleAndSpec(module, &iommap_mapping_spec, NULL);
+    st->mapping_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &iommap_mapping_spec, NULL);
     if (st->mapping_type == NULL)
         return -1;
     st->mapped_file_type =
