@@ -1,11 +1,13 @@
 """Describes the C extension; everything else lives in pyproject.toml.
 
 IOMMAP_SANITIZE=1 builds the core with AddressSanitizer and UBSan.
+IOMMAP_WERROR=1 makes compiler warnings errors.
 """
 import glob
 import os
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"]
 extra_link_args = []
@@ -16,7 +18,23 @@ if os.environ.get("IOMMAP_SANITIZE"):
     extra_compile_args += flags
     extra_link_args += flags
 
+
+class always_build_ext(build_ext):
+    """Compiles the core every time.
+
+    setuptools skips an extension whose output in build/ is newer than its
+    sources, whatever the flags: a sanitizer build after a normal one (or the
+    reverse) would silently install the other kind.  The core is a few small
+    files, so rebuilding costs seconds and rules that out.
+    """
+
+    def build_extension(self, ext):
+        self.force = True
+        super().build_extension(ext)
+
+
 setup(
+    cmdclass={"build_ext": always_build_ext},
     ext_modules=[
         Extension(
             "iommap._core",
@@ -27,5 +45,5 @@ setup(
             extra_link_args=extra_link_args,
             libraries=["pthread"],
         )
-    ]
+    ],
 )
