@@ -334,7 +334,11 @@ static int chunks_add(mapped_file *h, chunks *c, PyObject *obj, int depth)
                             Py_TYPE(obj)->tp_name);
         return -1;
     }
-    c->total += (size_t)c->views[c->count].len; /* cannot wrap: each fits in memory */
+    /* The same large buffer repeated in a list can add up past SIZE_MAX:
+     * saturate, so the bounds check refuses it instead of wrapping to a
+     * small total and copying far past the mapping. */
+    size_t len = (size_t)c->views[c->count].len;
+    c->total = len > SIZE_MAX - c->total ? SIZE_MAX : c->total + len;
     c->count++;
     return 0;
 }

@@ -1,0 +1,55 @@
+"""One test per crash (or silent corruption) the robustness checks found.
+
+Each runs in a subprocess, so a regression fails the test instead of
+killing the test run.  The docstring says what crashed and what fixed it.
+"""
+
+import os
+
+import pytest
+
+from robust_helpers import run_child
+
+
+def test_pwrite_total_that_wraps_size_t_is_out_of_bounds(tmp_path):
+    """pwrite summed the lengths of a list's buffers in a size_t that could
+    wrap: the same 8 TiB buffer 2**21 times adds up to exactly 2**64.  With a
+    16-byte buffer in front the total wrapped to 16, passed the bounds check,
+    and the copy ran a terabyte past the mapping (SIGSEGV).  Without it the
+    total wrapped to 0 and pwrite returned success having written nothing.
+    Fixed by saturating the total at SIZE_MAX, which is out of bounds."""
+    big = tmp_path / "big"
+    try:
+        with open(big, "wb") as f:
+            f.truncate(1 << 43)  # sparse: no disk space used
+    except OSError as e:
+        pytest.skip("this filesystem cannot hold a sparse 8 TiB file: %s" % e)
+    proc = run_child(
+        """
+        import mmap, os, sys
+        import iommap
+        big, small = sys.argv[1], sys.argv[2]
+        fd = os.open(big, os.O_RDONLY)
+        try:
+            view = memoryview(mmap.mmap(fd, 1 << 43, prot=mmap.PROT_READ))
+        except OSError as e:  # no 8 TiB of address space (a sanitizer's shadow)
+            print("skip:", e)
+            sys.exit(0)
+        with iommap.open(small, create=True, size=4096) as m:
+            m.pwrite(0, b"keep")
+            for data in ([view] * (1 << 21), [b"x" * 16] + [view] * (1 << 21)):
+                try:
+                    m.pwrite(0, data)
+                except iommap.OutOfBoundsError:
+                    pass
+                else:
+                    sys.exit("pwrite of 2**64 bytes into 4096 returned")
+            assert m.pread(0, 4) == b"keep", m.pread(0, 4)
+        print("ok")
+        """,
+        args=(str(big), str(tmp_path / "small")),
+        timeout=120,
+    )
+    if proc.stdout.startswith("skip:"):
+        pytest.skip(proc.stdout.strip())
+    assert proc.stdout.strip() == "ok"
