@@ -26,6 +26,7 @@
 typedef struct {
     PyObject_HEAD
     pthread_rwlock_t lock;
+    atomic_uint lock_generation; /* the fork generation `lock` belongs to */
     atomic_int closing;      /* set once, first thing in close() */
     atomic_size_t size_hint; /* the mapping's size, readable without the
                                 lock: only to refuse hopeless requests early */
@@ -75,8 +76,80 @@ static PyObject *raise_status(mapped_file *h, const char *op, const status *s, u
 
 /* ---- locking ------------------------------------------------------------ */
 
+/* Makes a lock that prefers writers (glibc's default lets a steady stream
+ * of readers starve them). */
+static int init_lock(pthread_rwlock_t *lock)
+{
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+#if defined(__GLIBC__)
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    int rc = pthread_rwlock_init(lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    return rc;
+}
+
+/* Fork.  A child gets each handle's lock as it was at the instant of fork:
+ * held, if another thread of the parent was inside a call (a large copy runs
+ * with the GIL released and the lock held).  That thread does not exist in
+ * the child, so the lock would never be released and the child's next
+ * pwrite, truncate or close would wait forever.
+ *
+ * So the child's at-fork handler bumps a process-wide generation, and every
+ * locking call first checks that the handle's lock belongs to the current
+ * generation (one relaxed load and a compare); if not, it re-initialises
+ * the lock, free, before using it.  No thread of the child can be holding
+ * it then: every thread takes it through this check.  What the vanished
+ * call had done stays done (its bytes went as far as the copy got; for a
+ * shared mapping the parent's thread finishes them in the same pages); its
+ * effect on the handle (a truncate's new mapping) is as before the call.
+ *
+ * The mutex orders two threads that find the same stale lock; the child
+ * handler re-initialises it too, in case a parent thread held it. */
+static atomic_uint fork_generation;
+static pthread_mutex_t relock_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static void after_fork_in_child(void)
+{
+    atomic_fetch_add_explicit(&fork_generation, 1, memory_order_relaxed);
+    pthread_mutex_init(&relock_mutex, NULL);
+}
+
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+static int fork_handler_rc;
+
+static void install_fork_handler(void)
+{
+    fork_handler_rc = pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+int iommap_fork_handler_install(void)
+{
+    pthread_once(&fork_handler_once, install_fork_handler);
+    return fork_handler_rc;
+}
+
+static void refresh_lock_after_fork(mapped_file *h, unsigned generation)
+{
+    pthread_mutex_lock(&relock_mutex);
+    if (atomic_load_explicit(&h->lock_generation, memory_order_relaxed) != generation) {
+        (void)init_lock(&h->lock); /* glibc's cannot fail */
+        atomic_store_explicit(&h->lock_generation, generation, memory_order_release);
+    }
+    pthread_mutex_unlock(&relock_mutex);
+}
+
+static inline void ensure_lock_current(mapped_file *h)
+{
+    unsigned generation = atomic_load_explicit(&fork_generation, memory_order_relaxed);
+    if (atomic_load_explicit(&h->lock_generation, memory_order_acquire) != generation)
+        refresh_lock_after_fork(h, generation);
+}
+
 static void lock_shared(mapped_file *h)
 {
+    ensure_lock_current(h);
     if (pthread_rwlock_tryrdlock(&h->lock) == 0)
         return;
     Py_BEGIN_ALLOW_THREADS
@@ -87,6 +160,7 @@ static void lock_shared(mapped_file *h)
 
 static void lock_exclusive(mapped_file *h)
 {
+    ensure_lock_current(h);
     if (pthread_rwlock_trywrlock(&h->lock) == 0)
         return;
     Py_BEGIN_ALLOW_THREADS
@@ -488,6 +562,7 @@ static PyObject *mf_truncate(mapped_file *h, PyObject *const *args, Py_ssize_t n
         return NULL;
     iommap_mapping *old = NULL;
     status s;
+    ensure_lock_current(h);
     Py_BEGIN_ALLOW_THREADS
     pthread_rwlock_wrlock(&h->lock);
     s = resize_locked(h, (size_t)new_size, fresh, &old);
@@ -800,14 +875,9 @@ PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
     mapped_file *h = PyObject_GC_New(mapped_file, st->mapped_file_type);
     if (h == NULL)
         return NULL;
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-#if defined(__GLIBC__)
-    /* glibc's default lets a steady stream of readers starve writers. */
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-#endif
-    int rc = pthread_rwlock_init(&h->lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    int rc = init_lock(&h->lock);
+    atomic_init(&h->lock_generation,
+                atomic_load_explicit(&fork_generation, memory_order_relaxed));
     if (rc != 0) {
         h->fd = -1;
         h->mapping = NULL;

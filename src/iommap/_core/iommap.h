@@ -162,6 +162,10 @@ extern PyType_Spec iommap_mapping_spec;
 
 /* A new MappedFile owning `fd` and `mapping` (a reference is stolen from
  * neither: the caller keeps its own). */
+/* Registers the at-fork handler that lets a forked child re-initialise
+ * handle locks another parent thread held at fork (once per process). */
+int iommap_fork_handler_install(void);
+
 PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
                             const iommap_map_options *opts, PyObject *path);
 

@@ -231,6 +231,12 @@ static int module_exec(PyObject *module)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    rc = iommap_fork_handler_install();
+    if (rc != 0) {
+        errno = rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     return 0;
 }
 
