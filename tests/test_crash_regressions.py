@@ -53,3 +53,37 @@ def test_pwrite_total_that_wraps_size_t_is_out_of_bounds(tmp_path):
     if proc.stdout.startswith("skip:"):
         pytest.skip(proc.stdout.strip())
     assert proc.stdout.strip() == "ok"
+
+
+def test_readinto_and_gather_refuse_buffers_of_object_pointers(tmp_path):
+    """A numpy object array exports its PyObject* slots as a writable
+    buffer.  readinto (and gather's out=) filled them with file bytes, and the
+    interpreter crashed (SIGSEGV) when the array was freed.  Found by
+    tests/test_fuzz_args.py.  Fixed by refusing, as badarg TypeError, any
+    destination whose buffer format holds an object ('O')."""
+    pytest.importorskip("numpy")
+    proc = run_child(
+        """
+        import sys
+        import numpy as np
+        import iommap
+        with iommap.open(sys.argv[1], create=True, size=4096) as m:
+            m.pwrite(0, b"\\xff" * 4096)
+            for a in (np.array([b"x", None], dtype=object),
+                      np.zeros(2, dtype=[("f", "f8"), ("o", "O")])):
+                for call in (lambda: m.readinto(0, a), lambda: m.gather([0], a.nbytes, a)):
+                    try:
+                        call()
+                    except iommap.BadArgumentTypeError:
+                        pass
+                    else:
+                        sys.exit("filled an object array with file bytes")
+                del a  # frees the array: this is where it crashed
+            # A field merely named with an O is plain data.
+            plain = np.zeros(2, dtype=[("Offset", "i8")])
+            assert m.readinto(0, plain) == 16
+        print("ok")
+        """,
+        args=(str(tmp_path / "f"),),
+    )
+    assert proc.stdout.strip() == "ok"

@@ -231,6 +231,31 @@ static PyObject *refuse_mode(mapped_file *h, const char *op, const char *why)
 
 /* ---- pread / readinto ----------------------------------------------------- */
 
+/* A destination buffer that file bytes may be copied into: writable,
+ * C-contiguous, and holding no Python object pointers.  A numpy object
+ * array exports its PyObject* slots as a writable buffer; filling them with
+ * file bytes makes the interpreter crash when the array is freed, so such a
+ * buffer is badarg (struct field names, between colons, are skipped). */
+static int get_destination(PyObject *obj, Py_buffer *buf)
+{
+    if (PyObject_GetBuffer(obj, buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    for (const char *f = buf->format; f != NULL && *f != '\0'; f++) {
+        if (*f == ':') {
+            const char *end = strchr(f + 1, ':');
+            if (end == NULL)
+                break;
+            f = end;
+        } else if (*f == 'O') {
+            PyBuffer_Release(buf);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Copies [offset, offset + n) of the current mapping into dst under the
  * shared lock, releasing the GIL for large copies. */
 static status copy_out(mapped_file *h, uint64_t offset, size_t n, char *dst)
@@ -298,11 +323,10 @@ static PyObject *mf_readinto(mapped_file *h, PyObject *const *args, Py_ssize_t n
     if (check_nargs(h, "readinto", nargs, 2) || to_u64(h, "readinto", "offset", args[0], &offset))
         return NULL;
     Py_buffer buf;
-    if (PyObject_GetBuffer(args[1], &buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) {
-        PyErr_Clear();
+    if (get_destination(args[1], &buf) != 0) {
         return iommap_err_bad_type(STATE(h),
                                    "readinto: buffer must be a writable C-contiguous "
-                                   "buffer, not %.100s",
+                                   "buffer of plain data, not %.100s",
                                    Py_TYPE(args[1])->tp_name);
     }
     PyObject *result = NULL;
@@ -1176,11 +1200,11 @@ static PyObject *mf_gather(mapped_file *h, PyObject *args, PyObject *kwargs)
     } else {
         result = Py_NewRef(out_obj);
     }
-    if (PyObject_GetBuffer(out_obj, &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) {
-        PyErr_Clear();
+    if (get_destination(out_obj, &out) != 0) {
         out.obj = NULL;
         iommap_err_bad_type(STATE(h),
-                            "gather: out must be a writable C-contiguous buffer, not "
+                            "gather: out must be a writable C-contiguous buffer of plain "
+                            "data, not "
                             "%.100s",
                             Py_TYPE(out_obj)->tp_name);
         Py_CLEAR(result);
