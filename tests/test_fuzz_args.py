@@ -373,6 +373,7 @@ def main():
 
     warnings.simplefilter("ignore", ResourceWarning)
     with tempfile.TemporaryDirectory() as d:
+        os.chdir(d)  # relative paths the fuzzer opens with create=True land here
         f = Fuzzer(d, seed=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
         n = f.run()
         f.m.close()
