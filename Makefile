@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+CC ?= cc
 
-.PHONY: venv install test demo clean
+.PHONY: venv install test demo clean sanitize valgrind stateful-long torture-long
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +20,77 @@ test: install
 
 demo: install
 	$(PY) -m iommap demo
+
+# ---- robustness checks (docs/robustness.md) --------------------------------
+
+# The whole suite under AddressSanitizer + UBSan, in its own venv, in two
+# runs.  The core is built with IOMMAP_SANITIZE=1; libasan is preloaded
+# because the interpreter itself is not instrumented; PYTHONMALLOC=malloc
+# sends every Python allocation through ASan.  Any report is fatal
+# (halt_on_error; UBSan's checks are built not to recover).
+#  1. every test, memory errors and undefined behaviour;
+#  2. LeakSanitizer over the tests that run their code in subprocesses (the
+#     robustness files): each child's leaks are checked at its exit, with
+#     full stacks (fast_unwind_on_malloc=0, too slow for the in-process
+#     tests), against tools/lsan.supp (CPython's and numpy's own, never
+#     iommap's).
+# handle_sigbus=0: ASan installs no SIGBUS handler, so iommap's guard is the
+# only one and an unguarded SIGBUS still kills the process by the signal, as
+# it does without ASan.  Subprocesses the tests start inherit all of this.
+ASAN_VENV ?= .venv-asan
+LIBASAN = $(shell $(CC) -print-file-name=libasan.so)
+ASAN_COMMON = handle_sigbus=0:halt_on_error=1:abort_on_error=0:allocator_may_return_null=1
+SANITIZE_ENV = \
+	LD_PRELOAD="$(LIBASAN)" \
+	PYTHONMALLOC=malloc \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
+	IOMMAP_LEAK_RSS=0 \
+	IOMMAP_TEST_SLOWDOWN=4
+LEAK_CHECKED_TESTS = tests/test_crash_regressions.py tests/test_durability_kill.py \
+	tests/test_fork.py tests/test_fuzz_args.py tests/test_leaks.py tests/test_torture.py
+
+$(ASAN_VENV)/bin/python:
+	$(PYTHON) -m venv $(ASAN_VENV)
+
+sanitize: $(ASAN_VENV)/bin/python
+	IOMMAP_WERROR=1 IOMMAP_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install -q '.[test]'
+	@core=$$($(ASAN_VENV)/bin/python -c 'import glob, sysconfig; print(*glob.glob(sysconfig.get_paths()["platlib"] + "/iommap/_core*.so"))'); \
+		ldd $$core | grep -q libasan || { echo "sanitize: $$core is not linked with libasan"; exit 1; }
+	$(SANITIZE_ENV) ASAN_OPTIONS=$(ASAN_COMMON):detect_leaks=0 \
+		$(ASAN_VENV)/bin/python -m pytest tests -q -p no:cacheprovider
+	$(SANITIZE_ENV) ASAN_OPTIONS=$(ASAN_COMMON):detect_leaks=1:fast_unwind_on_malloc=0:malloc_context_size=30 \
+		$(ASAN_VENV)/bin/python -m pytest $(LEAK_CHECKED_TESTS) -q -p no:cacheprovider
+
+# The suite under valgrind's memcheck, children included, with reduced
+# counts (valgrind runs 20-50x slower; docs/robustness.md lists them).
+# PYTHONMALLOC=malloc lets memcheck see every Python allocation;
+# tools/valgrind.supp holds CPython's own reports, never iommap's.
+VALGRIND_VENV ?= .venv-valgrind
+VALGRIND_ENV = \
+	PYTHONMALLOC=malloc \
+	IOMMAP_LEAK_RSS=0 \
+	IOMMAP_LEAK_CYCLES=2000 \
+	IOMMAP_STATEFUL_EXAMPLES=60 \
+	IOMMAP_KILL_ROUNDS=3 \
+	IOMMAP_TEST_SLOWDOWN=40
+VALGRIND = valgrind --tool=memcheck --trace-children=yes --error-exitcode=99 \
+	--leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+	--suppressions=$(CURDIR)/tools/valgrind.supp --num-callers=40 -q
+
+$(VALGRIND_VENV)/bin/python:
+	$(PYTHON) -m venv $(VALGRIND_VENV)
+
+valgrind: $(VALGRIND_VENV)/bin/python
+	CFLAGS="-O1 -g" IOMMAP_WERROR=1 $(VALGRIND_VENV)/bin/python -m pip install -q '.[test]'
+	$(VALGRIND_ENV) $(VALGRIND) $(VALGRIND_VENV)/bin/python -m pytest tests -q -p no:cacheprovider $(VALGRIND_PYTEST_ARGS)
+
+# Longer runs of the model-based and torture tests than the default suite's.
+stateful-long: install
+	IOMMAP_STATEFUL_EXAMPLES=5000 $(PY) -m pytest tests/test_stateful.py -q
+
+torture-long: install
+	$(PY) -m pytest tests/test_torture.py -q -m long
 
 clean:
 	rm -rf build dist src/*.egg-info src/iommap/*.so .pytest_cache

@@ -82,6 +82,3 @@ def rss_anon_kib():
                 return int(line.split()[1])
     raise RuntimeError("no RssAnon in /proc/self/status")
 
-
-def under_valgrind():
-    return "valgrind" in os.environ.get("LD_PRELOAD", "") or os.environ.get("IOMMAP_UNDER_VALGRIND") == "1"
