@@ -87,3 +87,15 @@ def test_readinto_and_gather_refuse_buffers_of_object_pointers(tmp_path):
         args=(str(tmp_path / "f"),),
     )
     assert proc.stdout.strip() == "ok"
+
+
+def test_fork_while_another_thread_holds_the_handle_lock(tmp_path):
+    """Not a crash but a hang: a child forked while another parent thread was
+    inside a call (holding the handle's lock with the GIL released) inherited
+    the lock held, and its first pwrite/truncate/close waited forever.  Fixed
+    by a pthread_atfork child handler and a per-handle lock generation (the
+    child re-initialises a lock from before the fork on first use).  The full
+    scenario is tests/test_fork.py; this is a shorter run of it."""
+    from test_fork import LOCK_HELD_AT_FORK, run
+
+    run(tmp_path, "FORKS = 5\n" + LOCK_HELD_AT_FORK, timeout=120)

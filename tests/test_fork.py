@@ -17,7 +17,10 @@ PRELUDE = """
 import os, sys, threading, time
 import iommap
 
+SLOWDOWN = float(os.environ.get("IOMMAP_TEST_SLOWDOWN", "1"))
+
 def in_child(body, timeout=20.0):
+    timeout *= SLOWDOWN
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -190,9 +193,9 @@ def reader():
     while not stop:
         m.readinto(0, buf)
 
-def writer():
+def writer():  # away from offset 0, which the children write and read back
     while not stop:
-        m.pwrite(0, b"w" * 65536)
+        m.pwrite(1 << 20, b"w" * 65536)
 
 threads = [threading.Thread(target=reader) for _ in range(2)] + [threading.Thread(target=writer)]
 for t in threads:
