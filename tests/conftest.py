@@ -102,12 +102,16 @@ def assert_error(excinfo_or_exc, cls, reason, errno_=None):
 def run_py(code, *, timeout=60, env=None, cwd=None, **variables):
     """Runs `code` in a fresh interpreter; returns (returncode, stdout, stderr).
 
+    `code` is a string or a tuple of strings, each dedented on its own and
+    then joined (so an indented snippet can follow an unindented prelude).
     Each keyword in `variables` becomes a global of the child, set from its
     repr.  A child still running after `timeout` seconds is killed and the
     test fails: in these tests a hang means a deadlock.
     """
     prelude = "".join("%s = %r\n" % item for item in variables.items())
-    source = prelude + textwrap.dedent(code)
+    if isinstance(code, str):
+        code = (code,)
+    source = prelude + "\n".join(textwrap.dedent(piece) for piece in code)
     child_env = dict(os.environ)
     for name in _SCRUBBED_ENV:
         child_env.pop(name, None)

@@ -37,11 +37,11 @@ def expect_sigbus(call):
 
 
 def child(code, tmp_path, **kwargs):
-    return run_ok(PRELUDE + code, path=str(tmp_path / "f.bin"), page=PAGE, **kwargs)
+    return run_ok((PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, **kwargs)
 
 
 def child_rc(code, tmp_path, **kwargs):
-    return run_py(PRELUDE + code, path=str(tmp_path / "f.bin"), page=PAGE, **kwargs)
+    return run_py((PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, **kwargs)
 
 
 def test_shrunk_file_raises_sigbus_and_the_handle_recovers(tmp_path):
@@ -58,7 +58,7 @@ def test_shrunk_file_raises_sigbus_and_the_handle_recovers(tmp_path):
         buf = bytearray(100)
         expect_sigbus(lambda: m.readinto(2 * page + 5, buf))
         expect_sigbus(lambda: m.pwrite(2 * page, b"gone"))
-        expect_sigbus(lambda: m.pwrite(2 * page, [b"a", [b"b" * 5000]]))
+        expect_sigbus(lambda: m.pwrite(2 * page, [b"a", [b"b" * 3000]]))
 
         # The handle is unchanged and the pages that still exist work.
         assert not m.closed
@@ -293,14 +293,14 @@ def test_python_handler_installed_before_import_is_chained(tmp_path):
     # A handler installed before iommap (here Python's own, for a kill(2)
     # signal) still gets the signals that are not iommap's; guarded faults
     # never reach it.
-    rc, out, err = run_py(
+    rc, out, err = run_py((
         """
         import os, signal, time
         hits = []
         signal.signal(signal.SIGBUS, lambda signum, frame: hits.append(signum))
+        """,
+        PRELUDE,
         """
-        + PRELUDE
-        + """
         make(path, 3)
         m = iommap.open(path)
         os.truncate(path, page)
@@ -314,7 +314,7 @@ def test_python_handler_installed_before_import_is_chained(tmp_path):
             time.sleep(0.01)
         assert hits == [signal.SIGBUS], hits
         print("OK")
-        """,
+        """),
         path=str(tmp_path / "f.bin"),
         page=PAGE,
     )
@@ -323,13 +323,13 @@ def test_python_handler_installed_before_import_is_chained(tmp_path):
 
 def test_ignored_sigbus_stays_ignored(tmp_path):
     # SIG_IGN was "the handler installed before": a kill(2) SIGBUS is ignored.
-    rc, out, err = run_py(
+    rc, out, err = run_py((
         """
         import signal
         signal.signal(signal.SIGBUS, signal.SIG_IGN)
+        """,
+        PRELUDE,
         """
-        + PRELUDE
-        + """
         make(path, 3)
         m = iommap.open(path)
         os.truncate(path, page)
@@ -337,7 +337,7 @@ def test_ignored_sigbus_stays_ignored(tmp_path):
         os.kill(os.getpid(), signal.SIGBUS)
         import time; time.sleep(0.1)
         print("OK")
-        """,
+        """),
         path=str(tmp_path / "f.bin"),
         page=PAGE,
     )
@@ -430,15 +430,14 @@ def test_faulthandler_enabled_before_import(tmp_path):
     # python -X faulthandler: faulthandler was there first; iommap goes in
     # front of it and chains to it.
     out, err = run_ok(
-        PRELUDE
-        + """
+        (PRELUDE, """
         assert faulthandler.is_enabled()
         make(path, 3)
         m = iommap.open(path)
         os.truncate(path, page)
         expect_sigbus(lambda: m.pread(2 * page, 1))
         print("OK")
-        """,
+        """),
         path=str(tmp_path / "f.bin"),
         page=PAGE,
         env={"PYTHONFAULTHANDLER": "1"},
