@@ -451,6 +451,13 @@ static status resize_locked(mapped_file *h, size_t new_size, iommap_mapping *fre
             munmap(addr, new_size);
         return s;
     }
+    /* Shrinking the file can unmap locked pages below the new end too (Linux
+     * splits the page-cache folio that straddles it and unmaps all of it).
+     * The region stays VM_LOCKED, so mlock again only faults those pages
+     * back in; it adds nothing to the locked-memory accounting, and if it
+     * fails the pages still lock as they are touched again. */
+    if (h->opts.lock && new_size < file_size && addr != NULL)
+        (void)mlock(addr, new_size);
     if (new_size == h->mapping->size) {
         *old = NULL; /* same mapping: its pages are backed again */
         return s;
