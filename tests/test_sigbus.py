@@ -233,6 +233,19 @@ UNRELATED = {
         address = ctypes.addressof(ctypes.c_char.from_buffer(mm))
         ctypes.string_at(address + page, 1)
     """,
+    # A real fault during an iommap copy, but in the caller's buffer (a
+    # stdlib mmap of another file that shrank), not in iommap's pages: not
+    # iommap's to recover.
+    "foreign-buffer": """
+        import mmap
+        other = path + ".other"
+        with open(other, "wb") as f:
+            f.write(b"x" * 2 * page)
+        fd = os.open(other, os.O_RDWR)
+        mm = mmap.mmap(fd, 2 * page)
+        os.truncate(other, 0)
+        m.readinto(0, memoryview(mm)[:page])
+    """,
     # A signal sent by kill(2): no faulting address at all.
     "kill": """
         os.kill(os.getpid(), signal.SIGBUS)
