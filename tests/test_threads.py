@@ -37,7 +37,7 @@ def finish(threads):
 
 
 def child(code, tmp_path, timeout=90, **kwargs):
-    return run_ok(PRELUDE + code, path=str(tmp_path / "f.bin"), page=PAGE, mib=MIB,
+    return run_ok((PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, mib=MIB,
                   timeout=timeout, **kwargs)
 
 
@@ -261,10 +261,20 @@ def test_close_while_writers_and_resizers_run(tmp_path):
 
 
 def test_reader_storm_does_not_starve_writers(tmp_path):
-    # Readers overlap continuously (big copies run without the GIL).  With a
-    # reader-preferring lock the writer could wait forever; the lock prefers
-    # writers, so the writer's calls and close all complete.  The only clock
-    # is the child's timeout, which stands for "forever".
+    # The readers copy into buffers of their own (readinto: no allocation),
+    # so each spends nearly all its time in a GIL-free copy holding the read
+    # lock.  A lock that prefers writers lets every waiting pwrite, truncate
+    # and close in once the copies in flight end; the writer pauses before
+    # each call so that it always arrives in the middle of the storm.  No
+    # clock but the deadline, which stands for "forever".
+    #
+    # Limit, written down: on a 2-core machine a reader-preferring lock
+    # (glibc's default) delays each write by anything from milliseconds to
+    # seconds, as the scheduler decides, so this test catches such a lock
+    # when the delays add up past the deadline (about a minute for 160
+    # writes here; about a second with the writer-preferring lock).  A count of the
+    # reads done while one write waits is no better: a writer that has let
+    # the GIL go waits for a CPU as well as for the lock.
     child(
         """
         with open(path, "wb") as f:
@@ -274,27 +284,39 @@ def test_reader_storm_does_not_starve_writers(tmp_path):
         reads = [0] * 6
 
         def reader(i):
+            buf = bytearray(8 * mib)
             while not stop.is_set():
                 try:
-                    m.pread(0, 8 * mib)
+                    m.readinto(0, buf)
                 except iommap.ClosedError:
                     return
                 reads[i] += 1
 
         readers = [start(reader, i) for i in range(6)]
-        while sum(reads) < 20:
+        while min(reads) < 2:
             time.sleep(0.001)
-        for i in range(30):
-            m.pwrite(i, b"w" * 1000)
-        for i in range(10):
-            m.truncate(8 * mib + (i % 2) * page)
-        m.close()
+        done = threading.Event()
+
+        def writer():
+            for i in range(150):
+                time.sleep(0.002)
+                m.pwrite(i, b"w" * 1000)
+            for i in range(10):
+                time.sleep(0.002)
+                m.truncate(8 * mib + (i % 2) * page)
+            time.sleep(0.002)
+            m.close()
+            done.set()
+
+        w = start(writer)
+        if not done.wait(60):
+            print("writer starved", flush=True)
+            os._exit(1)
         stop.set()
-        finish(readers)
+        finish(readers + [w])
         print("OK")
         """,
         tmp_path,
-        timeout=120,
     )
 
 
@@ -318,7 +340,7 @@ def test_large_copies_release_the_gil(tmp_path):
                     state["seen"] += 1
                 time.sleep(0)   # lets the GIL go between checks
 
-        t = threading.Thread(target=watcher)
+        t = threading.Thread(target=watcher, daemon=True)
         t.start()
         time.sleep(0.01)
         for call in (lambda: m.pread(0, 4 * mib), lambda: m.readinto(0, buf)):
