@@ -5,6 +5,7 @@ import ctypes
 import mmap
 import os
 import tempfile
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -219,6 +220,25 @@ def test_readinto_large_buffer(make_file):
         assert buf == content
 
 
+def test_readinto_allocates_nothing(make_file):
+    # "no allocation": filling a 4 MiB buffer must not make a 4 MiB object
+    # on the way (tracemalloc sees every Python allocation).
+    size = 4 * 1024 * 1024
+    with iommap.open(make_file(os.urandom(size)), "read") as m:
+        buf = bytearray(size)
+        m.readinto(0, buf)  # warm-up
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            before, _ = tracemalloc.get_traced_memory()
+            for offset in (0, 1, 4096):
+                m.readinto(offset, memoryview(buf)[: size - offset])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak - before < 64 * 1024
+
+
 def test_readinto_empty_buffer(handle, data):
     assert handle.readinto(0, bytearray()) == 0
     assert handle.readinto(len(data), bytearray()) == 0
@@ -325,6 +345,17 @@ def test_pwrite_large_list_spanning_pages(handle, data):
     assert handle.pread(1, 16000) == b"".join(chunks)
     assert handle.pread(0, 1) == data[:1]
     assert handle.pread(16001, 10) == data[16001:16011]
+
+
+def test_pwrite_subclasses_of_list_and_bytes(handle):
+    class Chunks(list):
+        pass
+
+    class Data(bytes):
+        pass
+
+    handle.pwrite(0, Chunks([Data(b"sub"), (Data(b"class"),)]))
+    assert handle.pread(0, 8) == b"subclass"
 
 
 def test_pwrite_shared_sublist_is_not_a_cycle(handle):

@@ -4,7 +4,12 @@ Every test runs in a child process: a SIGBUS that escapes the guard kills
 the child, and the test fails instead of the run dying.
 """
 
+import re
+import shutil
 import signal
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -456,3 +461,50 @@ def test_faulthandler_enabled_before_import(tmp_path):
         env={"PYTHONFAULTHANDLER": "1"},
     )
     assert FATAL not in err, err
+
+
+# ---- cost ------------------------------------------------------------------
+
+
+def test_guarded_reads_and_writes_make_no_system_call(tmp_path):
+    # SPEC.md: the guard adds no system call to a read or write.  Under
+    # strace, the calls between two getppid() markers must make none at all
+    # (single thread, buffers made beforehand, so neither the GIL nor the
+    # allocator needs the kernel either).
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("needs strace")
+    script = tmp_path / "calls.py"
+    script.write_text(textwrap.dedent(
+        """
+        import os, sys, iommap
+        path = sys.argv[1]
+        with open(path, "wb") as f:
+            f.write(b"\\1" * (2 << 20))
+        m = iommap.open(path)
+        big, small, data = bytearray(1 << 20), bytearray(100), bytes(1 << 20)
+        for _ in range(2):   # warm up: first calls may allocate
+            m.pread(0, 100); m.readinto(0, big); m.readinto(0, small)
+            m.pwrite(0, data); m.pwrite(0, [b"a", [b"b"]]); m.position()
+        os.getppid()
+        for i in range(50):
+            m.pread(i, 100); m.readinto(i, small); m.pwrite(i, b"abc")
+            m.pwrite(i, [b"a", [b"b"]]); m.readinto(i, big); m.pwrite(i, data)
+            m.position(); len(m)
+        os.getppid()
+        m.close()
+        """
+    ))
+    trace = tmp_path / "trace.txt"
+    proc = subprocess.run(
+        [strace, "-f", "-o", str(trace), sys.executable, str(script), str(tmp_path / "f.bin")],
+        capture_output=True, text=True, timeout=60,
+    )
+    if proc.returncode != 0 and "ptrace" in proc.stderr:
+        pytest.skip("strace cannot trace here: " + proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr
+    lines = trace.read_text().splitlines()
+    marks = [i for i, line in enumerate(lines) if re.match(r"^\d+\s+getppid\(", line)]
+    assert len(marks) == 2, marks
+    between = lines[marks[0] + 1 : marks[1]]
+    assert between == [], "\n".join(between[:20])
