@@ -38,6 +38,18 @@ def test_dontneed_keeps_shared_data(handle, data_file, data):
     assert read_file(data_file) == data[:PAGE] + b"persist" + data[PAGE + 7 :]
 
 
+def test_dontneed_keeps_private_changes(data_file, data):
+    # Linux's MADV_DONTNEED would throw a private mapping's own changes away
+    # and show the file again.  A hint must never lose data: a careful user
+    # expects the private writes to stay.
+    with iommap.open(data_file, private=True) as m:
+        m.pwrite(PAGE + 1, b"mine")
+        m.advise(0, 0, "dontneed")
+        m.advise(PAGE, PAGE, "dontneed")
+        assert m.pread(PAGE + 1, 4) == b"mine"
+    assert read_file(data_file) == data
+
+
 def test_hints_do_not_change_data(handle, data):
     for hint in HINTS:
         handle.advise(PAGE + 3, 2 * PAGE, hint)

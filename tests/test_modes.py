@@ -159,3 +159,32 @@ def test_mode_attribute(data_file):
         for private in (False, True):
             with iommap.open(data_file, mode, private=private) as m:
                 assert m.mode == mode
+
+
+def test_a_forked_child_shares_the_mapping(data_file, data):
+    # A shared mapping inherited through fork() is the same pages: the
+    # child's writes are the parent's.  In a child interpreter, so that the
+    # fork happens in a single-threaded process.
+    run_ok(
+        """
+        import os, iommap
+        m = iommap.open(path)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                assert m.pread(0, 4) == expected4
+                m.pwrite(0, b"kid!")
+                code = 0
+            except BaseException:
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert m.pread(0, 4) == b"kid!"
+        m.close()
+        print("OK")
+        """,
+        path=data_file,
+        expected4=data[:4],
+    )
+    assert read_file(data_file) == b"kid!" + data[4:]

@@ -465,6 +465,19 @@ def test_permission_denied_after_dropping_root(world_dir):
                 raise AssertionError("opened read-only file for " + mode)
         with iommap.open(ro, "read") as m:
             assert m.pread(0, 2) == b"ro"
+        # Copy-on-write never writes the file, so (like mmap.ACCESS_COPY) it
+        # needs only read access; setting the file up (size=) still needs
+        # write access.
+        with iommap.open(ro, private=True) as m:
+            m.pwrite(0, b"RW")
+            assert m.pread(0, 2) == b"RW"
+        assert open(ro, "rb").read() == b"ro"
+        try:
+            iommap.open(ro, private=True, size=100)
+        except PermissionError as e:
+            assert e.reason == "eacces", e
+        else:
+            raise AssertionError("size= extended a read-only file")
         print("OK")
         """,
         path=path,
