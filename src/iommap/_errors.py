@@ -54,6 +54,11 @@ class SigbusError(Error, OSError):
     reason = "sigbus"
 
 
+for _cls in (Error, BadArgumentTypeError, BadArgumentValueError, ClosedError,
+             OutOfBoundsError, SystemCallError, SigbusError):
+    _cls.__module__ = "iommap"  # shown as iommap.ClosedError in tracebacks
+del _cls
+
 _os_error_classes = {}
 
 

@@ -18,6 +18,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#if PY_VERSION_HEX < 0x030A0000 /* Python 3.9 */
+#define Py_TPFLAGS_DISALLOW_INSTANTIATION 0
+static inline PyObject *Py_NewRef(PyObject *obj)
+{
+    Py_INCREF(obj);
+    return obj;
+}
+static inline int PyModule_AddObjectRef(PyObject *module, const char *name, PyObject *value)
+{
+    Py_INCREF(value);
+    if (PyModule_AddObject(module, name, value) == 0)
+        return 0;
+    Py_DECREF(value);
+    return -1;
+}
+#endif
+
 /* Copies of at least this many bytes release the GIL. */
 #define IOMMAP_GIL_RELEASE_BYTES (64 * 1024)
 
@@ -44,7 +61,7 @@ iommap_state *iommap_state_of_type(PyTypeObject *type);
 
 typedef enum { IOMMAP_READ = 1, IOMMAP_WRITE = 2, IOMMAP_READ_WRITE = 3 } iommap_mode;
 
-#define IOMMAP_CAN_READ(mode) (((mode) & IOMMAP_READ) != 0)
+#define IOMMAP_CAN_READ(mode)  (((mode) & IOMMAP_READ) != 0)
 #define IOMMAP_CAN_WRITE(mode) (((mode) & IOMMAP_WRITE) != 0)
 
 const char *iommap_mode_name(iommap_mode mode);
@@ -59,6 +76,8 @@ PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t of
                                    uint64_t length, size_t size);
 PyObject *iommap_err_sigbus(iommap_state *st, const char *op);
 /* errno `code` from system call `call` during `op`; `filename` may be NULL. */
+/* EACCES for a call the handle's mode or kind refuses, `why` saying which. */
+PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why);
 PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int code,
                         PyObject *filename);
 
@@ -70,15 +89,31 @@ PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int 
 
 typedef struct {
     PyObject_HEAD
-    char *addr;    /* NULL when size is 0: an empty file has no region */
+    char *addr; /* NULL when size is 0: an empty file has no region */
     size_t size;
-    int writable;  /* PROT_WRITE was given */
+    int writable; /* PROT_WRITE was given */
 } iommap_mapping;
 
-/* Maps `size` bytes of `fd` from offset 0.  Raises and returns NULL on failure;
- * `op` names the operation for the message. */
-iommap_mapping *iommap_mapping_new(iommap_state *st, const char *op, int fd, size_t size,
-                                   iommap_mode mode, int private_, int populate, int lock);
+/* How a handle maps its file; fixed at open, reused by truncate's remap. */
+typedef struct {
+    iommap_mode mode;
+    int private_; /* MAP_PRIVATE: copy-on-write, never written back */
+    int populate;
+    int nocache;
+    int lock; /* mlock the pages */
+} iommap_map_options;
+
+/* Maps `size` bytes of `fd` from offset 0 into *addr (size 0 maps nothing:
+ * NULL).  Returns 0, or -1 with errno set and *failed_call naming the system
+ * call.  Needs no GIL: open and truncate call it with the GIL released. */
+int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char **addr,
+                      const char **failed_call);
+
+/* Wraps a region from iommap_map_region in a new Mapping that owns it (and
+ * unmaps it on failure).  Needs the GIL. */
+iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable);
+
+int iommap_mapping_writable(const iommap_map_options *opts);
 
 /* ---- SIGBUS guard (guard.c) ------------------------------------------- *
  * Copies touching mapped memory go through these.  They return 0, or -1 if
@@ -101,5 +136,15 @@ void iommap_platform_after_map(void *addr, size_t size, int populate);
 int iommap_platform_set_nocache(int fd);
 /* Grows the file to `size` bytes, reserving disk space where possible. */
 int iommap_platform_reserve(int fd, size_t old_size, size_t size);
+
+/* ---- the handle (handle.c) --------------------------------------------- */
+
+extern PyType_Spec iommap_mapped_file_spec;
+extern PyType_Spec iommap_mapping_spec;
+
+/* A new MappedFile owning `fd` and `mapping` (a reference is stolen from
+ * neither: the caller keeps its own). */
+PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
+                            const iommap_map_options *opts, PyObject *path);
 
 #endif

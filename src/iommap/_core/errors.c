@@ -1,0 +1,99 @@
+/* Every exception the core raises, built from the classes in iommap._errors.
+ * Messages name the operation ("pread: ...") and, for OS errors, the system
+ * call that failed. */
+#include "iommap.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <string.h>
+
+static PyObject *raise_formatted(PyObject *cls, const char *fmt, va_list ap)
+{
+    PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
+    if (msg != NULL) {
+        PyErr_SetObject(cls, msg);
+        Py_DECREF(msg);
+    }
+    return NULL;
+}
+
+PyObject *iommap_err_bad_type(iommap_state *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    raise_formatted(st->bad_type_error, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+PyObject *iommap_err_bad_value(iommap_state *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    raise_formatted(st->bad_value_error, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+PyObject *iommap_err_closed(iommap_state *st, const char *op)
+{
+    PyErr_Format(st->closed_error, "%s: the handle is closed", op);
+    return NULL;
+}
+
+PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t offset,
+                                   uint64_t length, size_t size)
+{
+    /* PyUnicode_FromFormat has no 64-bit unsigned conversion everywhere. */
+    char buf[160];
+    snprintf(buf, sizeof(buf),
+             "%s: range [%" PRIu64 ", +%" PRIu64 ") passes the end of the mapping (%zu bytes)", op,
+             offset, length, size);
+    PyErr_SetString(st->out_of_bounds_error, buf);
+    return NULL;
+}
+
+/* Raises `exc`, an exception instance, as itself; steals the reference. */
+static PyObject *raise_instance(PyObject *exc)
+{
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* SigbusError(errno.EFAULT, message): it reads as the OSError it also is. */
+PyObject *iommap_err_sigbus(iommap_state *st, const char *op)
+{
+    PyObject *msg = PyUnicode_FromFormat(
+        "%s: SIGBUS: the pages behind the range are gone (file shrunk or I/O error)", op);
+    if (msg == NULL)
+        return NULL;
+    PyObject *exc = PyObject_CallFunction(st->sigbus_error, "iO", EFAULT, msg);
+    Py_DECREF(msg);
+    return raise_instance(exc);
+}
+
+PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int code,
+                        PyObject *filename)
+{
+    PyObject *msg = PyUnicode_FromFormat("%s: %s failed: %s", op, call, strerror(code));
+    if (msg == NULL)
+        return NULL;
+    PyObject *exc = PyObject_CallFunction(st->os_error_factory, "iOO", code, msg,
+                                          filename != NULL ? filename : Py_None);
+    Py_DECREF(msg);
+    return raise_instance(exc);
+}
+
+PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why)
+{
+    PyObject *msg = PyUnicode_FromFormat("%s: %s", op, why);
+    if (msg == NULL)
+        return NULL;
+    PyObject *exc = PyObject_CallFunction(st->os_error_factory, "iOO", EACCES, msg, Py_None);
+    Py_DECREF(msg);
+    return raise_instance(exc);
+}

@@ -1,0 +1,884 @@
+/* The MappedFile type: a file descriptor, its current Mapping, and the
+ * read-write lock that orders every call on them.
+ *
+ * Locking rules, the whole of them:
+ *  - pread, readinto, advise, sync and position take the lock shared;
+ *    pwrite, truncate and close take it exclusive.  The lock prefers
+ *    writers, so a stream of readers cannot starve them.
+ *  - The lock is first tried with the GIL held; if it is busy, the GIL is
+ *    released for the wait.  No thread ever blocks on the lock while holding
+ *    the GIL, so the two cannot deadlock.
+ *  - No Python code runs while the lock is held: arguments are converted
+ *    before locking, and exceptions are raised after unlocking (a finalizer
+ *    run by an allocation could otherwise call back into this handle).
+ *  - close() sets `closing` first, so new calls fail at once, then takes the
+ *    lock exclusive, which waits for the calls in flight.
+ */
+#include "iommap.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    PyObject_HEAD
+    pthread_rwlock_t lock;
+    atomic_int closing;      /* set once, first thing in close() */
+    atomic_size_t size_hint; /* the mapping's size, readable without the
+                                lock: only to refuse hopeless requests early */
+    int fd;                  /* -1 once closed; guarded by lock */
+    iommap_mapping *mapping; /* NULL once closed; guarded by lock */
+    iommap_map_options opts;
+    PyObject *path; /* as given to open() */
+} mapped_file;
+
+/* What a locked section found; turned into an exception after unlocking. */
+typedef enum {
+    DONE = 0,
+    FAIL_CLOSED,
+    FAIL_OUT_OF_BOUNDS,
+    FAIL_SIGBUS,
+    FAIL_OS,
+} outcome;
+
+typedef struct {
+    outcome what;
+    int err;          /* FAIL_OS: errno */
+    const char *call; /* FAIL_OS: the system call */
+    size_t size;      /* FAIL_OUT_OF_BOUNDS: the mapping size seen */
+} status;
+
+#define STATE(h) iommap_state_of_type(Py_TYPE(h))
+
+static PyObject *raise_status(mapped_file *h, const char *op, const status *s, uint64_t offset,
+                              uint64_t length)
+{
+    iommap_state *st = STATE(h);
+    switch (s->what) {
+    case FAIL_CLOSED:
+        return iommap_err_closed(st, op);
+    case FAIL_OUT_OF_BOUNDS:
+        return iommap_err_out_of_bounds(st, op, offset, length, s->size);
+    case FAIL_SIGBUS:
+        return iommap_err_sigbus(st, op);
+    case FAIL_OS:
+        return iommap_err_os(st, op, s->call, s->err, NULL);
+    case DONE:
+        break;
+    }
+    PyErr_SetString(PyExc_SystemError, "iommap: raise_status without a failure");
+    return NULL;
+}
+
+/* ---- locking ------------------------------------------------------------ */
+
+static void lock_shared(mapped_file *h)
+{
+    if (pthread_rwlock_tryrdlock(&h->lock) == 0)
+        return;
+    Py_BEGIN_ALLOW_THREADS
+    while (pthread_rwlock_rdlock(&h->lock) == EAGAIN)
+        sched_yield(); /* too many readers at once: wait for one to leave */
+    Py_END_ALLOW_THREADS
+}
+
+static void lock_exclusive(mapped_file *h)
+{
+    if (pthread_rwlock_trywrlock(&h->lock) == 0)
+        return;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_wrlock(&h->lock);
+    Py_END_ALLOW_THREADS
+}
+
+static void unlock(mapped_file *h)
+{
+    pthread_rwlock_unlock(&h->lock);
+}
+
+static int is_closing(mapped_file *h)
+{
+    return atomic_load_explicit(&h->closing, memory_order_acquire);
+}
+
+/* ---- argument conversion -------------------------------------------------- */
+
+/* A non-negative integer argument as uint64.  Values too large for 64 bits
+ * saturate: every such range is out of bounds anyway, never OverflowError. */
+static int to_u64(mapped_file *h, const char *op, const char *name, PyObject *obj, uint64_t *out)
+{
+    PyObject *index;
+    if (PyLong_CheckExact(obj)) {
+        index = Py_NewRef(obj);
+    } else if (PyIndex_Check(obj) && !PyFloat_Check(obj)) {
+        index = PyNumber_Index(obj);
+        if (index == NULL)
+            return -1;
+    } else {
+        iommap_err_bad_type(STATE(h), "%s: %s must be an int, not %.100s", op, name,
+                            Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
+    Py_DECREF(index);
+    if (overflow == 0 && v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow < 0 || (overflow == 0 && v < 0)) {
+        iommap_err_bad_value(STATE(h), "%s: %s must not be negative", op, name);
+        return -1;
+    }
+    *out = overflow > 0 ? UINT64_MAX : (uint64_t)v;
+    return 0;
+}
+
+/* `offset + length <= size`, without overflow. */
+static int in_bounds(uint64_t offset, uint64_t length, size_t size)
+{
+    return offset <= size && length <= size - offset;
+}
+
+static int check_nargs(mapped_file *h, const char *op, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want)
+        return 0;
+    (void)h;
+    PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)", op, want, nargs);
+    return -1;
+}
+
+static PyObject *refuse_mode(mapped_file *h, const char *op, const char *why)
+{
+    return iommap_err_refused(STATE(h), op, why);
+}
+
+/* ---- pread / readinto ----------------------------------------------------- */
+
+/* Copies [offset, offset + n) of the current mapping into dst under the
+ * shared lock, releasing the GIL for large copies. */
+static status copy_out(mapped_file *h, uint64_t offset, size_t n, char *dst)
+{
+    status s = {DONE, 0, NULL, 0};
+    lock_shared(h);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        unlock(h);
+        s.what = FAIL_CLOSED;
+        return s;
+    }
+    if (!in_bounds(offset, n, m->size)) {
+        unlock(h);
+        s.what = FAIL_OUT_OF_BOUNDS;
+        s.size = m->size;
+        return s;
+    }
+    int rc = 0;
+    if (n >= IOMMAP_GIL_RELEASE_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = iommap_guarded_copy(dst, m->addr + offset, n, m->addr, m->size);
+        unlock(h);
+        Py_END_ALLOW_THREADS
+    } else {
+        if (n > 0)
+            rc = iommap_guarded_copy(dst, m->addr + offset, n, m->addr, m->size);
+        unlock(h);
+    }
+    if (rc != 0)
+        s.what = FAIL_SIGBUS;
+    return s;
+}
+
+static PyObject *mf_pread(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t offset, length;
+    if (check_nargs(h, "pread", nargs, 2) || to_u64(h, "pread", "offset", args[0], &offset) ||
+        to_u64(h, "pread", "length", args[1], &length))
+        return NULL;
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "pread");
+    if (!IOMMAP_CAN_READ(h->opts.mode))
+        return refuse_mode(h, "pread", "the handle is write-only");
+    /* Refuse early what cannot fit, so a huge length is out_of_bounds rather
+     * than MemoryError; the locked check below is the one that counts. */
+    size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
+    if (!in_bounds(offset, length, hint))
+        return iommap_err_out_of_bounds(STATE(h), "pread", offset, length, hint);
+
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+    if (result == NULL)
+        return NULL;
+    status s = copy_out(h, offset, (size_t)length, PyBytes_AS_STRING(result));
+    if (s.what != DONE) {
+        Py_DECREF(result);
+        return raise_status(h, "pread", &s, offset, length);
+    }
+    return result;
+}
+
+static PyObject *mf_readinto(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t offset;
+    if (check_nargs(h, "readinto", nargs, 2) || to_u64(h, "readinto", "offset", args[0], &offset))
+        return NULL;
+    Py_buffer buf;
+    if (PyObject_GetBuffer(args[1], &buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) {
+        PyErr_Clear();
+        return iommap_err_bad_type(STATE(h),
+                                   "readinto: buffer must be a writable C-contiguous "
+                                   "buffer, not %.100s",
+                                   Py_TYPE(args[1])->tp_name);
+    }
+    PyObject *result = NULL;
+    if (is_closing(h)) {
+        iommap_err_closed(STATE(h), "readinto");
+    } else if (!IOMMAP_CAN_READ(h->opts.mode)) {
+        refuse_mode(h, "readinto", "the handle is write-only");
+    } else {
+        status s = copy_out(h, offset, (size_t)buf.len, buf.buf);
+        if (s.what == DONE)
+            result = PyLong_FromSsize_t(buf.len);
+        else
+            raise_status(h, "readinto", &s, offset, (uint64_t)buf.len);
+    }
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+/* ---- pwrite ------------------------------------------------------------- */
+
+/* pwrite's data flattened: the buffers of a bytes-like object or of a nested
+ * list/tuple of them, in order.  The common single buffer needs no heap. */
+typedef struct {
+    Py_buffer *views; /* &first_view until a second buffer arrives */
+    Py_ssize_t count;
+    Py_ssize_t capacity;
+    size_t total;
+    Py_buffer first_view;
+} chunks;
+
+static void chunks_init(chunks *c)
+{
+    c->views = &c->first_view;
+    c->count = 0;
+    c->capacity = 1;
+    c->total = 0;
+}
+
+static void chunks_release(chunks *c)
+{
+    for (Py_ssize_t i = 0; i < c->count; i++)
+        PyBuffer_Release(&c->views[i]);
+    if (c->views != &c->first_view)
+        PyMem_Free(c->views);
+    chunks_init(c);
+}
+
+static int chunks_grow(chunks *c)
+{
+    Py_ssize_t capacity = c->capacity * 2;
+    Py_buffer *views = PyMem_Malloc((size_t)capacity * sizeof(Py_buffer));
+    if (views == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(views, c->views, (size_t)c->count * sizeof(Py_buffer));
+    if (c->views != &c->first_view)
+        PyMem_Free(c->views);
+    c->views = views;
+    c->capacity = capacity;
+    return 0;
+}
+
+static int chunks_add(mapped_file *h, chunks *c, PyObject *obj, int depth)
+{
+    if (PyList_Check(obj) || PyTuple_Check(obj)) {
+        if (depth >= IOMMAP_MAX_IOLIST_DEPTH) {
+            iommap_err_bad_value(STATE(h),
+                                 "pwrite: data nests lists deeper than %d (or contains "
+                                 "itself)",
+                                 IOMMAP_MAX_IOLIST_DEPTH);
+            return -1;
+        }
+        int rc = 0;
+#ifdef Py_GIL_DISABLED
+        Py_BEGIN_CRITICAL_SECTION(obj); /* another thread may resize the list */
+#endif
+        /* Index by index, re-reading the size: the list is not ours. */
+        for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(obj); i++) {
+            PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(obj, i));
+            rc = chunks_add(h, c, item, depth + 1);
+            Py_DECREF(item);
+        }
+#ifdef Py_GIL_DISABLED
+        Py_END_CRITICAL_SECTION();
+#endif
+        return rc;
+    }
+    if (PyUnicode_Check(obj) || PyLong_Check(obj)) {
+        iommap_err_bad_type(STATE(h),
+                            "pwrite: data must be bytes-like or a list of them, "
+                            "not %.100s",
+                            Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (c->count == c->capacity && chunks_grow(c) != 0)
+        return -1;
+    if (PyObject_GetBuffer(obj, &c->views[c->count], PyBUF_SIMPLE) != 0) {
+        PyErr_Clear();
+        iommap_err_bad_type(STATE(h),
+                            "pwrite: data must be bytes-like (contiguous) or a list of "
+                            "them, not %.100s",
+                            Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    c->total += (size_t)c->views[c->count].len; /* cannot wrap: each fits in memory */
+    c->count++;
+    return 0;
+}
+
+static status copy_in(mapped_file *h, uint64_t offset, const chunks *c)
+{
+    status s = {DONE, 0, NULL, 0};
+    lock_exclusive(h);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        unlock(h);
+        s.what = FAIL_CLOSED;
+        return s;
+    }
+    if (!in_bounds(offset, c->total, m->size)) {
+        unlock(h);
+        s.what = FAIL_OUT_OF_BOUNDS;
+        s.size = m->size;
+        return s;
+    }
+    if (c->total == 0) {
+        unlock(h);
+        return s;
+    }
+    int rc = 0;
+    int release_gil = c->total >= IOMMAP_GIL_RELEASE_BYTES;
+    PyThreadState *ts = release_gil ? PyEval_SaveThread() : NULL;
+    char *dst = m->addr + offset;
+    for (Py_ssize_t i = 0; i < c->count && rc == 0; i++) {
+        size_t n = (size_t)c->views[i].len;
+        if (n > 0)
+            rc = iommap_guarded_copy(dst, c->views[i].buf, n, m->addr, m->size);
+        dst += n;
+    }
+    unlock(h);
+    if (release_gil)
+        PyEval_RestoreThread(ts);
+    if (rc != 0)
+        s.what = FAIL_SIGBUS;
+    return s;
+}
+
+static PyObject *mf_pwrite(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t offset;
+    if (check_nargs(h, "pwrite", nargs, 2) || to_u64(h, "pwrite", "offset", args[0], &offset))
+        return NULL;
+    chunks c;
+    chunks_init(&c);
+    if (chunks_add(h, &c, args[1], 0) != 0)
+        goto fail;
+
+    if (is_closing(h)) {
+        iommap_err_closed(STATE(h), "pwrite");
+        goto fail;
+    }
+    if (!IOMMAP_CAN_WRITE(h->opts.mode)) {
+        refuse_mode(h, "pwrite", "the handle is read-only");
+        goto fail;
+    }
+    status s = copy_in(h, offset, &c);
+    if (s.what != DONE) {
+        raise_status(h, "pwrite", &s, offset, c.total);
+        goto fail;
+    }
+    chunks_release(&c);
+    Py_RETURN_NONE;
+
+fail:
+    chunks_release(&c);
+    return NULL;
+}
+
+/* ---- truncate ----------------------------------------------------------- */
+
+/* Resizes the file to new_size and maps it anew, under the exclusive lock
+ * with the GIL released.  `fresh` is an unfilled Mapping made beforehand
+ * (allocating needs the GIL); on success it replaces the handle's mapping
+ * and *old receives the previous one, to be released with the GIL.
+ * Order keeps a failure from leaving the handle changed: grow the file
+ * before mapping it (so mlock can fault the pages in), map before shrinking
+ * it, and undo the file size if the later step fails. */
+static status resize_locked(mapped_file *h, size_t new_size, iommap_mapping *fresh,
+                            iommap_mapping **old)
+{
+    status s = {DONE, 0, NULL, 0};
+    if (h->mapping == NULL) {
+        s.what = FAIL_CLOSED;
+        return s;
+    }
+    struct stat st;
+    if (fstat(h->fd, &st) != 0) {
+        s = (status){FAIL_OS, errno, "fstat()", 0};
+        return s;
+    }
+    size_t file_size = (size_t)st.st_size;
+    if (new_size > file_size && iommap_platform_reserve(h->fd, file_size, new_size) != 0) {
+        s = (status){FAIL_OS, errno, "fallocate()", 0};
+        return s;
+    }
+    char *addr = h->mapping->addr;
+    if (new_size != h->mapping->size) {
+        const char *call = NULL;
+        if (iommap_map_region(h->fd, new_size, &h->opts, &addr, &call) != 0) {
+            s = (status){FAIL_OS, errno, call, 0};
+            if (new_size > file_size)
+                (void)ftruncate(h->fd, (off_t)file_size);
+            return s;
+        }
+    }
+    if (new_size < file_size && ftruncate(h->fd, (off_t)new_size) != 0) {
+        s = (status){FAIL_OS, errno, "ftruncate()", 0};
+        if (addr != NULL && addr != h->mapping->addr)
+            munmap(addr, new_size);
+        return s;
+    }
+    if (new_size == h->mapping->size) {
+        *old = NULL; /* same mapping: its pages are backed again */
+        return s;
+    }
+    fresh->addr = addr;
+    fresh->size = new_size;
+    *old = h->mapping;
+    h->mapping = fresh;
+    atomic_store_explicit(&h->size_hint, new_size, memory_order_relaxed);
+    return s;
+}
+
+static PyObject *mf_truncate(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t new_size;
+    if (check_nargs(h, "truncate", nargs, 1) ||
+        to_u64(h, "truncate", "new_size", args[0], &new_size))
+        return NULL;
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "truncate");
+    if (!IOMMAP_CAN_WRITE(h->opts.mode))
+        return refuse_mode(h, "truncate", "the handle is read-only");
+    if (h->opts.private_)
+        return refuse_mode(h, "truncate", "a private mapping cannot resize its file");
+    if (new_size > (uint64_t)INT64_MAX || new_size > (uint64_t)SIZE_MAX)
+        return iommap_err_os(STATE(h), "truncate", "ftruncate()", EFBIG, NULL);
+
+    iommap_mapping *fresh =
+        iommap_mapping_wrap(STATE(h)->mapping_type, NULL, 0, iommap_mapping_writable(&h->opts));
+    if (fresh == NULL)
+        return NULL;
+    iommap_mapping *old = NULL;
+    status s;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_wrlock(&h->lock);
+    s = resize_locked(h, (size_t)new_size, fresh, &old);
+    pthread_rwlock_unlock(&h->lock);
+    Py_END_ALLOW_THREADS
+    if (s.what != DONE || old == NULL)
+        Py_DECREF(fresh); /* unused: addr NULL, so nothing is unmapped */
+    Py_XDECREF(old);      /* unmapped here unless a view still holds it */
+    if (s.what != DONE)
+        return raise_status(h, "truncate", &s, new_size, 0);
+    Py_RETURN_NONE;
+}
+
+/* ---- sync / advise ------------------------------------------------------ */
+
+/* Reads an optional (offset, length) range argument pair where length 0
+ * means to the end; checked against the mapping under the lock. */
+typedef struct {
+    uint64_t offset;
+    uint64_t length;
+} range;
+
+/* Page-aligns [offset, offset + length) inside a mapping starting at a page
+ * boundary: the start moves down to its page, the kernel rounds the end up. */
+static void page_align(const iommap_mapping *m, const range *r, char **start, size_t *len)
+{
+    size_t page = iommap_page_size();
+    size_t length = r->length != 0 ? (size_t)r->length : m->size - (size_t)r->offset;
+    size_t aligned = (size_t)r->offset & ~(page - 1);
+    *start = m->addr + aligned;
+    *len = length + ((size_t)r->offset - aligned);
+}
+
+static int sync_flags_of(mapped_file *h, PyObject *mode, int *flags)
+{
+    if (!PyUnicode_Check(mode)) {
+        iommap_err_bad_type(STATE(h), "sync: mode must be a str, not %.100s",
+                            Py_TYPE(mode)->tp_name);
+        return -1;
+    }
+    if (PyUnicode_CompareWithASCIIString(mode, "sync") == 0) {
+        *flags = MS_SYNC;
+    } else if (PyUnicode_CompareWithASCIIString(mode, "async") == 0) {
+        *flags = MS_ASYNC;
+    } else {
+        iommap_err_bad_value(STATE(h), "sync: mode must be \"sync\" or \"async\", not %R", mode);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *mf_sync(mapped_file *h, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"mode", "offset", "length", NULL};
+    PyObject *mode_obj = NULL, *offset_obj = NULL, *length_obj = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOO:sync", keywords, &mode_obj, &offset_obj,
+                                     &length_obj))
+        return NULL;
+    int flags = MS_SYNC;
+    range r = {0, 0};
+    if ((mode_obj != NULL && sync_flags_of(h, mode_obj, &flags) != 0) ||
+        (offset_obj != NULL && to_u64(h, "sync", "offset", offset_obj, &r.offset) != 0) ||
+        (length_obj != NULL && to_u64(h, "sync", "length", length_obj, &r.length) != 0))
+        return NULL;
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "sync");
+
+    status s = {DONE, 0, NULL, 0};
+    lock_shared(h);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        s.what = FAIL_CLOSED;
+    } else if (!in_bounds(r.offset, r.length, m->size)) {
+        s.what = FAIL_OUT_OF_BOUNDS;
+        s.size = m->size;
+    } else if (!h->opts.private_ && m->size > 0 && r.offset < m->size) {
+        /* A private mapping has nothing to write back: it never reaches the file. */
+        char *start;
+        size_t len;
+        page_align(m, &r, &start, &len);
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = msync(start, len, flags);
+        Py_END_ALLOW_THREADS
+        if (rc != 0)
+            s = (status){FAIL_OS, errno, "msync()", 0};
+    }
+    unlock(h);
+    if (s.what != DONE)
+        return raise_status(h, "sync", &s, r.offset, r.length);
+    Py_RETURN_NONE;
+}
+
+static int advice_of(mapped_file *h, PyObject *hint, int *advice)
+{
+    static const struct {
+        const char *name;
+        int advice;
+    } hints[] = {
+        {"normal", MADV_NORMAL},     {"random", MADV_RANDOM},     {"sequential", MADV_SEQUENTIAL},
+        {"willneed", MADV_WILLNEED}, {"dontneed", MADV_DONTNEED},
+    };
+    if (!PyUnicode_Check(hint)) {
+        iommap_err_bad_type(STATE(h), "advise: hint must be a str, not %.100s",
+                            Py_TYPE(hint)->tp_name);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
+        if (PyUnicode_CompareWithASCIIString(hint, hints[i].name) == 0) {
+            *advice = hints[i].advice;
+            return 0;
+        }
+    }
+    iommap_err_bad_value(STATE(h),
+                         "advise: hint must be one of \"normal\", \"random\", "
+                         "\"sequential\", \"willneed\", \"dontneed\", not %R",
+                         hint);
+    return -1;
+}
+
+static PyObject *mf_advise(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    range r;
+    int advice;
+    if (check_nargs(h, "advise", nargs, 3) || to_u64(h, "advise", "offset", args[0], &r.offset) ||
+        to_u64(h, "advise", "length", args[1], &r.length) || advice_of(h, args[2], &advice))
+        return NULL;
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "advise");
+    if (advice == MADV_DONTNEED && h->opts.private_) {
+        /* On a private mapping MADV_DONTNEED throws this process's own
+         * changes away; a hint must never lose data. */
+#ifdef MADV_COLD
+        advice = MADV_COLD;
+#else
+        advice = MADV_NORMAL;
+#endif
+    }
+
+    status s = {DONE, 0, NULL, 0};
+    lock_shared(h);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        s.what = FAIL_CLOSED;
+    } else if (!in_bounds(r.offset, r.length, m->size)) {
+        s.what = FAIL_OUT_OF_BOUNDS;
+        s.size = m->size;
+    } else if (m->size > 0 && r.offset < m->size) {
+        char *start;
+        size_t len;
+        page_align(m, &r, &start, &len);
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = madvise(start, len, advice);
+        Py_END_ALLOW_THREADS
+        if (rc != 0)
+            s = (status){FAIL_OS, errno, "madvise()", 0};
+    }
+    unlock(h);
+    if (s.what != DONE)
+        return raise_status(h, "advise", &s, r.offset, r.length);
+    Py_RETURN_NONE;
+}
+
+/* ---- size, close, lifecycle --------------------------------------------- */
+
+/* The mapped size, or -1 with ClosedError set. */
+static Py_ssize_t mapped_size(mapped_file *h, const char *op)
+{
+    if (is_closing(h)) {
+        iommap_err_closed(STATE(h), op);
+        return -1;
+    }
+    lock_shared(h);
+    Py_ssize_t size = h->mapping != NULL ? (Py_ssize_t)h->mapping->size : -1;
+    unlock(h);
+    if (size < 0)
+        iommap_err_closed(STATE(h), op);
+    return size;
+}
+
+static PyObject *mf_position(mapped_file *h, PyObject *Py_UNUSED(ignored))
+{
+    Py_ssize_t size = mapped_size(h, "position");
+    return size < 0 ? NULL : PyLong_FromSsize_t(size);
+}
+
+static Py_ssize_t mf_len(mapped_file *h)
+{
+    return mapped_size(h, "len");
+}
+
+/* Closes once; later calls wait for the first to finish and return. */
+static int close_handle(mapped_file *h)
+{
+    atomic_store_explicit(&h->closing, 1, memory_order_release);
+    lock_exclusive(h);
+    iommap_mapping *m = h->mapping;
+    int fd = h->fd;
+    h->mapping = NULL;
+    h->fd = -1;
+    atomic_store_explicit(&h->size_hint, 0, memory_order_relaxed);
+    unlock(h);
+    Py_XDECREF(m); /* unmapped unless a view still holds it */
+    if (fd >= 0 && close(fd) != 0 && errno != EINTR) {
+        iommap_err_os(STATE(h), "close", "close()", errno, h->path);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *mf_close(mapped_file *h, PyObject *Py_UNUSED(ignored))
+{
+    if (close_handle(h) != 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *mf_enter(mapped_file *h, PyObject *Py_UNUSED(ignored))
+{
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "__enter__");
+    return Py_NewRef(h);
+}
+
+static PyObject *mf_exit(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    (void)nargs;
+    return mf_close(h, NULL);
+}
+
+static PyObject *mf_reduce_ex(mapped_file *h, PyObject *Py_UNUSED(protocol))
+{
+    PyErr_Format(PyExc_TypeError, "cannot pickle '%.100s' object", Py_TYPE(h)->tp_name);
+    return NULL;
+}
+
+static PyObject *mf_get_closed(mapped_file *h, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(is_closing(h));
+}
+
+static PyObject *mf_get_mode(mapped_file *h, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(iommap_mode_name(h->opts.mode));
+}
+
+static PyObject *mf_get_path(mapped_file *h, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(h->path);
+}
+
+static PyObject *mf_repr(mapped_file *h)
+{
+    if (is_closing(h))
+        return PyUnicode_FromFormat("<iommap.MappedFile %R mode=%s closed>", h->path,
+                                    iommap_mode_name(h->opts.mode));
+    return PyUnicode_FromFormat("<iommap.MappedFile %R mode=%s size=%zu>", h->path,
+                                iommap_mode_name(h->opts.mode),
+                                atomic_load_explicit(&h->size_hint, memory_order_relaxed));
+}
+
+/* A handle collected unclosed is closed, with a ResourceWarning, as files are. */
+static void mf_finalize(mapped_file *h)
+{
+    if (is_closing(h))
+        return;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyObject *path = h->path != NULL ? h->path : Py_None;
+    if (PyErr_ResourceWarning((PyObject *)h, 1, "unclosed iommap.MappedFile %R", path) != 0)
+        PyErr_WriteUnraisable((PyObject *)h);
+    if (close_handle(h) != 0)
+        PyErr_WriteUnraisable((PyObject *)h);
+    PyErr_Restore(type, value, traceback);
+}
+
+static int mf_traverse(mapped_file *h, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(h));
+    Py_VISIT(h->path);
+    return 0;
+}
+
+static int mf_clear(mapped_file *h)
+{
+    Py_CLEAR(h->path);
+    return 0;
+}
+
+static void mf_dealloc(mapped_file *h)
+{
+    PyTypeObject *type = Py_TYPE(h);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)h) < 0)
+        return; /* resurrected */
+    PyObject_GC_UnTrack(h);
+    mf_clear(h);
+    Py_CLEAR(h->mapping);
+    if (h->fd >= 0)
+        close(h->fd);
+    pthread_rwlock_destroy(&h->lock);
+    type->tp_free(h);
+    Py_DECREF(type);
+}
+
+PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
+                            const iommap_map_options *opts, PyObject *path)
+{
+    mapped_file *h = PyObject_GC_New(mapped_file, st->mapped_file_type);
+    if (h == NULL)
+        return NULL;
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+#if defined(__GLIBC__)
+    /* glibc's default lets a steady stream of readers starve writers. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    int rc = pthread_rwlock_init(&h->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    if (rc != 0) {
+        h->fd = -1;
+        h->mapping = NULL;
+        h->path = NULL;
+        atomic_init(&h->closing, 1);
+        Py_DECREF(h);
+        errno = rc;
+        return iommap_err_os(st, "open", "pthread_rwlock_init()", rc, NULL);
+    }
+    atomic_init(&h->closing, 0);
+    atomic_init(&h->size_hint, mapping->size);
+    h->fd = fd;
+    h->mapping = (iommap_mapping *)Py_NewRef(mapping);
+    h->opts = *opts;
+    h->path = Py_NewRef(path);
+    PyObject_GC_Track(h);
+    return (PyObject *)h;
+}
+
+static PyMethodDef mf_methods[] = {
+    {"pread", (PyCFunction)(void (*)(void))mf_pread, METH_FASTCALL,
+     "pread(offset, length) -> bytes\n--\n\n"
+     "Return a copy of `length` bytes at `offset`."},
+    {"readinto", (PyCFunction)(void (*)(void))mf_readinto, METH_FASTCALL,
+     "readinto(offset, buffer) -> int\n--\n\n"
+     "Fill the writable C-contiguous `buffer` from `offset`; return its size in bytes."},
+    {"pwrite", (PyCFunction)(void (*)(void))mf_pwrite, METH_FASTCALL,
+     "pwrite(offset, data) -> None\n--\n\n"
+     "Write `data` (bytes-like, or a nested list/tuple of them) at `offset`, as one "
+     "operation."},
+    {"sync", (PyCFunction)(void (*)(void))mf_sync, METH_VARARGS | METH_KEYWORDS,
+     "sync(mode='sync', offset=0, length=0) -> None\n--\n\n"
+     "Flush changes to the file: 'sync' waits for the disk, 'async' schedules it. "
+     "length 0 means to the end."},
+    {"truncate", (PyCFunction)(void (*)(void))mf_truncate, METH_FASTCALL,
+     "truncate(new_size) -> None\n--\n\n"
+     "Resize the file to `new_size` bytes and remap it; growing reserves disk space."},
+    {"advise", (PyCFunction)(void (*)(void))mf_advise, METH_FASTCALL,
+     "advise(offset, length, hint) -> None\n--\n\n"
+     "Give the kernel an access hint: 'normal', 'random', 'sequential', 'willneed' or "
+     "'dontneed'. length 0 means to the end."},
+    {"position", (PyCFunction)mf_position, METH_NOARGS,
+     "position() -> int\n--\n\nThe current mapped size in bytes (as len())."},
+    {"close", (PyCFunction)mf_close, METH_NOARGS,
+     "close() -> None\n--\n\n"
+     "Unmap and close the file; waits for calls in flight. Idempotent."},
+    {"__enter__", (PyCFunction)mf_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))mf_exit, METH_FASTCALL, NULL},
+    {"__reduce_ex__", (PyCFunction)mf_reduce_ex, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef mf_getset[] = {
+    {"closed", (getter)mf_get_closed, NULL, "True once close() has been called.", NULL},
+    {"mode", (getter)mf_get_mode, NULL, "'read', 'write' or 'read_write'.", NULL},
+    {"path", (getter)mf_get_path, NULL, "The path as given to open().", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot mf_slots[] = {
+    {Py_tp_dealloc, mf_dealloc},
+    {Py_tp_finalize, mf_finalize},
+    {Py_tp_traverse, mf_traverse},
+    {Py_tp_clear, mf_clear},
+    {Py_tp_repr, mf_repr},
+    {Py_tp_methods, mf_methods},
+    {Py_tp_getset, mf_getset},
+    {Py_sq_length, mf_len},
+    {Py_tp_doc, "A memory-mapped file, made by iommap.open()."},
+    {0, NULL},
+};
+
+PyType_Spec iommap_mapped_file_spec = {
+    .name = "iommap.MappedFile",
+    .basicsize = sizeof(mapped_file),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = mf_slots,
+};
