@@ -107,3 +107,12 @@ def test_bad_arguments_are_refused_before_running(tmp_path, capsys):
                                          ("1G", 1024 * MiB)])
 def test_parse_size(text, value):
     assert parse_size(text) == value
+
+
+def test_command_line_dispatches_to_bench():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "iommap", "bench", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "--quick" in done.stdout and "--json" in done.stdout

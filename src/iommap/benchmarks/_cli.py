@@ -306,6 +306,14 @@ def main(argv=None):
     return run_parsed(args, parser)
 
 
+def add_parser(commands):
+    """Adds the ``bench`` subcommand to ``python -m iommap``'s subparsers."""
+    parser = commands.add_parser("bench", help="measure iommap against the standard library, side by side")
+    build_parser(parser)
+    parser.set_defaults(run=lambda args: run_parsed(args, parser))
+    return parser
+
+
 def run_parsed(args, parser):
     """Runs parsed arguments (from this parser or a subcommand built by build_parser)."""
     problems = _resolve(args)
