@@ -2,9 +2,10 @@
 
 A *group* is one question ("4 KiB reads at random offsets in a hot 256 KiB
 region"); its *contenders* answer it side by side, over the same
-pre-generated offsets, interleaved (A B C A B C ...) for several repeats
-after one discarded warm-up round, so that every contender meets the same
-caches, page tables and machine load.  Each group has a reference, the
+pre-generated offsets, interleaved for several repeats after one discarded
+warm-up round (A B C, B C A, C A B, ...: each round starts one contender
+later), so that every contender meets the same caches, page tables and
+machine load.  Each group has a reference, the
 stdlib ``mmap`` way of doing the same thing, and a limit: the interpreter's
 call floor for small operations, memcpy bandwidth for large ones.
 """
@@ -30,8 +31,10 @@ MEMCPY_METHOD = (
     "ctypes.memmove between two preallocated buffers: libc memmove at C speed, "
     "called with the GIL released (ctypes releases it around foreign calls), "
     "so it measures 1 and 2 threads alike; the source is an anonymous buffer "
-    "as large as the file, read at the same random offsets as the file, so "
-    "its caches are as cold as the file's"
+    "as large as the file (huge pages asked for, as the page cache may have "
+    "them), read at the same random offsets as the file, so its caches are as "
+    "cold as the file's. On 2 threads its figure includes ctypes' per-call "
+    "work and GIL round trip, like every contender's"
 )
 CALL_FLOOR_METHOD = (
     "operator.is_(o, n): a METH_FASTCALL builtin taking two arguments, called "
@@ -163,16 +166,27 @@ class Env:
         return view
 
     def address(self, buf):
-        """The address of a bytearray's bytes, for ctypes.memmove."""
+        """The address of a writable buffer's bytes, for ctypes.memmove."""
         cbuf = (ctypes.c_char * len(buf)).from_buffer(buf)
         self._keep.append(cbuf)
         return ctypes.addressof(cbuf)
 
     def pool_address(self):
-        """An anonymous buffer as large as the file, filled, for the memcpy limit."""
+        """An anonymous buffer as large as the file, filled, for the memcpy limit.
+
+        Private anonymous memory with transparent huge pages asked for where
+        the platform has them: the page cache behind a file mapping may be
+        mapped with 2 MiB folios, and a limit made of 4 KiB pages would be
+        the slower of the two.  (A MAP_SHARED anonymous map is shmem, which
+        usually gets no huge pages.)"""
         if self._pool is None:
+            pool = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)
+            if hasattr(mmap, "MADV_HUGEPAGE"):
+                try:
+                    pool.madvise(mmap.MADV_HUGEPAGE)
+                except OSError:
+                    pass
             block = bytes(range(1, 256)) * (MiB // 255 + 1)
-            pool = bytearray(self.size)
             for start in range(0, self.size, MiB):
                 end = min(self.size, start + MiB)
                 pool[start:end] = block[: end - start]
@@ -190,7 +204,9 @@ class Env:
         self._keep.clear()
         self._views.clear()
         self._buffers.clear()
-        self._pool = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self.iommap is not None:
             self.iommap.close()
         if self.pa_file is not None:
@@ -327,9 +343,12 @@ def run_group(env, group, *, ops, large_bytes, repeats, seed, progress, label, m
     gc.disable()
     monitor.start()
     try:
-        # Round 0 warms caches and page tables and is thrown away.
+        # Round 0 warms caches and page tables and is thrown away.  Each
+        # round starts one contender later (A B C, B C A, ...), so no
+        # contender always follows the same neighbour.
         for r in range(repeats + 1):
-            for row, loop, per_thread in runs:
+            shift = r % len(runs) if runs else 0
+            for row, loop, per_thread in runs[shift:] + runs[:shift]:
                 if row.error:
                     continue
                 progress.update("%s %s: %s (%s)" % (
