@@ -269,7 +269,8 @@ LARGE_READS = [
               needs="numpy"),
     Contender("pyarrow_read_at", "pyarrow read_at (zero-copy Buffer)", "f(n, o)",
               lambda e, n, t: (e.pa_file.read_at, None, None), needs="pyarrow"),
-    Contender("memcpy", "memcpy: ctypes.memmove", "f(a + o, b, n)",
+    # ctypes.memmove(dst, src, count): from the pool at the offset into the buffer.
+    Contender("memcpy", "memcpy: ctypes.memmove", "f(b, a + o, n)",
               lambda e, n, t: (ctypes.memmove, e.pool_address(), e.address(e.dst(t, n))), role="limit"),
 ]
 
