@@ -10,11 +10,13 @@ import json
 from ._suite import size_id
 
 
-def speed_ratio(row, other):
-    """How many times as fast `row` is as `other` (None if either is missing)."""
+def speed_ratio(row, other, statistic="median"):
+    """How many times as fast `row` is as `other` (None if either is missing).
+
+    `statistic` is "median" (what the targets are judged on) or "best"."""
     if row is None or other is None or not row.ok or not other.ok:
         return None
-    a, b = row.median, other.median
+    a, b = getattr(row, statistic), getattr(other, statistic)
     if a <= 0 or b <= 0:
         return None
     return b / a if row.group.kind == "small" else a / b
@@ -84,12 +86,14 @@ def evaluate_targets(results):
     out = []
     for name, measured, compared, required in TARGETS:
         ratio = speed_ratio(results.get(*measured), results.get(*compared))
+        best = speed_ratio(results.get(*measured), results.get(*compared), "best")
         out.append({
             "target": name,
             "measured": "%s %s" % measured,
             "compared_with": "%s %s" % compared,
             "required": required,
             "ratio": None if ratio is None else round(ratio, 3),
+            "ratio_of_bests": None if best is None else round(best, 3),
             "met": None if ratio is None else ratio >= required,
         })
     return out
@@ -131,10 +135,12 @@ def format_table(results, targets):
         if busy and busy.get("warning"):
             lines.append("  ! " + busy["warning"])
         lines.append("")
-    lines.append("Targets (speed ratios of medians, same run):")
+    lines.append("Targets (judged on the ratio of medians; the ratio of bests, less exposed to a "
+                 "busy machine, beside it):")
     for t in targets:
         status = "n/a " if t["met"] is None else ("met " if t["met"] else "MISS")
-        lines.append("  %s %-58s %s" % (status, t["target"], _fmt_ratio(t["ratio"])))
+        lines.append("  %s %-58s %7s  (best %s)" % (status, t["target"], _fmt_ratio(t["ratio"]),
+                                                   _fmt_ratio(t["ratio_of_bests"])))
     return "\n".join(lines)
 
 
