@@ -213,7 +213,7 @@ def plot(path, results):
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_title(title)
         ax.set_xscale("log")
-        ax.invert_yaxis()
+    axes[0].invert_yaxis()  # the axes share y: inverting both would undo it
     axes[0].set_yticks(ys)
     axes[0].set_yticklabels(labels, fontsize=7)
     fig.suptitle("iommap bench: speed ratios from one run (medians; blue = iommap)")
