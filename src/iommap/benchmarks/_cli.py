@@ -243,6 +243,7 @@ def run(args, out=None, progress=None):
         env = _suite.Env(path, args.size, args.hot)
         try:
             meta = _meta(args, path, env, created, warmed, resident)
+            progress.clear()
             print("iommap bench: %s file, %s page cache, %d repeat(s) + 1 warm-up, medians; "
                   "Python %s on %s, %s CPUs" % (
                       size_label(args.size),

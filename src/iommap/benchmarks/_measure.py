@@ -154,6 +154,8 @@ class Progress:
         try:
             columns = os.get_terminal_size(self.stream.fileno()).columns
         except (OSError, ValueError, AttributeError):
+            columns = 0
+        if columns < 20:  # unknown (a pseudo-terminal without a size)
             columns = 100
         text = text[: max(10, columns - 1)]
         self.stream.write("\r" + text + " " * max(0, self._width - len(text)))
