@@ -15,7 +15,7 @@ MiB = 1024 * KiB
 
 TINY = ["--quick", "--size", "2M", "--hot", "256K", "--small-sizes", "64,4K", "--large-sizes", "64K,1M",
         "--ops", "300", "--repeats", "2", "--large-bytes", "2M", "--no-progress"]
-OPTIONAL = {"numpy_memmap", "numpy_copyto", "pyarrow_read_at"}
+OPTIONAL = {"numpy_memmap", "numpy_copyto", "pyarrow_read_at", "iommap_gather_numpy", "numpy_fancy"}
 
 
 @pytest.fixture(scope="module")

@@ -61,9 +61,9 @@ static struct sigaction previous_action;
  * page cache in 2 MiB folios, copies out of the mapping into a reused
  * buffer, both interleaved in one process) the string copy moved about 1.2x
  * the bytes from 1 to 8 MiB and fell behind from 16 MiB on (0.9x at 64 MiB),
- * hence a cap well inside the range where it won.  Below 64 KiB memmove already uses it (or something better
- * for small sizes).  `rep movsb` copies forward only, so overlapping buffers
- * (a view of the same mapping) keep memmove. */
+ * hence a cap well inside the range where it won.  Below 64 KiB memmove already uses it (or
+ * something better for small sizes).  `rep movsb` copies forward only, so overlapping buffers (a
+ * view of the same mapping) keep memmove. */
 #define REP_MOVSB_MIN_BYTES IOMMAP_GIL_RELEASE_BYTES
 #define REP_MOVSB_MAX_BYTES (4u * 1024 * 1024)
 
@@ -78,7 +78,9 @@ static void detect_rep_movsb(void)
         use_rep_movsb = (ebx >> 9) & 1; /* CPUID.(EAX=7,ECX=0):EBX.ERMS[bit 9] */
 }
 #else
-static void detect_rep_movsb(void) {}
+static void detect_rep_movsb(void)
+{
+}
 #endif
 
 static inline void copy_bytes(void *dst, const void *src, size_t n)

@@ -1000,10 +1000,13 @@ static int offsets_from_sequence(mapped_file *h, const char *op, PyObject *obj, 
     int rc = 0;
     /* Re-read the size each step: converting an item can run Python code. */
     for (Py_ssize_t i = 0; rc == 0 && i < count && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
-        char name[32];
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (PyLong_CheckExact(item) && small_int_value(item, &out->values[i]))
+            continue;
+        char name[32]; /* only the general path may need it, for its message */
         snprintf(name, sizeof(name), "offsets[%zd]", i);
-        rc = to_u64(h, op, name, item, &out->values[i]);
+        Py_INCREF(item);
+        rc = to_u64_slow(h, op, name, item, &out->values[i]);
         Py_DECREF(item);
     }
     if (rc == 0 && count != PySequence_Fast_GET_SIZE(seq)) {

@@ -79,6 +79,12 @@ TARGETS = [
      ("write/4KiB/hot", "iommap_pwrite"), ("write/4KiB/hot", "mmap_slice_assign"), 0.9),
     ("pread 64 MiB, 1 thread: >= 0.95x mmap slice",
      ("read/64MiB/1t", "iommap_pread"), ("read/64MiB/1t", "mmap_slice"), 0.95),
+    ("gather 100k x 64 B: >= 10x a Python loop of pread",
+     ("gather/64B", "iommap_gather_numpy"), ("gather/64B", "pread_loop"), 10.0),
+    ("gather 100k x 64 B: >= 1.0x numpy fancy indexing",
+     ("gather/64B", "iommap_gather_numpy"), ("gather/64B", "numpy_fancy"), 1.0),
+    ("view of the whole file: >= 0.9x a view of 1 B",
+     ("view", "iommap_view_file"), ("view", "iommap_view_1"), 0.9),
 ]
 
 

@@ -74,6 +74,7 @@ class Group:
     region: str  # "hot" or "file"
     threads: int
     contenders: List[Contender]
+    calls: Optional[int] = None  # calls per measurement, when not --ops (batch groups)
 
     @property
     def unit(self):
@@ -194,6 +195,22 @@ class Env:
             self._pool_address = self.address(pool)
         return self._pool_address
 
+    def records(self, count, n):
+        """`count` random record-aligned offsets (multiples of `n`), as a list and
+        as a numpy int64 array when numpy is there."""
+        key = ("records", count, n)
+        got = self._data.get(key)
+        if got is None:
+            rng = random.Random("records/%d/%d" % (count, n))
+            index = [rng.randrange(self.size // n) for _ in range(count)]
+            offsets = [i * n for i in index]
+            arrays = (None, None)
+            if self.numpy is not None:
+                arrays = (self.numpy.array(index, dtype=self.numpy.int64),
+                          self.numpy.array(offsets, dtype=self.numpy.int64))
+            got = self._data[key] = (offsets,) + arrays
+        return got
+
     def data(self, n):
         d = self._data.get(n)
         if d is None:
@@ -287,6 +304,63 @@ SMALL_WRITES = [
 ]
 
 
+#: gather: records per call (fewer on a file too small for them), calls per measurement.
+GATHER_RECORDS = 100_000
+GATHER_CALLS = 5
+
+
+def gather_records(size, n):
+    return min(GATHER_RECORDS, size // (2 * n))
+
+
+def _gather_setup(kind):
+    def setup(e, n, t):
+        count = gather_records(e.size, n)
+        offsets, index, offsets_np = e.records(count, n)
+        out = e.dst(t, count * n)
+        if kind == "numpy_offsets":
+            return e.iommap.gather, offsets_np, out
+        if kind == "list_offsets":
+            return e.iommap.gather, offsets, out
+        if kind == "pread_loop":
+            return e.iommap.pread, offsets, None
+        if kind == "fancy":
+            rows = e.npm[: e.size // n * n].reshape(-1, n)
+            return None, rows, index
+        # The limit: as many bytes in one contiguous copy from the pool (as
+        # large as the file) into the same buffer; the lambda's call is noise
+        # beside a copy of megabytes.
+        total, memmove = count * n, ctypes.memmove
+        return (lambda dst, src: memmove(dst, src, total)), e.address(out), e.pool_address()
+    return setup
+
+
+GATHER = [
+    Contender("iommap_gather_numpy", "iommap gather(int64 array, n, out)", "f(a, n, b)",
+              _gather_setup("numpy_offsets"), needs="numpy"),
+    Contender("iommap_gather_list", "iommap gather(list of ints, n, out)", "f(a, n, b)",
+              _gather_setup("list_offsets"), needs="iommap"),
+    Contender("pread_loop", "Python loop [pread(o, n) for o in offsets]", "[f(i, n) for i in a]",
+              _gather_setup("pread_loop"), needs="iommap"),
+    Contender("numpy_fancy", "numpy fancy indexing memmap2d[idx]", "a[b]",
+              _gather_setup("fancy"), needs="numpy", role="reference"),
+    Contender("memcpy", "memcpy of the same bytes: ctypes.memmove", "f(a, b)",
+              _gather_setup("memcpy"), role="limit"),
+]
+
+VIEWS = [
+    Contender("iommap_view_1", "iommap view(o, 1)", "f(o, 1)",
+              lambda e, n, t: (e.iommap.view, None, None), needs="iommap"),
+    Contender("iommap_view_file", "iommap view() of the whole file", "f()",
+              lambda e, n, t: (e.iommap.view, None, None), needs="iommap"),
+    Contender("iommap_view_rest", "iommap view(1, size - 1)", "f(1, a)",
+              lambda e, n, t: (e.iommap.view, e.size - 1, None), needs="iommap"),
+    Contender("memoryview_slice", "memoryview(mmap)[o:o+1]", "a[o:o+1]",
+              lambda e, n, t: (None, e.mv, None), role="reference"),
+    _CALL_FLOOR,
+]
+
+
 def build_groups(size, hot, small_sizes, large_sizes, threads):
     groups = []
     for n in small_sizes:
@@ -304,6 +378,10 @@ def build_groups(size, hot, small_sizes, large_sizes, threads):
         groups.append(Group("write/%s/hot" % size_id(n),
                             "write %s, random in a hot %s region" % (size_label(n), size_label(hot)),
                             "small", "write", n, "hot", 1, SMALL_WRITES))
+    groups.append(Group("gather/64B", "gather %d records of 64 B at random offsets (ns per call)"
+                        % gather_records(size, 64), "small", "gather", 64, "file", 1, GATHER,
+                        calls=GATHER_CALLS))
+    groups.append(Group("view", "view creation (ns per view)", "small", "view", 1, "file", 1, VIEWS))
     return groups
 
 
@@ -320,7 +398,7 @@ def _offsets(rng, group, size, hot, count):
 def run_group(env, group, *, ops, large_bytes, repeats, seed, progress, label, monitor=None):
     """Measures every contender of `group`; returns its rows and the busy figure."""
     rng = random.Random("%s/%s" % (seed, group.id))
-    count = ops if group.kind == "small" else max(2, large_bytes // group.size)
+    count = group.calls or (ops if group.kind == "small" else max(2, large_bytes // group.size))
     offsets = [_offsets(rng, group, env.size, env.hot, count) for _ in range(group.threads)]
 
     rows, runs = [], []
