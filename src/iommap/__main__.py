@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from . import _demo
+from . import _demo, benchmarks
 
 
 def build_parser():
@@ -13,6 +13,7 @@ def build_parser():
     )
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
     _demo.add_parser(commands)
+    benchmarks.add_parser(commands)
     return parser
 
 
