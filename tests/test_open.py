@@ -106,12 +106,12 @@ def test_path_with_nul_byte_is_bad_value(tmp_path):
 def test_options_are_keyword_only(data_file):
     # Python's argument machinery refuses these before iommap runs: plain
     # TypeError per SPEC.md.
-    with pytest.raises(TypeError):
-        iommap.open(data_file, "read", True)
-    with pytest.raises(TypeError):
-        iommap.open(data_file, "read", private=True, bogus=True)
-    with pytest.raises(TypeError):
-        iommap.open()
+    for call in [lambda: iommap.open(data_file, "read", True),
+                 lambda: iommap.open(data_file, "read", private=True, bogus=True),
+                 lambda: iommap.open()]:
+        with pytest.raises(TypeError) as ei:
+            call()
+        assert type(ei.value) is TypeError
 
 
 # ---- create / truncate / size -------------------------------------------

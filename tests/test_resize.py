@@ -215,6 +215,17 @@ def test_pages_stay_locked_after_truncate(make_file):
 
 
 @needs_linux
+def test_populate_applies_to_the_remapped_region(make_file):
+    # truncate maps anew with the handle's options: a grown populate=True
+    # mapping is prefaulted like the first one.
+    path = make_file(pattern(4 * PAGE))
+    with iommap.open(path, populate=True) as m:
+        m.truncate(64 * PAGE)
+        (entry,) = mappings_of(path)
+        assert entry["Rss"] * 1024 == 64 * PAGE
+
+
+@needs_linux
 def test_lock_with_cap_ipc_lock_ignores_the_rlimit(tmp_path):
     """With CAP_IPC_LOCK, mlock(2) is not bounded by RLIMIT_MEMLOCK: the
     lock succeeds and every page is locked."""
