@@ -322,3 +322,76 @@ def test_lock_failure_is_an_error_not_ignored(world_dir):
         path=path,
         page=PAGE,
     )
+
+
+# ---- failures the OS makes: the handle stays as it was -----------------------
+
+
+def test_failed_grow_leaves_handle_and_file_as_they_were(tmp_path):
+    """truncate that the OS refuses changes nothing.
+
+    RLIMIT_FSIZE makes growing past 1 MiB fail with EFBIG (SIGXFSZ ignored);
+    RLIMIT_AS makes mapping 256 MiB fail with ENOMEM after the file has
+    already grown, so the core must shrink it back.
+    """
+    path = str(tmp_path / "f.bin")
+    with open(path, "wb") as f:
+        f.write(pattern(4 * PAGE))
+    run_ok(
+        """
+        import errno, os, resource, signal, iommap
+
+        def fds():
+            return len(os.listdir("/proc/self/fd"))
+
+        def vm_size():
+            for line in open("/proc/self/status"):
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+
+        def expect(call, reason, code):
+            try:
+                call()
+            except iommap.SystemCallError as e:
+                assert e.reason == reason and e.errno == code, e
+            else:
+                raise AssertionError("no " + reason)
+
+        original = open(path, "rb").read()
+        m = iommap.open(path)
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+        expect(lambda: m.truncate(2 << 20), "efbig", errno.EFBIG)
+        assert m.position() == 4 * page
+        assert os.path.getsize(path) == 4 * page
+        assert m.pread(0, 4 * page) == original
+        before = fds()
+        expect(lambda: iommap.open(path, size=2 << 20), "efbig", errno.EFBIG)
+        assert fds() == before
+        assert os.path.getsize(path) == 4 * page
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+
+        limit = vm_size() + (64 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+        expect(lambda: m.truncate(256 << 20), "enomem", errno.ENOMEM)
+        assert m.position() == 4 * page
+        assert os.path.getsize(path) == 4 * page, os.path.getsize(path)
+        assert m.pread(0, 4 * page) == original
+        m.pwrite(0, b"usable")
+        big = path + ".big"
+        with open(big, "wb") as f:
+            f.truncate(256 << 20)          # sparse: no disk used
+        before = fds()
+        expect(lambda: iommap.open(big, "read"), "enomem", errno.ENOMEM)
+        assert fds() == before
+        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+
+        m.truncate(8 * page)
+        assert m.pread(0, 6) == b"usable"
+        m.close()
+        print("OK")
+        """,
+        path=path,
+        page=PAGE,
+    )
