@@ -86,6 +86,19 @@ needs_linux = pytest.mark.skipif(
 )
 
 
+def _under_asan():
+    try:
+        with open("/proc/self/maps") as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
+# AddressSanitizer intercepts mlock and makes it a no-op, so nothing is ever
+# locked (or refused) in a sanitizer run.
+needs_real_mlock = pytest.mark.skipif(_under_asan(), reason="ASan turns mlock into a no-op")
+
+
 def assert_error(excinfo_or_exc, cls, reason, errno_=None):
     """The exception is exactly what SPEC.md's error table promises."""
     exc = getattr(excinfo_or_exc, "value", excinfo_or_exc)

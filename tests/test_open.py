@@ -14,6 +14,7 @@ from conftest import (
     fd_count,
     mappings_of,
     needs_linux,
+    needs_real_mlock,
     pattern,
     read_file,
     run_ok,
@@ -350,6 +351,7 @@ def test_populate_prefaults_every_page(make_file):
         assert m.position() == size
 
 
+@needs_real_mlock
 @needs_linux
 @pytest.mark.parametrize("mode", ["read", "read_write"])
 def test_lock_locks_every_page(make_file, mode):

@@ -13,6 +13,7 @@ from conftest import (
     has_capability,
     mappings_of,
     needs_linux,
+    needs_real_mlock,
     pattern,
     read_file,
     run_ok,
@@ -193,6 +194,7 @@ def test_other_handles_see_the_new_size_on_their_next_open(data_file):
 # ---- lock=True --------------------------------------------------------------
 
 
+@needs_real_mlock
 @needs_linux
 def test_pages_stay_locked_after_truncate(make_file):
     path = make_file(pattern(4 * PAGE))
@@ -225,6 +227,7 @@ def test_populate_applies_to_the_remapped_region(make_file):
         assert entry["Rss"] * 1024 == 64 * PAGE
 
 
+@needs_real_mlock
 @needs_linux
 def test_lock_with_cap_ipc_lock_ignores_the_rlimit(tmp_path):
     """With CAP_IPC_LOCK, mlock(2) is not bounded by RLIMIT_MEMLOCK: the
@@ -256,6 +259,7 @@ def test_lock_with_cap_ipc_lock_ignores_the_rlimit(tmp_path):
     )
 
 
+@needs_real_mlock
 @needs_linux
 def test_lock_failure_is_an_error_not_ignored(world_dir):
     """mlock beyond RLIMIT_MEMLOCK fails, and open/truncate raise.
