@@ -51,12 +51,16 @@ def run(args):
                 m.pread(2 * page, 10)
                 print("pread of the vanished page returned: this platform did not fault")
             except iommap.SigbusError as exc:
-                print(f"pread of the vanished page -> {type(exc).__name__} "
-                    f"(reason={exc.reason!r}, errno={exc.errno}); the process lives on")
+                print(
+                    f"pread of the vanished page -> {type(exc).__name__} "
+                    f"(reason={exc.reason!r}, errno={exc.errno}); the process lives on"
+                )
 
             print(f"pread(0, 5) of the page that remains -> {m.pread(0, 5)!r}")
             m.truncate(3 * page)
-            print(f"truncate({3 * page}) restores service: pread(2 * page, 10) -> "
-                f"{m.pread(2 * page, 10)!r} (the shrink dropped that data)")
+            print(
+                f"truncate({3 * page}) restores service: pread(2 * page, 10) -> "
+                f"{m.pread(2 * page, 10)!r} (the shrink dropped that data)"
+            )
         print(f"closed: {m.closed}")
     return 0

@@ -54,8 +54,15 @@ class SigbusError(Error, OSError):
     reason = "sigbus"
 
 
-for _cls in (Error, BadArgumentTypeError, BadArgumentValueError, ClosedError,
-             OutOfBoundsError, SystemCallError, SigbusError):
+for _cls in (
+    Error,
+    BadArgumentTypeError,
+    BadArgumentValueError,
+    ClosedError,
+    OutOfBoundsError,
+    SystemCallError,
+    SigbusError,
+):
     _cls.__module__ = "iommap"  # shown as iommap.ClosedError in tracebacks
 del _cls
 
@@ -65,7 +72,7 @@ _os_error_classes = {}
 def _os_error_class(code):
     cls = _os_error_classes.get(code)
     if cls is None:
-        name = _errno.errorcode.get(code, "E%d" % code)
+        name = _errno.errorcode.get(code, f"E{code}")
         builtin = type(OSError(code, ""))
         bases = (SystemCallError,) if builtin is OSError else (SystemCallError, builtin)
         cls = type(name + "Error", bases, {"reason": name.lower(), "__module__": "iommap"})
