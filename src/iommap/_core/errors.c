@@ -54,6 +54,18 @@ PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t of
     return NULL;
 }
 
+PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
+                                      uint64_t offset, uint64_t length, size_t size)
+{
+    char buf[200];
+    snprintf(buf, sizeof(buf),
+             "%s: offsets[%zu]: range [%" PRIu64 ", +%" PRIu64
+             ") passes the end of the mapping (%zu bytes); nothing was copied",
+             op, index, offset, length, size);
+    PyErr_SetString(st->out_of_bounds_error, buf);
+    return NULL;
+}
+
 /* Raises `exc`, an exception instance, as itself; steals the reference. */
 static PyObject *raise_instance(PyObject *exc)
 {

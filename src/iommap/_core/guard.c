@@ -170,3 +170,27 @@ __attribute__((noinline)) int iommap_guarded_copy(void *dst, const void *src, si
     current_scope = NULL;
     return 0;
 }
+
+__attribute__((noinline)) int iommap_guarded_batch(const iommap_batch *batch)
+{
+    guard_scope scope;
+    scope.lo = (const char *)batch->region;
+    scope.hi = (const char *)batch->region + batch->region_size;
+    if (sigsetjmp(scope.env, 0) != 0)
+        return -1;
+    current_scope = &scope;
+    COMPILER_BARRIER();
+    size_t n = batch->length;
+    if (batch->to_mapping) {
+        const char *src = batch->buffer;
+        for (size_t i = 0; i < batch->count; i++, src += n)
+            memmove(batch->region + batch->offsets[i], src, n);
+    } else {
+        char *dst = batch->buffer;
+        for (size_t i = 0; i < batch->count; i++, dst += n)
+            memmove(dst, batch->region + batch->offsets[i], n);
+    }
+    COMPILER_BARRIER();
+    current_scope = NULL;
+    return 0;
+}

@@ -823,6 +823,446 @@ PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
     return (PyObject *)h;
 }
 
+/* ---- Part 2: views, gather/scatter, residency ----------------------------- */
+
+/* view(offset=0, length=None): a memoryview over the mapped pages, no copy.
+ * It is a slice of a memoryview of the Mapping itself, so it (and every
+ * slice or numpy array made from it) keeps that Mapping mapped after
+ * close() or truncate().  Not SIGBUS-protected: the access is the caller's. */
+static PyObject *mf_view(mapped_file *h, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"offset", "length", NULL};
+    PyObject *offset_obj = NULL, *length_obj = Py_None;
+    uint64_t offset = 0, length = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:view", keywords, &offset_obj,
+                                     &length_obj) ||
+        (offset_obj != NULL && to_u64(h, "view", "offset", offset_obj, &offset) != 0) ||
+        (length_obj != Py_None && to_u64(h, "view", "length", length_obj, &length) != 0))
+        return NULL;
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "view");
+    if (!IOMMAP_CAN_READ(h->opts.mode))
+        return refuse_mode(h, "view", "the handle is write-only");
+
+    status s = {DONE, 0, NULL, 0};
+    lock_shared(h);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        s.what = FAIL_CLOSED;
+    } else {
+        if (length_obj == Py_None && offset <= m->size)
+            length = m->size - offset;
+        if (!in_bounds(offset, length, m->size)) {
+            s.what = FAIL_OUT_OF_BOUNDS;
+            s.size = m->size;
+        } else {
+            Py_INCREF(m); /* plain refcounting runs no Python code */
+        }
+    }
+    unlock(h);
+    if (s.what != DONE)
+        return raise_status(h, "view", &s, offset, length);
+
+    int whole_mapping = offset == 0 && length == m->size;
+    PyObject *whole = PyMemoryView_FromObject((PyObject *)m);
+    Py_DECREF(m); /* the memoryview holds it now */
+    if (whole == NULL || whole_mapping)
+        return whole;
+    PyObject *start = PyLong_FromUnsignedLongLong(offset);
+    PyObject *stop = PyLong_FromUnsignedLongLong(offset + length);
+    PyObject *slice = start != NULL && stop != NULL ? PySlice_New(start, stop, NULL) : NULL;
+    PyObject *view = slice != NULL ? PyObject_GetItem(whole, slice) : NULL;
+    Py_XDECREF(slice);
+    Py_XDECREF(start);
+    Py_XDECREF(stop);
+    Py_DECREF(whole);
+    return view;
+}
+
+/* gather/scatter's offsets, copied into an array of our own: the caller's
+ * buffer could change under us while the GIL is released, after the ranges
+ * were checked.  A C-contiguous buffer of native 64-bit integers (numpy
+ * int64/uint64, array('q'/'Q')) is read without a Python int per element;
+ * anything else is read as a sequence of ints. */
+typedef struct {
+    uint64_t *values;
+    size_t count;
+} offset_array;
+
+static int is_native_int64_format(const char *format)
+{
+    if (format == NULL)
+        return 0;
+    if (format[0] == '@' || format[0] == '=')
+        format++;
+#if PY_LITTLE_ENDIAN
+    else if (format[0] == '<')
+        format++;
+#else
+    else if (format[0] == '>' || format[0] == '!')
+        format++;
+#endif
+    return (format[0] == 'q' || format[0] == 'Q' || format[0] == 'l' || format[0] == 'L') &&
+           format[1] == '\0';
+}
+
+static int offsets_from_buffer(mapped_file *h, const char *op, Py_buffer *b, offset_array *out)
+{
+    size_t count = (size_t)b->len / 8;
+    int is_signed = strchr(b->format, 'q') != NULL || strchr(b->format, 'l') != NULL;
+    out->values = PyMem_Malloc(count ? count * sizeof(uint64_t) : 1);
+    if (out->values == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(out->values, b->buf, count * sizeof(uint64_t));
+    out->count = count;
+    if (is_signed) {
+        for (size_t i = 0; i < count; i++) {
+            if ((int64_t)out->values[i] < 0) {
+                iommap_err_bad_value(STATE(h), "%s: offsets[%zu] is negative", op, i);
+                PyMem_Free(out->values);
+                out->values = NULL;
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int offsets_from_sequence(mapped_file *h, const char *op, PyObject *obj, offset_array *out)
+{
+    PyObject *seq = PySequence_Fast(obj, "");
+    if (seq == NULL) {
+        PyErr_Clear();
+        iommap_err_bad_type(STATE(h),
+                            "%s: offsets must be a sequence of ints or a buffer of 64-bit "
+                            "integers, not %.100s",
+                            op, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    out->values = PyMem_Malloc(count ? (size_t)count * sizeof(uint64_t) : 1);
+    if (out->values == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int rc = 0;
+    /* Re-read the size each step: converting an item can run Python code. */
+    for (Py_ssize_t i = 0; rc == 0 && i < count && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        char name[32];
+        snprintf(name, sizeof(name), "offsets[%zd]", i);
+        rc = to_u64(h, op, name, item, &out->values[i]);
+        Py_DECREF(item);
+    }
+    if (rc == 0 && count != PySequence_Fast_GET_SIZE(seq)) {
+        iommap_err_bad_value(STATE(h), "%s: offsets changed size while being read", op);
+        rc = -1;
+    }
+    Py_DECREF(seq);
+    if (rc != 0) {
+        PyMem_Free(out->values);
+        out->values = NULL;
+        return -1;
+    }
+    out->count = (size_t)count;
+    return 0;
+}
+
+static int read_offsets(mapped_file *h, const char *op, PyObject *obj, offset_array *out)
+{
+    if (PyObject_CheckBuffer(obj)) {
+        Py_buffer b;
+        if (PyObject_GetBuffer(obj, &b, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) == 0) {
+            int native = b.itemsize == 8 && b.ndim <= 1 && is_native_int64_format(b.format);
+            int rc = native ? offsets_from_buffer(h, op, &b, out) : 0;
+            PyBuffer_Release(&b);
+            if (native)
+                return rc;
+        } else {
+            PyErr_Clear();
+        }
+    }
+    return offsets_from_sequence(h, op, obj, out);
+}
+
+/* Index of the first record out of bounds, or `count` if all are in. */
+static size_t first_out_of_bounds(const offset_array *o, uint64_t length, size_t size)
+{
+    for (size_t i = 0; i < o->count; i++)
+        if (!in_bounds(o->values[i], length, size))
+            return i;
+    return o->count;
+}
+
+/* Runs a gather or scatter under the handle lock: every range checked before
+ * the first byte moves, one guard scope, the GIL released when large. */
+static status run_batch(mapped_file *h, iommap_batch *batch, size_t *bad_index)
+{
+    status s = {DONE, 0, NULL, 0};
+    if (batch->to_mapping)
+        lock_exclusive(h);
+    else
+        lock_shared(h);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        unlock(h);
+        s.what = FAIL_CLOSED;
+        return s;
+    }
+    offset_array o = {(uint64_t *)batch->offsets, batch->count};
+    *bad_index = first_out_of_bounds(&o, batch->length, m->size);
+    if (*bad_index < batch->count) {
+        unlock(h);
+        s.what = FAIL_OUT_OF_BOUNDS;
+        s.size = m->size;
+        return s;
+    }
+    int rc = 0;
+    size_t total = batch->count * batch->length;
+    if (total > 0) {
+        batch->region = m->addr;
+        batch->region_size = m->size;
+        if (total >= IOMMAP_GIL_RELEASE_BYTES) {
+            Py_BEGIN_ALLOW_THREADS
+            rc = iommap_guarded_batch(batch);
+            unlock(h);
+            Py_END_ALLOW_THREADS
+        } else {
+            rc = iommap_guarded_batch(batch);
+            unlock(h);
+        }
+    } else {
+        unlock(h);
+    }
+    if (rc != 0)
+        s.what = FAIL_SIGBUS;
+    return s;
+}
+
+static PyObject *raise_batch_status(mapped_file *h, const char *op, const status *s,
+                                    const offset_array *o, uint64_t length, size_t bad_index)
+{
+    if (s->what == FAIL_OUT_OF_BOUNDS)
+        return iommap_err_out_of_bounds_at(STATE(h), op, bad_index, o->values[bad_index], length,
+                                           s->size);
+    return raise_status(h, op, s, 0, length);
+}
+
+/* count * length in bytes, or -1 with badarg set if it cannot be a size. */
+static int batch_total(mapped_file *h, const char *op, size_t count, uint64_t length, size_t *total)
+{
+    if (length > (uint64_t)PY_SSIZE_T_MAX || __builtin_mul_overflow(count, (size_t)length, total) ||
+        *total > PY_SSIZE_T_MAX) {
+        iommap_err_bad_value(STATE(h), "%s: len(offsets) * length is too large", op);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *mf_gather(mapped_file *h, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"offsets", "length", "out", NULL};
+    PyObject *offsets_obj, *length_obj, *out_obj = Py_None;
+    uint64_t length;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:gather", keywords, &offsets_obj,
+                                     &length_obj, &out_obj) ||
+        to_u64(h, "gather", "length", length_obj, &length) != 0)
+        return NULL;
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "gather");
+    if (!IOMMAP_CAN_READ(h->opts.mode))
+        return refuse_mode(h, "gather", "the handle is write-only");
+
+    offset_array o;
+    if (read_offsets(h, "gather", offsets_obj, &o) != 0)
+        return NULL;
+    /* Refuse hopeless requests before allocating for them (as pread does);
+     * the check under the lock is the one that counts. */
+    size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
+    size_t bad = first_out_of_bounds(&o, length, hint);
+    size_t total = 0;
+    PyObject *result = NULL;
+    Py_buffer out;
+    out.obj = NULL;
+    if (bad < o.count) {
+        status s = {FAIL_OUT_OF_BOUNDS, 0, NULL, hint};
+        raise_batch_status(h, "gather", &s, &o, length, bad);
+        goto done;
+    }
+    if (batch_total(h, "gather", o.count, length, &total) != 0)
+        goto done;
+    if (out_obj == Py_None) {
+        result = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)total);
+        if (result == NULL)
+            goto done;
+        out_obj = result;
+    } else {
+        result = Py_NewRef(out_obj);
+    }
+    if (PyObject_GetBuffer(out_obj, &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) {
+        PyErr_Clear();
+        out.obj = NULL;
+        iommap_err_bad_type(STATE(h),
+                            "gather: out must be a writable C-contiguous buffer, not "
+                            "%.100s",
+                            Py_TYPE(out_obj)->tp_name);
+        Py_CLEAR(result);
+        goto done;
+    }
+    if ((size_t)out.len != total) {
+        iommap_err_bad_value(STATE(h), "gather: out holds %zd bytes, len(offsets) * length is %zu",
+                             out.len, total);
+        Py_CLEAR(result);
+        goto done;
+    }
+    iommap_batch batch = {NULL, 0, o.values, o.count, (size_t)length, out.buf, 0};
+    status s = run_batch(h, &batch, &bad);
+    if (s.what != DONE) {
+        raise_batch_status(h, "gather", &s, &o, length, bad);
+        Py_CLEAR(result);
+    }
+done:
+    if (out.obj != NULL)
+        PyBuffer_Release(&out);
+    PyMem_Free(o.values);
+    return result;
+}
+
+static PyObject *mf_scatter(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t length;
+    if (check_nargs(h, "scatter", nargs, 3) || to_u64(h, "scatter", "length", args[1], &length))
+        return NULL;
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "scatter");
+    if (!IOMMAP_CAN_WRITE(h->opts.mode))
+        return refuse_mode(h, "scatter", "the handle is read-only");
+
+    offset_array o;
+    if (read_offsets(h, "scatter", args[0], &o) != 0)
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer data;
+    size_t total, bad = 0;
+    if (batch_total(h, "scatter", o.count, length, &total) != 0)
+        goto free_offsets;
+    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) != 0) {
+        PyErr_Clear();
+        iommap_err_bad_type(STATE(h), "scatter: data must be bytes-like (contiguous), not %.100s",
+                            Py_TYPE(args[2])->tp_name);
+        goto free_offsets;
+    }
+    if ((size_t)data.len != total) {
+        iommap_err_bad_value(STATE(h),
+                             "scatter: data holds %zd bytes, len(offsets) * length is %zu",
+                             data.len, total);
+        goto release;
+    }
+    iommap_batch batch = {NULL, 0, o.values, o.count, (size_t)length, data.buf, 1};
+    status s = run_batch(h, &batch, &bad);
+    if (s.what != DONE)
+        raise_batch_status(h, "scatter", &s, &o, length, bad);
+    else
+        result = Py_NewRef(Py_None);
+release:
+    PyBuffer_Release(&data);
+free_offsets:
+    PyMem_Free(o.values);
+    return result;
+}
+
+/* resident / residency: mincore over the pages [offset, offset + length)
+ * touches; length 0 means to the end.  On success *vec (raw memory, one byte
+ * per page, bit 0 set when resident) and *pages are set. */
+static status page_residency(mapped_file *h, range r, unsigned char **vec, size_t *pages)
+{
+    status s = {DONE, 0, NULL, 0};
+    *vec = NULL;
+    *pages = 0;
+    lock_shared(h);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        s.what = FAIL_CLOSED;
+    } else if (!in_bounds(r.offset, r.length, m->size)) {
+        s.what = FAIL_OUT_OF_BOUNDS;
+        s.size = m->size;
+    } else if (m->size > 0 && r.offset < m->size) {
+        char *start;
+        size_t len;
+        page_align(m, &r, &start, &len);
+        size_t page = iommap_page_size();
+        size_t count = (len + page - 1) / page;
+        *vec = PyMem_RawMalloc(count);
+        if (*vec == NULL) {
+            s = (status){FAIL_OS, ENOMEM, "malloc()", 0};
+        } else if (mincore(start, len, (void *)*vec) != 0) {
+            s = (status){FAIL_OS, errno, "mincore()", 0};
+        } else {
+            *pages = count;
+        }
+    }
+    unlock(h);
+    if (s.what != DONE) {
+        PyMem_RawFree(*vec);
+        *vec = NULL;
+    }
+    return s;
+}
+
+static int parse_range(mapped_file *h, const char *op, PyObject *args, PyObject *kwargs, range *r)
+{
+    static char *keywords[] = {"offset", "length", NULL};
+    PyObject *offset_obj = NULL, *length_obj = NULL;
+    r->offset = r->length = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO", keywords, &offset_obj, &length_obj))
+        return -1;
+    if ((offset_obj != NULL && to_u64(h, op, "offset", offset_obj, &r->offset) != 0) ||
+        (length_obj != NULL && to_u64(h, op, "length", length_obj, &r->length) != 0))
+        return -1;
+    if (is_closing(h)) {
+        iommap_err_closed(STATE(h), op);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *mf_resident(mapped_file *h, PyObject *args, PyObject *kwargs)
+{
+    range r;
+    if (parse_range(h, "resident", args, kwargs, &r) != 0)
+        return NULL;
+    unsigned char *vec;
+    size_t pages;
+    status s = page_residency(h, r, &vec, &pages);
+    if (s.what != DONE)
+        return raise_status(h, "resident", &s, r.offset, r.length);
+    size_t resident = 0;
+    for (size_t i = 0; i < pages; i++)
+        resident += vec[i] & 1;
+    PyMem_RawFree(vec);
+    return PyLong_FromSize_t(resident * iommap_page_size());
+}
+
+static PyObject *mf_residency(mapped_file *h, PyObject *args, PyObject *kwargs)
+{
+    range r;
+    if (parse_range(h, "residency", args, kwargs, &r) != 0)
+        return NULL;
+    unsigned char *vec;
+    size_t pages;
+    status s = page_residency(h, r, &vec, &pages);
+    if (s.what != DONE)
+        return raise_status(h, "residency", &s, r.offset, r.length);
+    for (size_t i = 0; i < pages; i++)
+        vec[i] &= 1; /* the other bits are reserved */
+    PyObject *result = PyBytes_FromStringAndSize((const char *)vec, (Py_ssize_t)pages);
+    PyMem_RawFree(vec);
+    return result;
+}
+
 static PyMethodDef mf_methods[] = {
     {"pread", (PyCFunction)(void (*)(void))mf_pread, METH_FASTCALL,
      "pread($self, offset, length, /)\n--\n\n"
@@ -858,14 +1298,46 @@ static PyMethodDef mf_methods[] = {
      "Resize the file to `new_size` bytes and remap it.\n\n"
      "Data past `new_size` is lost; growing reserves disk space as open(size=)\n"
      "does. The current size is allowed: it sets the file back to the mapped\n"
-     "size, which restores service after a shrink from outside. A 'read' handle\n"
-     "or a private mapping refuses with PermissionError (reason 'eacces')."},
+     "size, which restores service after a shrink from outside. Views made before\n"
+     "keep the old mapping. A 'read' handle or a private mapping refuses with\n"
+     "PermissionError (reason 'eacces')."},
     {"advise", (PyCFunction)(void (*)(void))mf_advise, METH_FASTCALL,
      "advise($self, offset, length, hint, /)\n--\n\n"
      "Tell the kernel how the range will be used (madvise).\n\n"
      "hint is 'normal', 'random', 'sequential', 'willneed' or 'dontneed'; length 0\n"
      "means to the end of the file; the range is widened to whole pages. On a\n"
      "private mapping 'dontneed' never discards this process's own changes."},
+    {"view", (PyCFunction)(void (*)(void))mf_view, METH_VARARGS | METH_KEYWORDS,
+     "view($self, /, offset=0, length=None)\n--\n\n"
+     "Return a memoryview over the mapped pages, without copying; length None\n"
+     "means to the end.\n\n"
+     "Read-only for a 'read' handle, writable otherwise (a private mapping's\n"
+     "writes stay private); a 'write' handle refuses with PermissionError. The\n"
+     "view keeps its mapping alive after close() and truncate(). It is NOT\n"
+     "SIGBUS-protected: touching pages the file no longer has kills the process.\n"
+     "pread(), readinto() and gather() are the safe path."},
+    {"gather", (PyCFunction)(void (*)(void))mf_gather, METH_VARARGS | METH_KEYWORDS,
+     "gather($self, /, offsets, length, out=None)\n--\n\n"
+     "Copy `length` bytes from each offset, in order, into one buffer; return it.\n\n"
+     "`offsets` is a sequence of ints or a buffer of 64-bit integers (numpy\n"
+     "int64/uint64, array('q')/array('Q')). `out` is a writable buffer of exactly\n"
+     "len(offsets) * length bytes, or None for a new bytearray. Every range is\n"
+     "checked before the first byte moves: the first bad one fails the call\n"
+     "(OutOfBoundsError, its index in the message) and nothing is copied."},
+    {"scatter", (PyCFunction)(void (*)(void))mf_scatter, METH_FASTCALL,
+     "scatter($self, offsets, length, data, /)\n--\n\n"
+     "Write chunk i of `data` at offsets[i], `length` bytes each, in order.\n\n"
+     "`data` holds exactly len(offsets) * length bytes; a later overlapping chunk\n"
+     "wins. Every range is checked before the first byte moves. A 'read' handle\n"
+     "refuses with PermissionError."},
+    {"resident", (PyCFunction)(void (*)(void))mf_resident, METH_VARARGS | METH_KEYWORDS,
+     "resident($self, /, offset=0, length=0)\n--\n\n"
+     "Return how many bytes of the pages the range touches are in memory now\n"
+     "(mincore), whole pages counted; length 0 means to the end."},
+    {"residency", (PyCFunction)(void (*)(void))mf_residency, METH_VARARGS | METH_KEYWORDS,
+     "residency($self, /, offset=0, length=0)\n--\n\n"
+     "Return one byte per page the range touches: 1 resident in memory now, 0 not\n"
+     "(mincore); length 0 means to the end."},
     {"position", (PyCFunction)mf_position, METH_NOARGS,
      "position($self, /)\n--\n\n"
      "Return the current mapped size in bytes; len(self) is the same."},
@@ -873,7 +1345,8 @@ static PyMethodDef mf_methods[] = {
      "close($self, /)\n--\n\n"
      "Unmap the file and close its descriptor.\n\n"
      "Calls in flight on other threads finish first; calls made after it raise\n"
-     "ClosedError. Closing a closed handle does nothing."},
+     "ClosedError. Views stay valid: the pages are unmapped when the last one\n"
+     "goes. Closing a closed handle does nothing."},
     {"__enter__", (PyCFunction)mf_enter, METH_NOARGS,
      "__enter__($self, /)\n--\n\nReturn the handle; ClosedError if it is closed."},
     {"__exit__", (PyCFunction)(void (*)(void))mf_exit, METH_FASTCALL,

@@ -74,6 +74,9 @@ PyObject *iommap_err_bad_value(iommap_state *st, const char *fmt, ...);
 PyObject *iommap_err_closed(iommap_state *st, const char *op);
 PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t offset,
                                    uint64_t length, size_t size);
+/* The same, for record `index` of a gather or scatter. */
+PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
+                                      uint64_t offset, uint64_t length, size_t size);
 PyObject *iommap_err_sigbus(iommap_state *st, const char *op);
 /* errno `code` from system call `call` during `op`; `filename` may be NULL. */
 /* EACCES for a call the handle's mode or kind refuses, `why` saying which. */
@@ -123,6 +126,21 @@ int iommap_mapping_writable(const iommap_map_options *opts);
 int iommap_guard_install(void);
 int iommap_guarded_copy(void *dst, const void *src, size_t n, const void *region,
                         size_t region_size);
+
+/* gather/scatter: `count` records of `length` bytes between the mapping at
+ * region + offsets[i] and the contiguous `buffer`, in order, under one guard
+ * scope.  Every range must have been checked against region_size. */
+typedef struct {
+    char *region;
+    size_t region_size;
+    const uint64_t *offsets;
+    size_t count;
+    size_t length;
+    char *buffer;
+    int to_mapping; /* 1: scatter (buffer -> mapping), 0: gather */
+} iommap_batch;
+
+int iommap_guarded_batch(const iommap_batch *batch);
 
 /* ---- platform (platform.c) -------------------------------------------- *
  * Each returns 0, or -1 with errno set. */
