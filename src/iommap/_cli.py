@@ -186,13 +186,15 @@ def open_file(path: str, *, lock: bool = False) -> iommap.MappedFile:
         raise failure from None
 
 
-def print_table(header: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO) -> None:
+def table_lines(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     """Numbers right-aligned, the last column (the file) left as it is."""
     rows = list(rows)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
     for row in [header, *rows]:
         cells = [cell.rjust(width) for cell, width in zip(row, widths)]
-        out.write("  ".join([*cells, row[-1]]) + "\n")
+        lines.append("  ".join([*cells, row[-1]]))
+    return lines
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -355,13 +357,12 @@ def run_info(args: argparse.Namespace) -> int:
             + [shown(f["path"])]
             for f in report.files
         ]
-        header = ["SIZE", "PAGES", "RESIDENT", "%", "FILE"]
-        if not args.verbose:
-            print_table(header, rows, sys.stdout)
-        else:
-            for row, cells in zip(rows, maps):
-                print_table(header, [row], sys.stdout)
-                sys.stdout.write(f"[{cells}]\n\n")
+        lines = table_lines(["SIZE", "PAGES", "RESIDENT", "%", "FILE"], rows)
+        print(lines[0])
+        for i, line in enumerate(lines[1:]):
+            print(line)
+            if args.verbose:
+                print(f"[{maps[i]}]")
     return report.status
 
 
@@ -477,7 +478,7 @@ def print_moved(report: Report, args: argparse.Namespace) -> None:
         ]
         for f in report.files
     ]
-    print_table(["SIZE", "PAGES", "BEFORE", "RESIDENT", "%", "FILE"], rows, sys.stdout)
+    print("\n".join(table_lines(["SIZE", "PAGES", "BEFORE", "RESIDENT", "%", "FILE"], rows)))
 
 
 # ---- evict ------------------------------------------------------------------
@@ -522,10 +523,6 @@ def run_evict(args: argparse.Namespace) -> int:
 # ---- lock -------------------------------------------------------------------
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run_lock(args: argparse.Namespace) -> int:
     report = Report("lock", args.json)
     handles: list[iommap.MappedFile] = []
@@ -547,22 +544,25 @@ def run_lock(args: argparse.Namespace) -> int:
                 report.print_json(pid=os.getpid(), locked=False)
             return EXIT_FAILED
 
-        total = sum(f["size"] for f in report.files)
-        if args.json:
-            report.print_json(pid=os.getpid(), locked=True)
-        else:
-            count = len(handles)
-            print(
-                f"locked {count} file{'s' if count != 1 else ''}, {human(total)} in memory "
-                f"(pid {os.getpid()}); Ctrl-C to release",
-                flush=True,
-            )
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        # Block the stop signals before saying we are ready, then wait for one:
+        # a script may signal as soon as it reads the message, and a signal
+        # that comes before the wait stays pending instead of being missed.
+        stop = {signal.SIGINT, signal.SIGTERM}
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
         try:
-            while True:
-                signal.pause()
-        except KeyboardInterrupt:
-            pass
+            total = sum(f["size"] for f in report.files)
+            if args.json:
+                report.print_json(pid=os.getpid(), locked=True)
+            else:
+                count = len(handles)
+                print(
+                    f"locked {count} file{'s' if count != 1 else ''}, {human(total)} in memory "
+                    f"(pid {os.getpid()}); Ctrl-C to release",
+                    flush=True,
+                )
+            signal.sigwait(stop)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if not args.json:
             print("released", flush=True)
         return EXIT_OK
