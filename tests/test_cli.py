@@ -153,6 +153,7 @@ def test_info_of_an_empty_file(tmp_path: Path) -> None:
         "path": str(tmp_path / "empty"),
         "size": 0,
         "pages": 0,
+        "residency_known": True,
         "resident_pages": 0,
         "resident_bytes": 0,
         "percent": 0.0,
@@ -209,6 +210,42 @@ def test_permission_denied_is_reported_per_file(data: Path, tmp_path: Path) -> N
     ]
     assert [f["path"] for f in doc["files"]] == [str(data)]
     assert f"iommap info: {secret}: Permission denied" in result.stderr
+
+
+def _drop_owner_capabilities() -> None:
+    """In the child: make root an ordinary user before a file it does not own."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 3):  # CAP_DAC_OVERRIDE, CAP_FOWNER
+        if libc.prctl(24, capability, 0, 0, 0) != 0:
+            os._exit(99)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux mincore rule")
+def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> None:
+    # mincore(2) says "all resident" for a file the caller neither owns nor may
+    # write; the CLI must not print that as a fact.
+    if os.geteuid() != 0:
+        pytest.skip("needs a file owned by another user: run as root")
+    path = make_file(tmp_path / "theirs.bin", 8 * PAGE)
+    os.chown(path, 65534, 65534)  # nobody
+    path.chmod(0o444)
+    tmp_path.chmod(0o755)
+    result = run("info", "-v", "--json", str(path), preexec_fn=_drop_owner_capabilities)
+    if result.returncode == 99:
+        pytest.skip("cannot drop CAP_FOWNER here")
+    assert result.returncode == 0, result.stderr
+    (f,) = json.loads(result.stdout)["files"]
+    assert f["residency_known"] is False and f["pages"] == 8
+    assert f["resident_pages"] is f["percent"] is f["map"] is f["resident_ranges"] is None
+
+    for command in ("info", "evict"):
+        text = run(command, str(path), preexec_fn=_drop_owner_capabilities)
+        assert text.returncode == 0
+        assert text.stdout.splitlines()[1].split()[-3:-1] == ["?", "?"]
+        assert "residency shown as ?" in text.stderr
+    # As the owner (root keeps CAP_FOWNER) the counts are real.
+    (f,) = run_json("info", str(path))["files"]
+    assert f["residency_known"] is True and f["resident_pages"] is not None
 
 
 def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:

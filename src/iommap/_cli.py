@@ -133,6 +133,11 @@ class Report:
         sys.stdout.write("\n")
         sys.stdout.flush()
 
+    def note_hidden(self) -> None:
+        """Say once, on stderr, why some counts are '?'."""
+        if not self.as_json and any(not f["residency_known"] for f in self.files):
+            print(f"iommap {self.command}: {HIDDEN_NOTE}", file=sys.stderr)
+
     @property
     def status(self) -> int:
         return EXIT_FAILED if self.errors else EXIT_OK
@@ -159,8 +164,55 @@ def page_count(size: int) -> int:
     return -(-size // PAGE_SIZE)
 
 
-def percent(part: int, whole: int) -> float:
+def percent(part: int | None, whole: int) -> float | None:
+    if part is None:
+        return None
     return round(100.0 * part / whole, 2) if whole else 0.0
+
+
+def count_cell(n: int | None) -> str:
+    return "?" if n is None else str(n)
+
+
+def percent_cell(p: float | None) -> str:
+    return "?" if p is None else f"{p:.1f}%"
+
+
+def residency_visible(path: str) -> bool:
+    """Whether mincore(2) tells this process the truth about the file's pages.
+
+    Linux (since 5.0) reveals the page cache only for files the caller owns,
+    could open for writing, or holds CAP_FOWNER over; for any other file it
+    reports every page resident, which would read as a false 100%.
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    try:
+        if os.stat(path).st_uid == os.geteuid():
+            return True
+        effective = os.access in os.supports_effective_ids
+        if os.access(path, os.W_OK, effective_ids=effective):
+            return True
+    except OSError:
+        return False
+    return has_capability(3)  # CAP_FOWNER
+
+
+def has_capability(bit: int) -> bool:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+HIDDEN_NOTE = (
+    "residency shown as ?: Linux tells the page cache of a file only to its owner or to"
+    " who may write it"
+)
 
 
 def open_file(path: str, *, lock: bool = False) -> iommap.MappedFile:
@@ -232,9 +284,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "With -v, a residency map follows each file: each cell stands for an equal\n"
         f"share of the file's pages (one page each for files of up to {MAP_WIDTH} pages):\n"
         "'O' all resident, 'o' some, ' ' none.\n\n"
-        "Linux answers for the page cache only on files the caller may write (or\n"
-        "owns); on other files it counts only the pages mapped by this process,\n"
-        "which is none.",
+        "Linux tells the page cache of a file only to its owner or to who may\n"
+        "write it; for other files mincore(2) says every page is resident, so info\n"
+        "shows ? for them (null in JSON, with residency_known false).",
         "  iommap info data.bin\n  iommap info -v data.bin\n  iommap info --json *.idx",
     )
     add_common(parser)
@@ -320,13 +372,16 @@ def run_info(args: argparse.Namespace) -> int:
     report = Report("info", args.json)
     maps = []
     for path in args.files:
+        residency: bytes | None = None
+        resident: int | None = None
         try:
             with open_file(path) as m:
                 size = len(m)
-                if args.verbose:
+                known = residency_visible(path)
+                if known and args.verbose:
                     residency = m.residency()
                     resident = len(residency) - residency.count(0)
-                else:
+                elif known:
                     resident = m.resident() // PAGE_SIZE
         except FileFailure as failure:
             report.fail(failure)
@@ -339,22 +394,28 @@ def run_info(args: argparse.Namespace) -> int:
             "path": path,
             "size": size,
             "pages": pages,
+            "residency_known": known,
             "resident_pages": resident,
-            "resident_bytes": min(resident * PAGE_SIZE, size),
+            "resident_bytes": resident_bytes(resident, size),
             "percent": percent(resident, pages),
         }
         if args.verbose:
-            record["map"] = residency_map(residency)
-            record["resident_ranges"] = resident_ranges(residency)
-            maps.append(record["map"])
+            record["map"] = None if residency is None else residency_map(residency)
+            record["resident_ranges"] = None if residency is None else resident_ranges(residency)
+            maps.append("?" * min(MAP_WIDTH, pages) if residency is None else record["map"])
         report.files.append(record)
 
     if args.json:
         report.print_json()
     elif report.files:
         rows = [
-            [human(f["size"]), str(f["pages"]), str(f["resident_pages"]), f"{f['percent']:.1f}%"]
-            + [shown(f["path"])]
+            [
+                human(f["size"]),
+                str(f["pages"]),
+                count_cell(f["resident_pages"]),
+                percent_cell(f["percent"]),
+                shown(f["path"]),
+            ]
             for f in report.files
         ]
         lines = table_lines(["SIZE", "PAGES", "RESIDENT", "%", "FILE"], rows)
@@ -363,6 +424,7 @@ def run_info(args: argparse.Namespace) -> int:
             print(line)
             if args.verbose:
                 print(f"[{maps[i]}]")
+    report.note_hidden()
     return report.status
 
 
@@ -422,6 +484,14 @@ def warm_one(m: iommap.MappedFile, label: str, scratch: bytearray, show_progress
         progress.close()
 
 
+def resident_pages(m: iommap.MappedFile, known: bool) -> int | None:
+    return m.resident() // PAGE_SIZE if known else None
+
+
+def resident_bytes(pages: int | None, size: int) -> int | None:
+    return None if pages is None else min(pages * PAGE_SIZE, size)
+
+
 def run_warm(args: argparse.Namespace) -> int:
     report = Report("warm", args.json)
     scratch = bytearray(WARM_CHUNK)
@@ -429,9 +499,10 @@ def run_warm(args: argparse.Namespace) -> int:
         started = time.monotonic()
         try:
             with open_file(path) as m:
-                before = m.resident() // PAGE_SIZE
+                known = residency_visible(path)
+                before = resident_pages(m, known)
                 warm_one(m, shown(path), scratch, not args.no_progress)
-                after = m.resident() // PAGE_SIZE
+                after = resident_pages(m, known)
                 size = len(m)
         except FileFailure as failure:
             report.fail(failure)
@@ -446,15 +517,18 @@ def run_warm(args: argparse.Namespace) -> int:
     return report.status
 
 
-def moved_record(path: str, size: int, before: int, after: int, **extra: Any) -> Record:
+def moved_record(
+    path: str, size: int, before: int | None, after: int | None, **extra: Any
+) -> Record:
     pages = page_count(size)
     return {
         "path": path,
         "size": size,
         "pages": pages,
+        "residency_known": after is not None,
         "resident_pages_before": before,
         "resident_pages": after,
-        "resident_bytes": min(after * PAGE_SIZE, size),
+        "resident_bytes": resident_bytes(after, size),
         "percent": percent(after, pages),
         **extra,
     }
@@ -471,14 +545,15 @@ def print_moved(report: Report, args: argparse.Namespace) -> None:
         [
             human(f["size"]),
             str(f["pages"]),
-            str(f["resident_pages_before"]),
-            str(f["resident_pages"]),
-            f"{f['percent']:.1f}%",
+            count_cell(f["resident_pages_before"]),
+            count_cell(f["resident_pages"]),
+            percent_cell(f["percent"]),
             shown(f["path"]),
         ]
         for f in report.files
     ]
     print("\n".join(table_lines(["SIZE", "PAGES", "BEFORE", "RESIDENT", "%", "FILE"], rows)))
+    report.note_hidden()
 
 
 # ---- evict ------------------------------------------------------------------
@@ -504,10 +579,11 @@ def run_evict(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             with open_file(path) as m:
-                before = m.resident() // PAGE_SIZE
+                known = residency_visible(path)
+                before = resident_pages(m, known)
                 m.advise(0, 0, "dontneed")
                 drop_from_cache(path)
-                after = m.resident() // PAGE_SIZE
+                after = resident_pages(m, known)
                 size = len(m)
         except FileFailure as failure:
             report.fail(failure)
