@@ -511,7 +511,7 @@ def run_warm(args: argparse.Namespace) -> int:
             report.fail(FileFailure.from_os_error(path, exc))
             continue
         report.files.append(
-            moved_record(path, size, before, after, seconds=time.monotonic() - started)
+            moved_record(path, size, before, after, seconds=round(time.monotonic() - started, 4))
         )
     print_moved(report, args)
     return report.status
