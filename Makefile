@@ -34,7 +34,7 @@ lint: dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/clang-format --dry-run -Werror $(C_FILES)
 	$(PY) -m mypy
-	$(PY) -m mypy.stubtest iommap
+	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml iommap
 
 # Rewrites the sources the way `make lint` wants them.
 format: dev

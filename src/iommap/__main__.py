@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Callable
 
-from . import _cli, _demo
+from . import _cli, _demo, benchmarks
 from ._version import __version__
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
     _cli.add_parsers(commands)
     _demo.add_parser(commands)
+    benchmarks.add_parser(commands)
     return parser
 
 

@@ -56,6 +56,7 @@ examples:
   iommap evict data.bin            drop it from the page cache
   iommap lock data.bin             keep it in memory until Ctrl-C
   iommap demo                      watch a SigbusError being survived
+  iommap bench --quick             iommap against the standard library
 
 'iommap COMMAND --help' tells more about each command.
 

@@ -16,6 +16,10 @@
  */
 #include "iommap.h"
 
+#if PY_VERSION_HEX < 0x030B0000
+#include <longintrepr.h> /* ob_digit, for small_int_value(); Python.h has it from 3.11 */
+#endif
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -108,7 +112,8 @@ static int is_closing(mapped_file *h)
 
 /* A non-negative integer argument as uint64.  Values too large for 64 bits
  * saturate: every such range is out of bounds anyway, never OverflowError. */
-static int to_u64(mapped_file *h, const char *op, const char *name, PyObject *obj, uint64_t *out)
+static int to_u64_slow(mapped_file *h, const char *op, const char *name, PyObject *obj,
+                       uint64_t *out)
 {
     PyObject *index;
     if (PyLong_CheckExact(obj)) {
@@ -133,6 +138,50 @@ static int to_u64(mapped_file *h, const char *op, const char *name, PyObject *ob
     }
     *out = overflow > 0 ? UINT64_MAX : (uint64_t)v;
     return 0;
+}
+
+/* The value of an exact, non-negative int of at most a few digits, read
+ * straight from the object: no call, no reference counting.  The hot calls
+ * convert two ints each, and the general path (a new reference, a call into
+ * PyLong_AsLongLongAndOverflow, its overflow checks) cost as much as the
+ * lock.  Returns 0 when the general path has to decide. */
+static inline int small_int_value(PyObject *obj, uint64_t *out)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyLongObject *v = (PyLongObject *)obj;
+    if (!PyUnstable_Long_IsCompact(v))
+        return 0;
+    Py_ssize_t value = PyUnstable_Long_CompactValue(v);
+    if (value < 0)
+        return 0;
+    *out = (uint64_t)value;
+    return 1;
+#else
+    /* Before 3.12, ob_size is the digit count, negative for negative ints. */
+    const digit *d = ((PyLongObject *)obj)->ob_digit;
+    switch (Py_SIZE(obj)) {
+    case 0:
+        *out = 0;
+        return 1;
+    case 1:
+        *out = d[0];
+        return 1;
+    case 2:
+        *out = ((uint64_t)d[1] << PyLong_SHIFT) | d[0];
+        return 1;
+    default:
+        return 0;
+    }
+#endif
+}
+
+/* A non-negative integer argument as uint64 (see to_u64_slow). */
+static inline int to_u64(mapped_file *h, const char *op, const char *name, PyObject *obj,
+                         uint64_t *out)
+{
+    if (PyLong_CheckExact(obj) && small_int_value(obj, out))
+        return 0;
+    return to_u64_slow(h, op, name, obj, out);
 }
 
 /* `offset + length <= size`, without overflow. */
@@ -951,10 +1000,13 @@ static int offsets_from_sequence(mapped_file *h, const char *op, PyObject *obj, 
     int rc = 0;
     /* Re-read the size each step: converting an item can run Python code. */
     for (Py_ssize_t i = 0; rc == 0 && i < count && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
-        char name[32];
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (PyLong_CheckExact(item) && small_int_value(item, &out->values[i]))
+            continue;
+        char name[32]; /* only the general path may need it, for its message */
         snprintf(name, sizeof(name), "offsets[%zd]", i);
-        rc = to_u64(h, op, name, item, &out->values[i]);
+        Py_INCREF(item);
+        rc = to_u64_slow(h, op, name, item, &out->values[i]);
         Py_DECREF(item);
     }
     if (rc == 0 && count != PySequence_Fast_GET_SIZE(seq)) {
