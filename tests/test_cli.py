@@ -101,6 +101,15 @@ def test_bad_usage_exits_2_with_a_usage_line(args: list[str]) -> None:
     assert "usage: iommap" in result.stderr and result.stdout == ""
 
 
+@pytest.mark.parametrize("command", ["info", "warm", "evict", "demo"])
+def test_json_is_one_document_on_one_line(command: str, data: Path) -> None:
+    args = [command, "--json"] + ([] if command == "demo" else [str(data), str(data.parent)])
+    result = run(*args)
+    assert result.returncode == (0 if command == "demo" else 1)
+    line, rest = result.stdout.split("\n", 1)
+    assert rest == "" and json.loads(line)["command"] == command
+
+
 # ---- info -----------------------------------------------------------------------
 
 
@@ -367,12 +376,7 @@ def test_lock_holds_pages_until_interrupted(data: Path, tmp_path: Path, stop: in
     )
     try:
         assert child.stdout is not None
-        lines = []
-        for line in child.stdout:  # the document comes once everything is locked
-            lines.append(line)
-            if line == "}\n":
-                break
-        doc = json.loads("".join(lines))
+        doc = json.loads(child.stdout.readline())  # once everything is locked
         assert doc["locked"] is True and doc["errors"] == []
         assert [f["locked_bytes"] for f in doc["files"]] == [40 * PAGE + 123, 0]
         assert resident_pages(data) == 41

@@ -7,8 +7,9 @@ residency with ``MappedFile.residency()`` (mincore), ``warm`` reads it through
 ``advise("dontneed")`` and ``posix_fadvise(POSIX_FADV_DONTNEED)``, and ``lock``
 maps it with ``lock=True`` (mlock) until interrupted.
 
-Every command takes ``--json``: one JSON document on stdout, with the same
-fields whatever happens, and the errors in it too (they also go to stderr).
+Every command takes ``--json``: one JSON document on one line of stdout, with
+the same fields whatever happens, and the errors in it too (they also go to
+stderr).
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ class Report:
         }
 
     def print_json(self, **extra: Any) -> None:
-        json.dump(self.document(**extra), sys.stdout, indent=2)
+        # One line: a script can read it with readline(), even from a command
+        # (lock) that goes on running after printing it.
+        json.dump(self.document(**extra), sys.stdout)
         sys.stdout.write("\n")
         sys.stdout.flush()
 
@@ -253,7 +256,9 @@ def table_lines(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[st
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="regular files to work on")
     parser.add_argument(
-        "--json", action="store_true", help="print one JSON document on stdout instead of text"
+        "--json",
+        action="store_true",
+        help="print one JSON document, on one line of stdout, instead of text",
     )
 
 

@@ -27,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--dir", help="where to create the demo file (default: a temp dir)")
     parser.add_argument(
-        "--json", action="store_true", help="print the steps as one JSON document instead"
+        "--json", action="store_true", help="print the steps as one JSON document, on one line"
     )
     parser.set_defaults(run=run)
 
@@ -96,6 +96,6 @@ def run(args: argparse.Namespace) -> int:
         say(f"closed: {m.closed}", closed=m.closed)
 
     if args.json:
-        json.dump({"command": "demo", "steps": steps}, sys.stdout, indent=2)
+        json.dump({"command": "demo", "steps": steps}, sys.stdout)
         sys.stdout.write("\n")
     return 0
