@@ -11,6 +11,7 @@ docs goes unchecked.
 
 from __future__ import annotations
 
+import inspect
 import mmap
 import os
 import re
@@ -155,3 +156,23 @@ def test_example_runs(path: Path, tmp_path: Path) -> None:
         [sys.executable, str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def public_callables() -> list[tuple[str, object]]:
+    names = [(f"iommap.{n}", getattr(iommap, n)) for n in iommap.__all__ if n != "__version__"]
+    methods = [
+        (f"MappedFile.{n}", getattr(iommap.MappedFile, n))
+        for n in dir(iommap.MappedFile)
+        if not n.startswith("_") and callable(getattr(iommap.MappedFile, n))
+    ]
+    return names + methods
+
+
+@pytest.mark.parametrize(
+    "name, obj", [pytest.param(name, obj, id=name) for name, obj in public_callables()]
+)
+def test_public_callables_have_help(name: str, obj: object) -> None:
+    doc = inspect.getdoc(obj) or ""
+    assert len(doc) > 20, f"{name} needs a docstring for help()"
+    if inspect.isroutine(obj):
+        inspect.signature(obj)  # a parseable text signature, not just prose
