@@ -102,7 +102,7 @@ class FileFailure(Exception):
             reason = errno.errorcode.get(exc.errno or 0, "oserror").lower()
         message = os.strerror(exc.errno) if exc.errno else str(exc)
         if reason == "sigbus":
-            message = "the file shrank while it was being read"
+            message = "the file shrank (or an I/O error struck) while it was being read"
         return cls(path, reason, message)
 
 
