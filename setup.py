@@ -2,6 +2,7 @@
 
 IOMMAP_SANITIZE=1 builds the core with AddressSanitizer and UBSan.
 """
+
 import glob
 import os
 

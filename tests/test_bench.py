@@ -13,8 +13,24 @@ from iommap.benchmarks import TARGETS, build_groups, main, parse_size
 KiB = 1024
 MiB = 1024 * KiB
 
-TINY = ["--quick", "--size", "2M", "--hot", "256K", "--small-sizes", "64,4K", "--large-sizes", "64K,1M",
-        "--ops", "300", "--repeats", "2", "--large-bytes", "2M", "--no-progress"]
+TINY = [
+    "--quick",
+    "--size",
+    "2M",
+    "--hot",
+    "256K",
+    "--small-sizes",
+    "64,4K",
+    "--large-sizes",
+    "64K,1M",
+    "--ops",
+    "300",
+    "--repeats",
+    "2",
+    "--large-bytes",
+    "2M",
+    "--no-progress",
+]
 OPTIONAL = {"numpy_memmap", "numpy_copyto", "pyarrow_read_at", "iommap_gather_numpy", "numpy_fancy"}
 
 
@@ -42,12 +58,35 @@ def test_json_has_every_group_and_row(tiny_run):
     expected = build_groups(2 * MiB, 256 * KiB, [64, 4 * KiB], [64 * KiB, MiB], 2)
     assert [g["id"] for g in doc["groups"]] == [g.id for g in expected]
     for group, want in zip(doc["groups"], expected):
-        assert {"id", "title", "kind", "op", "size", "region", "threads", "unit", "busy", "rows"} <= set(group)
+        assert {
+            "id",
+            "title",
+            "kind",
+            "op",
+            "size",
+            "region",
+            "threads",
+            "unit",
+            "busy",
+            "rows",
+        } <= set(group)
         assert group["unit"] == ("ns/op" if want.kind == "small" else "GB/s")
         assert [r["id"] for r in group["rows"]] == [c.id for c in want.contenders]
         for row in group["rows"]:
-            assert {"id", "name", "role", "unit", "median", "best", "samples", "vs_mmap", "vs_limit",
-                    "scaling", "skipped", "error"} <= set(row)
+            assert {
+                "id",
+                "name",
+                "role",
+                "unit",
+                "median",
+                "best",
+                "samples",
+                "vs_mmap",
+                "vs_limit",
+                "scaling",
+                "skipped",
+                "error",
+            } <= set(row)
             assert row["error"] is None, row
             if row["skipped"]:
                 assert row["id"] in OPTIONAL, row  # iommap and the stdlib rows always run
@@ -65,7 +104,15 @@ def test_targets_are_all_listed(tiny_run):
     _status, doc, _text, _tmp = tiny_run
     assert [t["target"] for t in doc["targets"]] == [t[0] for t in TARGETS]
     for t in doc["targets"]:
-        assert set(t) == {"target", "measured", "compared_with", "required", "ratio", "ratio_of_bests", "met"}
+        assert set(t) == {
+            "target",
+            "measured",
+            "compared_with",
+            "required",
+            "ratio",
+            "ratio_of_bests",
+            "met",
+        }
         if "64 MiB" in t["target"]:
             assert t["ratio"] is None and t["met"] is None  # not measured in this run
         else:
@@ -103,8 +150,10 @@ def test_bad_arguments_are_refused_before_running(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("text, value", [("64", 64), ("4K", 4096), ("4KiB", 4096), ("256m", 256 * MiB),
-                                         ("1G", 1024 * MiB)])
+@pytest.mark.parametrize(
+    "text, value",
+    [("64", 64), ("4K", 4096), ("4KiB", 4096), ("256m", 256 * MiB), ("1G", 1024 * MiB)],
+)
 def test_parse_size(text, value):
     assert parse_size(text) == value
 
@@ -113,6 +162,8 @@ def test_command_line_dispatches_to_bench():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "iommap", "bench", "--help"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "iommap", "bench", "--help"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout and "--json" in done.stdout

@@ -18,4 +18,14 @@ from ._cli import add_parser, build_parser, main, parse_size, run, run_parsed
 from ._report import TARGETS, speed_ratio
 from ._suite import build_groups
 
-__all__ = ["main", "add_parser", "build_parser", "run", "run_parsed", "parse_size", "build_groups", "TARGETS", "speed_ratio"]
+__all__ = [
+    "main",
+    "add_parser",
+    "build_parser",
+    "run",
+    "run_parsed",
+    "parse_size",
+    "build_groups",
+    "TARGETS",
+    "speed_ratio",
+]

@@ -18,8 +18,19 @@ from ._suite import GiB, KiB, MiB, size_label
 FULL = {"size": GiB, "ops": 100_000, "repeats": 7, "large_bytes": 512 * MiB}
 QUICK = {"size": 256 * MiB, "ops": 30_000, "repeats": 5, "large_bytes": 128 * MiB}
 
-_UNITS = {"": 1, "B": 1, "K": KiB, "KB": KiB, "KIB": KiB, "M": MiB, "MB": MiB, "MIB": MiB,
-          "G": GiB, "GB": GiB, "GIB": GiB}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": KiB,
+    "KB": KiB,
+    "KIB": KiB,
+    "M": MiB,
+    "MB": MiB,
+    "MIB": MiB,
+    "G": GiB,
+    "GB": GiB,
+    "GIB": GiB,
+}
 
 
 def parse_size(text):
@@ -49,39 +60,90 @@ def build_parser(parser=None):
         "Measures iommap against the standard library's ways of reading and writing a "
         "mapped file, side by side in one run, with the limits (memcpy bandwidth, the "
         "interpreter's call floor) measured in the same run. The figures mean something "
-        "only as ratios.")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller file and fewer repeats: done in well under a minute")
-    parser.add_argument("--size", type=parse_size, default=None,
-                        help="test file size (default 1G, 256M with --quick)")
-    parser.add_argument("--file", default=None,
-                        help="test file to use and keep (made or resized as needed); "
-                             "default: a temporary file, removed afterwards")
+        "only as ratios."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller file and fewer repeats: done in well under a minute",
+    )
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=None,
+        help="test file size (default 1G, 256M with --quick)",
+    )
+    parser.add_argument(
+        "--file",
+        default=None,
+        help="test file to use and keep (made or resized as needed); "
+        "default: a temporary file, removed afterwards",
+    )
     parser.add_argument("--dir", default=None, help="directory of the temporary test file")
-    parser.add_argument("--hot", type=parse_size, default=256 * KiB,
-                        help="size of the hot region for random small reads and writes (default 256K)")
-    parser.add_argument("--small-sizes", type=parse_sizes, default=[64, 4 * KiB],
-                        help="sizes of the small random reads and writes (default 64,4K)")
-    parser.add_argument("--large-sizes", type=parse_sizes, default=[MiB, 64 * MiB],
-                        help="sizes of the large reads (default 1M,64M)")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="threads for the parallel large reads (default 2)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="measured repeats of every contender, after one warm-up (default 7, 5 quick)")
-    parser.add_argument("--ops", type=int, default=None,
-                        help="operations per small-op measurement (default 100000, 30000 quick)")
-    parser.add_argument("--large-bytes", type=parse_size, default=None,
-                        help="bytes per thread per large-read measurement (default 512M, 128M quick)")
-    parser.add_argument("--only", default=None,
-                        help="run only the groups whose id contains this text (ids: read/64B/hot, "
-                             "read/1MiB/2t, write/4KiB/hot, ...)")
+    parser.add_argument(
+        "--hot",
+        type=parse_size,
+        default=256 * KiB,
+        help="size of the hot region for random small reads and writes (default 256K)",
+    )
+    parser.add_argument(
+        "--small-sizes",
+        type=parse_sizes,
+        default=[64, 4 * KiB],
+        help="sizes of the small random reads and writes (default 64,4K)",
+    )
+    parser.add_argument(
+        "--large-sizes",
+        type=parse_sizes,
+        default=[MiB, 64 * MiB],
+        help="sizes of the large reads (default 1M,64M)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads for the parallel large reads (default 2)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="measured repeats of every contender, after one warm-up (default 7, 5 quick)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=None,
+        help="operations per small-op measurement (default 100000, 30000 quick)",
+    )
+    parser.add_argument(
+        "--large-bytes",
+        type=parse_size,
+        default=None,
+        help="bytes per thread per large-read measurement (default 512M, 128M quick)",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="run only the groups whose id contains this text (ids: read/64B/hot, "
+        "read/1MiB/2t, write/4KiB/hot, ...)",
+    )
     parser.add_argument("--seed", default="iommap", help="seed of the random offsets")
-    parser.add_argument("--busy-threshold", type=float, default=0.2,
-                        help="warn when other processes used more CPUs than this during a group")
-    parser.add_argument("--json", metavar="PATH", default=None, help="write every number to PATH as JSON")
-    parser.add_argument("--plot", metavar="PATH.png", default=None,
-                        help="draw the ratios as a bar chart (needs matplotlib)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line, even on a terminal")
+    parser.add_argument(
+        "--busy-threshold",
+        type=float,
+        default=0.2,
+        help="warn when other processes used more CPUs than this during a group",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", default=None, help="write every number to PATH as JSON"
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PATH.png",
+        default=None,
+        help="draw the ratios as a bar chart (needs matplotlib)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress line, even on a terminal"
+    )
     return parser
 
 
@@ -94,12 +156,17 @@ def _resolve(args):
     if args.repeats < 1 or args.ops < 1 or args.threads < 1:
         problems.append("--repeats, --ops and --threads must be at least 1")
     if args.hot > args.size:
-        problems.append("--hot (%s) is larger than the file (%s)" % (size_label(args.hot), size_label(args.size)))
+        problems.append(
+            "--hot (%s) is larger than the file (%s)"
+            % (size_label(args.hot), size_label(args.size))
+        )
     if args.small_sizes and max(args.small_sizes) > args.hot:
         problems.append("a small size is larger than the hot region")
     if args.large_sizes and max(args.large_sizes) > args.size:
-        problems.append("a large read size (%s) is larger than the file (%s): raise --size or lower "
-                        "--large-sizes" % (size_label(max(args.large_sizes)), size_label(args.size)))
+        problems.append(
+            "a large read size (%s) is larger than the file (%s): raise --size or lower "
+            "--large-sizes" % (size_label(max(args.large_sizes)), size_label(args.size))
+        )
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -109,6 +176,7 @@ def _resolve(args):
 
 
 # -- the test file -------------------------------------------------------------
+
 
 def prepare_file(path, size, progress):
     """Makes `path` exactly `size` bytes of non-zero data, on disk and in page cache.
@@ -180,6 +248,7 @@ def resident_fraction(path, size):
 
 # -- the run -------------------------------------------------------------------
 
+
 def _meta(args, path, env, created, warmed, resident):
     import iommap
 
@@ -233,37 +302,62 @@ def run(args, out=None, progress=None):
         resident = resident_fraction(path, args.size)
         warnings = []
         if resident is not None and resident < 0.99:
-            warnings.append("only %.0f%% of the test file is in page cache: reads may hit the disk"
-                            % (100 * resident))
+            warnings.append(
+                "only %.0f%% of the test file is in page cache: reads may hit the disk"
+                % (100 * resident)
+            )
             progress.warn(warnings[-1])
 
-        groups = _suite.build_groups(args.size, args.hot, args.small_sizes, args.large_sizes, args.threads)
+        groups = _suite.build_groups(
+            args.size, args.hot, args.small_sizes, args.large_sizes, args.threads
+        )
         if args.only:
             groups = [g for g in groups if args.only in g.id]
         env = _suite.Env(path, args.size, args.hot)
         try:
             meta = _meta(args, path, env, created, warmed, resident)
             progress.clear()
-            print("iommap bench: %s file, %s page cache, %d repeat(s) + 1 warm-up, medians; "
-                  "Python %s on %s, %s CPUs" % (
-                      size_label(args.size),
-                      "?" if resident is None else "%.0f%% in" % (100 * resident),
-                      args.repeats, platform.python_version(), platform.machine(), os.cpu_count()),
-                  file=out)
+            print(
+                "iommap bench: %s file, %s page cache, %d repeat(s) + 1 warm-up, medians; "
+                "Python %s on %s, %s CPUs"
+                % (
+                    size_label(args.size),
+                    "?" if resident is None else "%.0f%% in" % (100 * resident),
+                    args.repeats,
+                    platform.python_version(),
+                    platform.machine(),
+                    os.cpu_count(),
+                ),
+                file=out,
+            )
             for why in sorted(set(env.missing.values())):
                 print("  (skipping rows: %s)" % why, file=out)
             monitor = BusyMonitor()
             done = []
             for i, group in enumerate(groups, 1):
                 rows, busy = _suite.run_group(
-                    env, group, ops=args.ops, large_bytes=args.large_bytes, repeats=args.repeats,
-                    seed=args.seed, progress=progress, label="[%d/%d]" % (i, len(groups)), monitor=monitor)
+                    env,
+                    group,
+                    ops=args.ops,
+                    large_bytes=args.large_bytes,
+                    repeats=args.repeats,
+                    seed=args.seed,
+                    progress=progress,
+                    label="[%d/%d]" % (i, len(groups)),
+                    monitor=monitor,
+                )
                 if busy and busy["others_cpus"] > args.busy_threshold + busy["slack_cpus"]:
                     busy["warning"] = (
                         "machine busy during '%s': other processes used %.2f of %s CPUs "
-                        "(steal %.2f) over %.1f s; its figures are less reliable" % (
-                            group.title, busy["others_cpus"], os.cpu_count(), busy["steal_cpus"],
-                            busy["seconds"]))
+                        "(steal %.2f) over %.1f s; its figures are less reliable"
+                        % (
+                            group.title,
+                            busy["others_cpus"],
+                            os.cpu_count(),
+                            busy["steal_cpus"],
+                            busy["seconds"],
+                        )
+                    )
                     warnings.append(busy["warning"])
                     progress.warn(busy["warning"])
                 done.append((group, rows, busy))
@@ -282,8 +376,11 @@ def run(args, out=None, progress=None):
     targets = _report.evaluate_targets(results)
     print(file=out)
     print(_report.format_table(results, targets), file=out)
-    print("\nlimits: memcpy = %s.\n        call floor = %s." % (_suite.MEMCPY_METHOD, _suite.CALL_FLOOR_METHOD),
-          file=out)
+    print(
+        "\nlimits: memcpy = %s.\n        call floor = %s."
+        % (_suite.MEMCPY_METHOD, _suite.CALL_FLOOR_METHOD),
+        file=out,
+    )
     if not monitor.available:
         print("(no /proc/stat here: busy-machine warnings are off)", file=out)
     if warnings:
@@ -309,7 +406,9 @@ def main(argv=None):
 
 def add_parser(commands):
     """Adds the ``bench`` subcommand to ``python -m iommap``'s subparsers."""
-    parser = commands.add_parser("bench", help="measure iommap against the standard library, side by side")
+    parser = commands.add_parser(
+        "bench", help="measure iommap against the standard library, side by side"
+    )
     build_parser(parser)
     parser.set_defaults(run=lambda args: run_parsed(args, parser))
     return parser

@@ -18,7 +18,7 @@ import os
 import random
 import statistics
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 from ._measure import BusyMonitor, make_loop, run_once
 
@@ -73,7 +73,7 @@ class Group:
     size: int
     region: str  # "hot" or "file"
     threads: int
-    contenders: List[Contender]
+    contenders: list[Contender]
     calls: Optional[int] = None  # calls per measurement, when not --ops (batch groups)
 
     @property
@@ -85,7 +85,7 @@ class Group:
 class Row:
     group: Group
     contender: Contender
-    samples: List[float] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)
     skipped: Optional[str] = None
     error: Optional[str] = None
 
@@ -206,8 +206,10 @@ class Env:
             offsets = [i * n for i in index]
             arrays = (None, None)
             if self.numpy is not None:
-                arrays = (self.numpy.array(index, dtype=self.numpy.int64),
-                          self.numpy.array(offsets, dtype=self.numpy.int64))
+                arrays = (
+                    self.numpy.array(index, dtype=self.numpy.int64),
+                    self.numpy.array(offsets, dtype=self.numpy.int64),
+                )
             got = self._data[key] = (offsets,) + arrays
         return got
 
@@ -244,62 +246,152 @@ class Env:
 # -- the contenders ------------------------------------------------------------
 
 _CALL_FLOOR = Contender(
-    "call_floor", "call floor: operator.is_(o, n)", "f(o, n)",
-    lambda e, n, t: (operator.is_, None, None), role="limit",
+    "call_floor",
+    "call floor: operator.is_(o, n)",
+    "f(o, n)",
+    lambda e, n, t: (operator.is_, None, None),
+    role="limit",
 )
 
 SMALL_READS = [
-    Contender("iommap_pread", "iommap pread", "f(o, n)",
-              lambda e, n, t: (e.iommap.pread, None, None), needs="iommap"),
-    Contender("iommap_readinto", "iommap readinto", "f(o, a)",
-              lambda e, n, t: (e.iommap.readinto, e.dst(t, n), None), needs="iommap"),
-    Contender("mmap_slice", "mmap slice mm[o:o+n]", "a[o:o+n]",
-              lambda e, n, t: (None, e.mm, None), role="reference"),
-    Contender("memoryview_copy", "memoryview copy dst[:] = mv[o:o+n]", "a[:] = b[o:o+n]",
-              lambda e, n, t: (None, e.dst_view(t, n), e.mv)),
-    Contender("os_pread", "os.pread", "f(a, n, o)",
-              lambda e, n, t: (os.pread, e.fd, None)),
-    Contender("os_preadv", "os.preadv into a buffer", "f(a, b, o)",
-              lambda e, n, t: (os.preadv, e.fd, [e.dst(t, n)])),
-    Contender("numpy_memmap", "numpy.memmap m[o:o+n].tobytes()", "a[o:o+n].tobytes()",
-              lambda e, n, t: (None, e.npm, None), needs="numpy"),
-    Contender("pyarrow_read_at", "pyarrow read_at (zero-copy Buffer)", "f(n, o)",
-              lambda e, n, t: (e.pa_file.read_at, None, None), needs="pyarrow"),
+    Contender(
+        "iommap_pread",
+        "iommap pread",
+        "f(o, n)",
+        lambda e, n, t: (e.iommap.pread, None, None),
+        needs="iommap",
+    ),
+    Contender(
+        "iommap_readinto",
+        "iommap readinto",
+        "f(o, a)",
+        lambda e, n, t: (e.iommap.readinto, e.dst(t, n), None),
+        needs="iommap",
+    ),
+    Contender(
+        "mmap_slice",
+        "mmap slice mm[o:o+n]",
+        "a[o:o+n]",
+        lambda e, n, t: (None, e.mm, None),
+        role="reference",
+    ),
+    Contender(
+        "memoryview_copy",
+        "memoryview copy dst[:] = mv[o:o+n]",
+        "a[:] = b[o:o+n]",
+        lambda e, n, t: (None, e.dst_view(t, n), e.mv),
+    ),
+    Contender("os_pread", "os.pread", "f(a, n, o)", lambda e, n, t: (os.pread, e.fd, None)),
+    Contender(
+        "os_preadv",
+        "os.preadv into a buffer",
+        "f(a, b, o)",
+        lambda e, n, t: (os.preadv, e.fd, [e.dst(t, n)]),
+    ),
+    Contender(
+        "numpy_memmap",
+        "numpy.memmap m[o:o+n].tobytes()",
+        "a[o:o+n].tobytes()",
+        lambda e, n, t: (None, e.npm, None),
+        needs="numpy",
+    ),
+    Contender(
+        "pyarrow_read_at",
+        "pyarrow read_at (zero-copy Buffer)",
+        "f(n, o)",
+        lambda e, n, t: (e.pa_file.read_at, None, None),
+        needs="pyarrow",
+    ),
     _CALL_FLOOR,
 ]
 
 LARGE_READS = [
-    Contender("iommap_readinto", "iommap readinto", "f(o, a)",
-              lambda e, n, t: (e.iommap.readinto, e.dst(t, n), None), needs="iommap"),
-    Contender("iommap_pread", "iommap pread (new bytes)", "f(o, n)",
-              lambda e, n, t: (e.iommap.pread, None, None), needs="iommap"),
-    Contender("mmap_slice", "mmap slice mm[o:o+n] (new bytes)", "a[o:o+n]",
-              lambda e, n, t: (None, e.mm, None), role="reference"),
-    Contender("memoryview_copy", "memoryview copy dst[:] = mv[o:o+n]", "a[:] = b[o:o+n]",
-              lambda e, n, t: (None, e.dst_view(t, n), e.mv)),
-    Contender("os_preadv", "os.preadv into a buffer", "f(a, b, o)",
-              lambda e, n, t: (os.preadv, e.fd, [e.dst(t, n)])),
-    Contender("os_pread", "os.pread (new bytes)", "f(a, n, o)",
-              lambda e, n, t: (os.pread, e.fd, None)),
-    Contender("numpy_copyto", "numpy.copyto(dst, memmap[o:o+n])", "f(a, b[o:o+n])",
-              lambda e, n, t: (e.numpy.copyto, e.numpy.frombuffer(e.dst(t, n), dtype=e.numpy.uint8), e.npm),
-              needs="numpy"),
-    Contender("pyarrow_read_at", "pyarrow read_at (zero-copy Buffer)", "f(n, o)",
-              lambda e, n, t: (e.pa_file.read_at, None, None), needs="pyarrow"),
+    Contender(
+        "iommap_readinto",
+        "iommap readinto",
+        "f(o, a)",
+        lambda e, n, t: (e.iommap.readinto, e.dst(t, n), None),
+        needs="iommap",
+    ),
+    Contender(
+        "iommap_pread",
+        "iommap pread (new bytes)",
+        "f(o, n)",
+        lambda e, n, t: (e.iommap.pread, None, None),
+        needs="iommap",
+    ),
+    Contender(
+        "mmap_slice",
+        "mmap slice mm[o:o+n] (new bytes)",
+        "a[o:o+n]",
+        lambda e, n, t: (None, e.mm, None),
+        role="reference",
+    ),
+    Contender(
+        "memoryview_copy",
+        "memoryview copy dst[:] = mv[o:o+n]",
+        "a[:] = b[o:o+n]",
+        lambda e, n, t: (None, e.dst_view(t, n), e.mv),
+    ),
+    Contender(
+        "os_preadv",
+        "os.preadv into a buffer",
+        "f(a, b, o)",
+        lambda e, n, t: (os.preadv, e.fd, [e.dst(t, n)]),
+    ),
+    Contender(
+        "os_pread", "os.pread (new bytes)", "f(a, n, o)", lambda e, n, t: (os.pread, e.fd, None)
+    ),
+    Contender(
+        "numpy_copyto",
+        "numpy.copyto(dst, memmap[o:o+n])",
+        "f(a, b[o:o+n])",
+        lambda e, n, t: (
+            e.numpy.copyto,
+            e.numpy.frombuffer(e.dst(t, n), dtype=e.numpy.uint8),
+            e.npm,
+        ),
+        needs="numpy",
+    ),
+    Contender(
+        "pyarrow_read_at",
+        "pyarrow read_at (zero-copy Buffer)",
+        "f(n, o)",
+        lambda e, n, t: (e.pa_file.read_at, None, None),
+        needs="pyarrow",
+    ),
     # ctypes.memmove(dst, src, count): from the pool at the offset into the buffer.
-    Contender("memcpy", "memcpy: ctypes.memmove", "f(b, a + o, n)",
-              lambda e, n, t: (ctypes.memmove, e.pool_address(), e.address(e.dst(t, n))), role="limit"),
+    Contender(
+        "memcpy",
+        "memcpy: ctypes.memmove",
+        "f(b, a + o, n)",
+        lambda e, n, t: (ctypes.memmove, e.pool_address(), e.address(e.dst(t, n))),
+        role="limit",
+    ),
 ]
 
 SMALL_WRITES = [
-    Contender("iommap_pwrite", "iommap pwrite", "f(o, a)",
-              lambda e, n, t: (e.iommap.pwrite, e.data(n), None), needs="iommap"),
-    Contender("mmap_slice_assign", "mmap slice assignment mm[o:o+n] = d", "a[o:o+n] = b",
-              lambda e, n, t: (None, e.mm, e.data(n)), role="reference"),
-    Contender("memoryview_assign", "memoryview slice assignment mv[o:o+n] = d", "a[o:o+n] = b",
-              lambda e, n, t: (None, e.mv, e.data(n))),
-    Contender("os_pwrite", "os.pwrite", "f(a, b, o)",
-              lambda e, n, t: (os.pwrite, e.fd, e.data(n))),
+    Contender(
+        "iommap_pwrite",
+        "iommap pwrite",
+        "f(o, a)",
+        lambda e, n, t: (e.iommap.pwrite, e.data(n), None),
+        needs="iommap",
+    ),
+    Contender(
+        "mmap_slice_assign",
+        "mmap slice assignment mm[o:o+n] = d",
+        "a[o:o+n] = b",
+        lambda e, n, t: (None, e.mm, e.data(n)),
+        role="reference",
+    ),
+    Contender(
+        "memoryview_assign",
+        "memoryview slice assignment mv[o:o+n] = d",
+        "a[o:o+n] = b",
+        lambda e, n, t: (None, e.mv, e.data(n)),
+    ),
+    Contender("os_pwrite", "os.pwrite", "f(a, b, o)", lambda e, n, t: (os.pwrite, e.fd, e.data(n))),
     _CALL_FLOOR,
 ]
 
@@ -332,31 +424,78 @@ def _gather_setup(kind):
         # beside a copy of megabytes.
         total, memmove = count * n, ctypes.memmove
         return (lambda dst, src: memmove(dst, src, total)), e.address(out), e.pool_address()
+
     return setup
 
 
 GATHER = [
-    Contender("iommap_gather_numpy", "iommap gather(int64 array, n, out)", "f(a, n, b)",
-              _gather_setup("numpy_offsets"), needs="numpy"),
-    Contender("iommap_gather_list", "iommap gather(list of ints, n, out)", "f(a, n, b)",
-              _gather_setup("list_offsets"), needs="iommap"),
-    Contender("pread_loop", "Python loop [pread(o, n) for o in offsets]", "[f(i, n) for i in a]",
-              _gather_setup("pread_loop"), needs="iommap"),
-    Contender("numpy_fancy", "numpy fancy indexing memmap2d[idx]", "a[b]",
-              _gather_setup("fancy"), needs="numpy", role="reference"),
-    Contender("memcpy", "memcpy of the same bytes: ctypes.memmove", "f(a, b)",
-              _gather_setup("memcpy"), role="limit"),
+    Contender(
+        "iommap_gather_numpy",
+        "iommap gather(int64 array, n, out)",
+        "f(a, n, b)",
+        _gather_setup("numpy_offsets"),
+        needs="numpy",
+    ),
+    Contender(
+        "iommap_gather_list",
+        "iommap gather(list of ints, n, out)",
+        "f(a, n, b)",
+        _gather_setup("list_offsets"),
+        needs="iommap",
+    ),
+    Contender(
+        "pread_loop",
+        "Python loop [pread(o, n) for o in offsets]",
+        "[f(i, n) for i in a]",
+        _gather_setup("pread_loop"),
+        needs="iommap",
+    ),
+    Contender(
+        "numpy_fancy",
+        "numpy fancy indexing memmap2d[idx]",
+        "a[b]",
+        _gather_setup("fancy"),
+        needs="numpy",
+        role="reference",
+    ),
+    Contender(
+        "memcpy",
+        "memcpy of the same bytes: ctypes.memmove",
+        "f(a, b)",
+        _gather_setup("memcpy"),
+        role="limit",
+    ),
 ]
 
 VIEWS = [
-    Contender("iommap_view_1", "iommap view(o, 1)", "f(o, 1)",
-              lambda e, n, t: (e.iommap.view, None, None), needs="iommap"),
-    Contender("iommap_view_file", "iommap view() of the whole file", "f()",
-              lambda e, n, t: (e.iommap.view, None, None), needs="iommap"),
-    Contender("iommap_view_rest", "iommap view(1, size - 1)", "f(1, a)",
-              lambda e, n, t: (e.iommap.view, e.size - 1, None), needs="iommap"),
-    Contender("memoryview_slice", "memoryview(mmap)[o:o+1]", "a[o:o+1]",
-              lambda e, n, t: (None, e.mv, None), role="reference"),
+    Contender(
+        "iommap_view_1",
+        "iommap view(o, 1)",
+        "f(o, 1)",
+        lambda e, n, t: (e.iommap.view, None, None),
+        needs="iommap",
+    ),
+    Contender(
+        "iommap_view_file",
+        "iommap view() of the whole file",
+        "f()",
+        lambda e, n, t: (e.iommap.view, None, None),
+        needs="iommap",
+    ),
+    Contender(
+        "iommap_view_rest",
+        "iommap view(1, size - 1)",
+        "f(1, a)",
+        lambda e, n, t: (e.iommap.view, e.size - 1, None),
+        needs="iommap",
+    ),
+    Contender(
+        "memoryview_slice",
+        "memoryview(mmap)[o:o+1]",
+        "a[o:o+1]",
+        lambda e, n, t: (None, e.mv, None),
+        role="reference",
+    ),
     _CALL_FLOOR,
 ]
 
@@ -365,23 +504,66 @@ def build_groups(size, hot, small_sizes, large_sizes, threads):
     groups = []
     for n in small_sizes:
         for region in ("hot", "file"):
-            where = ("random in a hot %s region" % size_label(hot)) if region == "hot" else (
-                "random over the %s file" % size_label(size))
-            groups.append(Group("read/%s/%s" % (size_id(n), region), "read %s, %s" % (size_label(n), where),
-                                "small", "read", n, region, 1, SMALL_READS))
+            where = (
+                ("random in a hot %s region" % size_label(hot))
+                if region == "hot"
+                else ("random over the %s file" % size_label(size))
+            )
+            groups.append(
+                Group(
+                    "read/%s/%s" % (size_id(n), region),
+                    "read %s, %s" % (size_label(n), where),
+                    "small",
+                    "read",
+                    n,
+                    region,
+                    1,
+                    SMALL_READS,
+                )
+            )
     for n in large_sizes:
         for t in sorted({1, threads}):
-            groups.append(Group("read/%s/%dt" % (size_id(n), t),
-                                "read %s, %d thread%s" % (size_label(n), t, "s" if t > 1 else ""),
-                                "large", "read", n, "file", t, LARGE_READS))
+            groups.append(
+                Group(
+                    "read/%s/%dt" % (size_id(n), t),
+                    "read %s, %d thread%s" % (size_label(n), t, "s" if t > 1 else ""),
+                    "large",
+                    "read",
+                    n,
+                    "file",
+                    t,
+                    LARGE_READS,
+                )
+            )
     for n in small_sizes:
-        groups.append(Group("write/%s/hot" % size_id(n),
-                            "write %s, random in a hot %s region" % (size_label(n), size_label(hot)),
-                            "small", "write", n, "hot", 1, SMALL_WRITES))
-    groups.append(Group("gather/64B", "gather %d records of 64 B at random offsets (ns per call)"
-                        % gather_records(size, 64), "small", "gather", 64, "file", 1, GATHER,
-                        calls=GATHER_CALLS))
-    groups.append(Group("view", "view creation (ns per view)", "small", "view", 1, "file", 1, VIEWS))
+        groups.append(
+            Group(
+                "write/%s/hot" % size_id(n),
+                "write %s, random in a hot %s region" % (size_label(n), size_label(hot)),
+                "small",
+                "write",
+                n,
+                "hot",
+                1,
+                SMALL_WRITES,
+            )
+        )
+    groups.append(
+        Group(
+            "gather/64B",
+            "gather %d records of 64 B at random offsets (ns per call)" % gather_records(size, 64),
+            "small",
+            "gather",
+            64,
+            "file",
+            1,
+            GATHER,
+            calls=GATHER_CALLS,
+        )
+    )
+    groups.append(
+        Group("view", "view creation (ns per view)", "small", "view", 1, "file", 1, VIEWS)
+    )
     return groups
 
 
@@ -409,8 +591,10 @@ def run_group(env, group, *, ops, large_bytes, repeats, seed, progress, label, m
             row.skipped = env.missing[c.needs]
             continue
         try:
-            per_thread = [(offsets[t], group.size) + tuple(c.setup(env, group.size, t))
-                          for t in range(group.threads)]
+            per_thread = [
+                (offsets[t], group.size) + tuple(c.setup(env, group.size, t))
+                for t in range(group.threads)
+            ]
         except Exception as exc:
             row.error = "setup failed: %s: %s" % (type(exc).__name__, exc)
             continue
@@ -430,9 +614,15 @@ def run_group(env, group, *, ops, large_bytes, repeats, seed, progress, label, m
             for row, loop, per_thread in runs[shift:] + runs[:shift]:
                 if row.error:
                     continue
-                progress.update("%s %s: %s (%s)" % (
-                    label, group.title, row.contender.name,
-                    "warm-up" if r == 0 else "repeat %d/%d" % (r, repeats)))
+                progress.update(
+                    "%s %s: %s (%s)"
+                    % (
+                        label,
+                        group.title,
+                        row.contender.name,
+                        "warm-up" if r == 0 else "repeat %d/%d" % (r, repeats),
+                    )
+                )
                 try:
                     elapsed = run_once(loop, per_thread)
                 except Exception as exc:
