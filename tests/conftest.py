@@ -81,9 +81,7 @@ def has_capability(bit):
 
 CAP_IPC_LOCK = 14
 
-needs_linux = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reads Linux's /proc"
-)
+needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
 
 
 def _under_asan():

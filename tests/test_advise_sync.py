@@ -1,9 +1,9 @@
 """advise (madvise) and sync (msync)."""
 
 import pytest
+from conftest import PAGE, assert_error, read_file
 
 import iommap
-from conftest import PAGE, assert_error, read_file
 
 HINTS = ["normal", "random", "sequential", "willneed", "dontneed"]
 SIZE = 4 * PAGE + 123  # the `data` fixture's length
@@ -12,8 +12,17 @@ SIZE = 4 * PAGE + 123  # the `data` fixture's length
 @pytest.mark.parametrize("hint", HINTS)
 @pytest.mark.parametrize(
     "offset,length",
-    [(0, 0), (0, SIZE), (1, 10), (PAGE - 1, 2), (PAGE, PAGE), (SIZE - 1, 1), (SIZE, 0),
-     (7, 0), (3 * PAGE + 5, 0)],
+    [
+        (0, 0),
+        (0, SIZE),
+        (1, 10),
+        (PAGE - 1, 2),
+        (PAGE, PAGE),
+        (SIZE - 1, 1),
+        (SIZE, 0),
+        (7, 0),
+        (3 * PAGE + 5, 0),
+    ],
 )
 def test_every_hint_on_any_in_bounds_range(handle, data, hint, offset, length):
     # Unaligned ranges are accepted: the core aligns them to pages inside.

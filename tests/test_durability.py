@@ -9,9 +9,9 @@ import os
 import signal
 
 import pytest
+from conftest import PAGE, read_file, run_py
 
 import iommap
-from conftest import PAGE, read_file, run_py
 
 
 def _killed_child(code, path, **variables):

@@ -5,16 +5,25 @@ import errno
 import pickle
 
 import pytest
+from conftest import PAGE, assert_error, read_file, run_ok
 
 import iommap
 from iommap import _errors
-from conftest import PAGE, assert_error, read_file, run_ok
 
 
 def test_public_names():
-    for name in ["open", "MappedFile", "Error", "BadArgumentTypeError",
-                 "BadArgumentValueError", "ClosedError", "OutOfBoundsError",
-                 "SigbusError", "SystemCallError", "__version__"]:
+    for name in [
+        "open",
+        "MappedFile",
+        "Error",
+        "BadArgumentTypeError",
+        "BadArgumentValueError",
+        "ClosedError",
+        "OutOfBoundsError",
+        "SigbusError",
+        "SystemCallError",
+        "__version__",
+    ]:
         assert hasattr(iommap, name), name
         assert name in iommap.__all__
     assert isinstance(iommap.MappedFile, type)
@@ -91,8 +100,12 @@ def test_enoent_from_a_real_call(tmp_path):
 
 def test_every_error_has_a_message(handle):
     raised = []
-    for call in [lambda: handle.pread(-1, 0), lambda: handle.pread(0.5, 0),
-                 lambda: handle.pread(0, 10**9), lambda: handle.advise(0, 0, "nope")]:
+    for call in [
+        lambda: handle.pread(-1, 0),
+        lambda: handle.pread(0.5, 0),
+        lambda: handle.pread(0, 10**9),
+        lambda: handle.advise(0, 0, "nope"),
+    ]:
         with pytest.raises(iommap.Error) as ei:
             call()
         raised.append(ei.value)

@@ -8,11 +8,11 @@ import tempfile
 import tracemalloc
 
 import pytest
+from conftest import PAGE, assert_error, read_file, run_ok
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import iommap
-from conftest import PAGE, assert_error, read_file, run_ok
 
 
 class Index:
@@ -42,8 +42,16 @@ def test_position_and_len_are_the_mapped_size(handle, data):
 
 @pytest.mark.parametrize(
     "offset,length",
-    [(0, 1), (0, 100), (5, 10), (PAGE - 1, 2), (PAGE, PAGE), (1, 3 * PAGE),
-     (4 * PAGE, 123), (4 * PAGE + 122, 1)],
+    [
+        (0, 1),
+        (0, 100),
+        (5, 10),
+        (PAGE - 1, 2),
+        (PAGE, PAGE),
+        (1, 3 * PAGE),
+        (4 * PAGE, 123),
+        (4 * PAGE + 122, 1),
+    ],
 )
 def test_pread_returns_exact_bytes(handle, data, offset, length):
     got = handle.pread(offset, length)
@@ -77,8 +85,16 @@ def test_pread_is_a_copy(handle, data):
 
 @pytest.mark.parametrize(
     "offset,length",
-    [(0, 4 * PAGE + 124), (1, 4 * PAGE + 123), (4 * PAGE + 123, 1), (4 * PAGE + 124, 0),
-     (4 * PAGE + 124, 1), (10**6, 0), (0, 10**9), (0, 2**40)],
+    [
+        (0, 4 * PAGE + 124),
+        (1, 4 * PAGE + 123),
+        (4 * PAGE + 123, 1),
+        (4 * PAGE + 124, 0),
+        (4 * PAGE + 124, 1),
+        (10**6, 0),
+        (0, 10**9),
+        (0, 2**40),
+    ],
 )
 def test_pread_out_of_bounds(handle, offset, length):
     # (0, 2**40): bounds are checked before anything is allocated, so this is
@@ -90,8 +106,14 @@ def test_pread_out_of_bounds(handle, offset, length):
 
 @pytest.mark.parametrize("huge", HUGE)
 def test_pread_huge_numbers_are_out_of_bounds_never_overflow(handle, huge):
-    for offset, length in [(huge, 0), (huge, 1), (0, huge), (1, huge), (huge, huge),
-                           (PAGE, huge - PAGE)]:
+    for offset, length in [
+        (huge, 0),
+        (huge, 1),
+        (0, huge),
+        (1, huge),
+        (huge, huge),
+        (PAGE, huge - PAGE),
+    ]:
         with pytest.raises(iommap.OutOfBoundsError) as ei:
             handle.pread(offset, length)
         assert_error(ei, IndexError, "out_of_bounds")
@@ -105,7 +127,9 @@ def test_pread_offset_plus_length_wrapping_64_bits(handle):
             handle.pread(offset, length)
 
 
-@pytest.mark.parametrize("offset,length", [(-1, 0), (0, -1), (-1, -1), (-(2**70), 1), (1, -(2**70))])
+@pytest.mark.parametrize(
+    "offset,length", [(-1, 0), (0, -1), (-1, -1), (-(2**70), 1), (1, -(2**70))]
+)
 def test_pread_negative_is_bad_value(handle, offset, length):
     with pytest.raises(iommap.BadArgumentValueError) as ei:
         handle.pread(offset, length)
@@ -136,11 +160,18 @@ def test_pread_accepts_index_and_bool(handle, data):
 
 def test_wrong_argument_counts_are_plain_type_errors(handle):
     # Python's argument machinery: plain TypeError, not an iommap.Error.
-    for call in [lambda: handle.pread(0), lambda: handle.pread(0, 1, 2),
-                 lambda: handle.pread(), lambda: handle.readinto(0),
-                 lambda: handle.pwrite(0), lambda: handle.pwrite(0, b"", 1),
-                 lambda: handle.truncate(), lambda: handle.advise(0, 0),
-                 lambda: handle.position(1), lambda: handle.close(1)]:
+    for call in [
+        lambda: handle.pread(0),
+        lambda: handle.pread(0, 1, 2),
+        lambda: handle.pread(),
+        lambda: handle.readinto(0),
+        lambda: handle.pwrite(0),
+        lambda: handle.pwrite(0, b"", 1),
+        lambda: handle.truncate(),
+        lambda: handle.advise(0, 0),
+        lambda: handle.position(1),
+        lambda: handle.close(1),
+    ]:
         with pytest.raises(TypeError) as ei:
             call()
         assert type(ei.value) is TypeError
@@ -308,8 +339,13 @@ def test_pwrite_bytes_reaches_the_file(handle, data_file, data):
 
 @pytest.mark.parametrize(
     "payload",
-    [bytearray(b"abcd"), memoryview(b"abcd"), memoryview(b"xxabcdxx")[2:6],
-     array.array("B", b"abcd"), (ctypes.c_char * 4)(*b"abcd")],
+    [
+        bytearray(b"abcd"),
+        memoryview(b"abcd"),
+        memoryview(b"xxabcdxx")[2:6],
+        array.array("B", b"abcd"),
+        (ctypes.c_char * 4)(*b"abcd"),
+    ],
     ids=["bytearray", "memoryview", "mv-slice", "array", "ctypes"],
 )
 def test_pwrite_bytes_like_objects(handle, data_file, payload):
@@ -389,10 +425,34 @@ def test_pwrite_large_copy(make_file):
 
 @pytest.mark.parametrize(
     "payload",
-    ["text", 5, None, 1.5, [b"a", 1], [b"a", "b"], [b"ok", [None]], {b"a": 1}, {b"a"},
-     [True], iter([b"a"]), (x for x in [b"a"])],
-    ids=["str", "int", "None", "float", "list-int", "list-str", "nested-None", "dict",
-         "set", "list-bool", "iterator", "generator"],
+    [
+        "text",
+        5,
+        None,
+        1.5,
+        [b"a", 1],
+        [b"a", "b"],
+        [b"ok", [None]],
+        {b"a": 1},
+        {b"a"},
+        [True],
+        iter([b"a"]),
+        (x for x in [b"a"]),
+    ],
+    ids=[
+        "str",
+        "int",
+        "None",
+        "float",
+        "list-int",
+        "list-str",
+        "nested-None",
+        "dict",
+        "set",
+        "list-bool",
+        "iterator",
+        "generator",
+    ],
 )
 def test_pwrite_wrong_types_are_bad_type_and_write_nothing(handle, data_file, data, payload):
     # Only bytes-like objects and lists/tuples of them are data (no ints, no
@@ -475,9 +535,14 @@ def test_pwrite_very_deep_nesting_and_cycles_are_badarg(tmp_path):
 
 @pytest.mark.parametrize(
     "offset,payload",
-    [(4 * PAGE + 120, b"abcd"), (4 * PAGE + 124, b"a"), (4 * PAGE + 124, b""),
-     (0, b"x" * (4 * PAGE + 124)), (4 * PAGE + 100, [b"a" * 20, [b"b" * 3, b"c"]]),
-     (10**12, b"a")],
+    [
+        (4 * PAGE + 120, b"abcd"),
+        (4 * PAGE + 124, b"a"),
+        (4 * PAGE + 124, b""),
+        (0, b"x" * (4 * PAGE + 124)),
+        (4 * PAGE + 100, [b"a" * 20, [b"b" * 3, b"c"]]),
+        (10**12, b"a"),
+    ],
 )
 def test_pwrite_out_of_bounds_writes_nothing(handle, data_file, data, offset, payload):
     with pytest.raises(iommap.OutOfBoundsError) as ei:
@@ -515,8 +580,9 @@ def test_pwrite_offset_types(handle):
 SIZE = 3 * PAGE + 7
 
 ops = st.one_of(
-    st.tuples(st.just("w"), st.integers(0, SIZE + 10),
-              st.lists(st.binary(max_size=PAGE + 3), max_size=4)),
+    st.tuples(
+        st.just("w"), st.integers(0, SIZE + 10), st.lists(st.binary(max_size=PAGE + 3), max_size=4)
+    ),
     st.tuples(st.just("r"), st.integers(0, SIZE + 10), st.integers(0, 2 * PAGE)),
     st.tuples(st.just("i"), st.integers(0, SIZE + 10), st.integers(0, PAGE)),
 )

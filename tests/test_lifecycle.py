@@ -6,9 +6,9 @@ import pickle
 import warnings
 
 import pytest
+from conftest import assert_error, fd_count, is_mapped, read_file
 
 import iommap
-from conftest import assert_error, fd_count, is_mapped, read_file
 
 
 def test_close_returns_none_and_is_idempotent(data_file):

@@ -3,9 +3,9 @@
 import errno
 
 import pytest
+from conftest import PAGE, assert_error, read_file, run_ok
 
 import iommap
-from conftest import PAGE, assert_error, read_file, run_ok
 
 
 def _assert_eacces(excinfo):

@@ -6,8 +6,6 @@ import pathlib
 import stat
 
 import pytest
-
-import iommap
 from conftest import (
     PAGE,
     assert_error,
@@ -19,6 +17,8 @@ from conftest import (
     read_file,
     run_ok,
 )
+
+import iommap
 
 
 class PathLike:
@@ -107,9 +107,11 @@ def test_path_with_nul_byte_is_bad_value(tmp_path):
 def test_options_are_keyword_only(data_file):
     # Python's argument machinery refuses these before iommap runs: plain
     # TypeError per SPEC.md.
-    for call in [lambda: iommap.open(data_file, "read", True),
-                 lambda: iommap.open(data_file, "read", private=True, bogus=True),
-                 lambda: iommap.open()]:
+    for call in [
+        lambda: iommap.open(data_file, "read", True),
+        lambda: iommap.open(data_file, "read", private=True, bogus=True),
+        lambda: iommap.open(),
+    ]:
         with pytest.raises(TypeError) as ei:
             call()
         assert type(ei.value) is TypeError
@@ -281,8 +283,13 @@ def test_impossible_size_is_an_iommap_error_not_overflow(make_file, size):
 
 @pytest.mark.parametrize(
     "options",
-    [{"create": True}, {"truncate": True}, {"size": 10}, {"size": 0},
-     {"create": True, "truncate": True, "size": 10}],
+    [
+        {"create": True},
+        {"truncate": True},
+        {"size": 10},
+        {"size": 0},
+        {"create": True, "truncate": True, "size": 10},
+    ],
 )
 def test_read_mode_refuses_create_truncate_size_on_existing_file(make_file, options):
     # size=0 would change nothing, but SPEC.md refuses the option itself in
@@ -316,9 +323,7 @@ def test_read_mode_accepts_the_default_option_values(data_file, data):
 
 
 @pytest.mark.parametrize("mode", ["read", "write", "read_write"])
-@pytest.mark.parametrize(
-    "option", ["private", "lock", "populate", "nocache"]
-)
+@pytest.mark.parametrize("option", ["private", "lock", "populate", "nocache"])
 def test_each_option_opens_in_each_mode(data_file, data, mode, option):
     with iommap.open(data_file, mode, **{option: True}) as m:
         assert m.position() == len(data)

@@ -4,8 +4,6 @@ import errno
 import os
 
 import pytest
-
-import iommap
 from conftest import (
     CAP_IPC_LOCK,
     PAGE,
@@ -18,6 +16,8 @@ from conftest import (
     read_file,
     run_ok,
 )
+
+import iommap
 
 
 def test_grow_remaps_and_zero_fills(handle, data_file, data):

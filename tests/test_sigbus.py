@@ -12,7 +12,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import PAGE, run_ok, run_py
 
 # Common set-up for the children: a file of `pages` pages of distinct bytes,
@@ -131,8 +130,9 @@ def test_a_partial_pwrite_writes_at_most_a_prefix(tmp_path):
     )
 
 
-@pytest.mark.parametrize("mode,private", [("read", False), ("read", True), ("read_write", True),
-                                          ("write", False)])
+@pytest.mark.parametrize(
+    "mode,private", [("read", False), ("read", True), ("read_write", True), ("write", False)]
+)
 def test_every_mode_is_protected(tmp_path, mode, private):
     child(
         """
@@ -287,7 +287,8 @@ def test_unrelated_sigbus_still_kills(tmp_path, kind):
 def test_unrelated_fault_while_another_thread_is_in_a_guarded_copy(tmp_path):
     # The guard is per thread: a fault on the main thread must not be taken
     # for the guarded copy running on another.
-    code = """
+    code = (
+        """
         make(path, 64)
         m = iommap.open(path)
         stop = False
@@ -299,9 +300,12 @@ def test_unrelated_fault_while_another_thread_is_in_a_guarded_copy(tmp_path):
         import time
         time.sleep(0.05)
         print("SURVIVED", flush=True)
-    """ + UNRELATED["stdlib-mmap"] + """
+    """
+        + UNRELATED["stdlib-mmap"]
+        + """
         print("NOT KILLED", flush=True)
     """
+    )
     rc, out, err = child_rc(code, tmp_path)
     assert "SURVIVED" in out and "NOT KILLED" not in out, (rc, out, err)
     assert rc == -signal.SIGBUS, (rc, out, err)
@@ -311,14 +315,15 @@ def test_python_handler_installed_before_import_is_chained(tmp_path):
     # A handler installed before iommap (here Python's own, for a kill(2)
     # signal) still gets the signals that are not iommap's; guarded faults
     # never reach it.
-    rc, out, err = run_py((
-        """
+    rc, out, err = run_py(
+        (
+            """
         import os, signal, time
         hits = []
         signal.signal(signal.SIGBUS, lambda signum, frame: hits.append(signum))
         """,
-        PRELUDE,
-        """
+            PRELUDE,
+            """
         make(path, 3)
         m = iommap.open(path)
         os.truncate(path, page)
@@ -332,7 +337,8 @@ def test_python_handler_installed_before_import_is_chained(tmp_path):
             time.sleep(0.01)
         assert hits == [signal.SIGBUS], hits
         print("OK")
-        """),
+        """,
+        ),
         path=str(tmp_path / "f.bin"),
         page=PAGE,
     )
@@ -341,13 +347,14 @@ def test_python_handler_installed_before_import_is_chained(tmp_path):
 
 def test_ignored_sigbus_stays_ignored(tmp_path):
     # SIG_IGN was "the handler installed before": a kill(2) SIGBUS is ignored.
-    rc, out, err = run_py((
-        """
+    rc, out, err = run_py(
+        (
+            """
         import signal
         signal.signal(signal.SIGBUS, signal.SIG_IGN)
         """,
-        PRELUDE,
-        """
+            PRELUDE,
+            """
         make(path, 3)
         m = iommap.open(path)
         os.truncate(path, page)
@@ -355,7 +362,8 @@ def test_ignored_sigbus_stays_ignored(tmp_path):
         os.kill(os.getpid(), signal.SIGBUS)
         import time; time.sleep(0.1)
         print("OK")
-        """),
+        """,
+        ),
         path=str(tmp_path / "f.bin"),
         page=PAGE,
     )
@@ -389,16 +397,20 @@ def test_open_after_faulthandler_puts_iommap_in_front(tmp_path):
 
 @pytest.mark.parametrize("kind", list(UNRELATED))
 def test_unrelated_fault_still_reaches_faulthandler(tmp_path, kind):
-    code = """
+    code = (
+        """
         faulthandler.enable()
         make(path, 3)
         m = iommap.open(path)
         os.truncate(path, page)
         expect_sigbus(lambda: m.pread(2 * page, 1))
         print("SURVIVED", flush=True)
-    """ + UNRELATED[kind] + """
+    """
+        + UNRELATED[kind]
+        + """
         print("NOT KILLED", flush=True)
     """
+    )
     rc, out, err = child_rc(code, tmp_path)
     assert "SURVIVED" in out and "NOT KILLED" not in out, (rc, out, err)
     assert FATAL in err, err
@@ -429,16 +441,20 @@ def test_guarded_fault_recovered_with_faulthandler_in_front(tmp_path):
 
 
 def test_faulthandler_in_front_then_unrelated_fault_kills(tmp_path):
-    code = """
+    code = (
+        """
         make(path, 3)
         m = iommap.open(path)
         faulthandler.enable()
         os.truncate(path, page)
         expect_sigbus(lambda: m.pread(2 * page, 1))
         print("SURVIVED", flush=True)
-    """ + UNRELATED["stdlib-mmap"] + """
+    """
+        + UNRELATED["stdlib-mmap"]
+        + """
         print("NOT KILLED", flush=True)
     """
+    )
     rc, out, err = child_rc(code, tmp_path)
     assert "SURVIVED" in out and "NOT KILLED" not in out, (rc, out, err)
     assert rc == -signal.SIGBUS, (rc, out, err)
@@ -448,14 +464,17 @@ def test_faulthandler_enabled_before_import(tmp_path):
     # python -X faulthandler: faulthandler was there first; iommap goes in
     # front of it and chains to it.
     out, err = run_ok(
-        (PRELUDE, """
+        (
+            PRELUDE,
+            """
         assert faulthandler.is_enabled()
         make(path, 3)
         m = iommap.open(path)
         os.truncate(path, page)
         expect_sigbus(lambda: m.pread(2 * page, 1))
         print("OK")
-        """),
+        """,
+        ),
         path=str(tmp_path / "f.bin"),
         page=PAGE,
         env={"PYTHONFAULTHANDLER": "1"},
@@ -475,8 +494,9 @@ def test_guarded_reads_and_writes_make_no_system_call(tmp_path):
     if strace is None:
         pytest.skip("needs strace")
     script = tmp_path / "calls.py"
-    script.write_text(textwrap.dedent(
-        """
+    script.write_text(
+        textwrap.dedent(
+            """
         import os, sys, iommap
         path = sys.argv[1]
         with open(path, "wb") as f:
@@ -494,11 +514,14 @@ def test_guarded_reads_and_writes_make_no_system_call(tmp_path):
         os.getppid()
         m.close()
         """
-    ))
+        )
+    )
     trace = tmp_path / "trace.txt"
     proc = subprocess.run(
         [strace, "-f", "-o", str(trace), sys.executable, str(script), str(tmp_path / "f.bin")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if proc.returncode != 0 and "ptrace" in proc.stderr:
         pytest.skip("strace cannot trace here: " + proc.stderr.strip())

@@ -37,8 +37,9 @@ def finish(threads):
 
 
 def child(code, tmp_path, timeout=90, **kwargs):
-    return run_ok((PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, mib=MIB,
-                  timeout=timeout, **kwargs)
+    return run_ok(
+        (PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, mib=MIB, timeout=timeout, **kwargs
+    )
 
 
 def test_no_torn_reads_during_pwrite(tmp_path):
