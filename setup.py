@@ -3,6 +3,7 @@
 IOMMAP_SANITIZE=1 builds the core with AddressSanitizer and UBSan.
 IOMMAP_WERROR=1 makes compiler warnings errors.
 """
+
 import glob
 import os
 

@@ -1,7 +1,6 @@
 """m.gather() and m.scatter(): batch copies, all-or-nothing on bounds."""
 
 import array
-import os
 import random
 
 import pytest
@@ -26,8 +25,11 @@ def offsets_kinds(offsets):
         import numpy as np
     except ImportError:
         return kinds
-    return kinds + [np.array(offsets, dtype=np.int64), np.array(offsets, dtype=np.uint64),
-                    np.array(offsets, dtype=np.int32)]
+    return kinds + [
+        np.array(offsets, dtype=np.int64),
+        np.array(offsets, dtype=np.uint64),
+        np.array(offsets, dtype=np.int32),
+    ]
 
 
 @pytest.mark.parametrize("seed", range(5))

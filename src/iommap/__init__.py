@@ -8,6 +8,7 @@ thread safety, resize with remapping, kernel hints, and SIGBUS protection.
 See README.md for the whole reference.
 """
 
+from ._core import MappedFile, open
 from ._errors import (
     BadArgumentTypeError,
     BadArgumentValueError,
@@ -18,7 +19,6 @@ from ._errors import (
     SystemCallError,
 )
 from ._version import __version__
-from ._core import MappedFile, open
 
 __all__ = [
     "open",

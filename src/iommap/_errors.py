@@ -7,35 +7,37 @@ instance of the built-in exception a Python programmer would catch for it
 its exceptions through :func:`os_error` and the classes below.
 """
 
+from __future__ import annotations
+
 import errno as _errno
 
 
 class Error(Exception):
     """Base class of every exception iommap raises; ``reason`` names the failure."""
 
-    reason = "error"
+    reason: str = "error"
 
 
 class BadArgumentTypeError(Error, TypeError):
-    """An argument has the wrong type."""
+    """An argument has the wrong type (``reason`` is ``"badarg"``)."""
 
     reason = "badarg"
 
 
 class BadArgumentValueError(Error, ValueError):
-    """An argument has the right type but a value iommap refuses."""
+    """An argument has the right type but a value iommap refuses (``"badarg"``)."""
 
     reason = "badarg"
 
 
 class ClosedError(Error, ValueError):
-    """The handle is closed (or closing)."""
+    """The handle is closed, or closing (``"closed"``)."""
 
     reason = "closed"
 
 
 class OutOfBoundsError(Error, IndexError):
-    """The requested range passes the end of the mapping."""
+    """The requested range passes the end of the mapping (``"out_of_bounds"``)."""
 
     reason = "out_of_bounds"
 
@@ -49,23 +51,34 @@ class SystemCallError(Error, OSError):
 
 
 class SigbusError(Error, OSError):
-    """The pages behind the range vanished (the file shrank, or an I/O error)."""
+    """The pages behind the range vanished: the file shrank, or an I/O error.
+
+    ``reason`` is ``"sigbus"`` and ``errno`` is ``errno.EFAULT``.  The handle
+    stays usable.
+    """
 
     reason = "sigbus"
 
 
-for _cls in (Error, BadArgumentTypeError, BadArgumentValueError, ClosedError,
-             OutOfBoundsError, SystemCallError, SigbusError):
+for _cls in (
+    Error,
+    BadArgumentTypeError,
+    BadArgumentValueError,
+    ClosedError,
+    OutOfBoundsError,
+    SystemCallError,
+    SigbusError,
+):
     _cls.__module__ = "iommap"  # shown as iommap.ClosedError in tracebacks
 del _cls
 
-_os_error_classes = {}
+_os_error_classes: dict[int, type[SystemCallError]] = {}
 
 
-def _os_error_class(code):
+def _os_error_class(code: int) -> type[SystemCallError]:
     cls = _os_error_classes.get(code)
     if cls is None:
-        name = _errno.errorcode.get(code, "E%d" % code)
+        name = _errno.errorcode.get(code, f"E{code}")
         builtin = type(OSError(code, ""))
         bases = (SystemCallError,) if builtin is OSError else (SystemCallError, builtin)
         cls = type(name + "Error", bases, {"reason": name.lower(), "__module__": "iommap"})
@@ -73,7 +86,7 @@ def _os_error_class(code):
     return cls
 
 
-def os_error(code, message, filename=None):
+def os_error(code: int, message: str, filename: object = None) -> SystemCallError:
     """Return the exception for errno ``code``: an Error and the built-in subclass."""
     cls = _os_error_class(code)
     if filename is None:

@@ -16,6 +16,10 @@
  */
 #include "iommap.h"
 
+#if PY_VERSION_HEX < 0x030B0000
+#include <longintrepr.h> /* ob_digit, for small_int_value(); Python.h has it from 3.11 */
+#endif
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -182,7 +186,8 @@ static int is_closing(mapped_file *h)
 
 /* A non-negative integer argument as uint64.  Values too large for 64 bits
  * saturate: every such range is out of bounds anyway, never OverflowError. */
-static int to_u64(mapped_file *h, const char *op, const char *name, PyObject *obj, uint64_t *out)
+static int to_u64_slow(mapped_file *h, const char *op, const char *name, PyObject *obj,
+                       uint64_t *out)
 {
     PyObject *index;
     if (PyLong_CheckExact(obj)) {
@@ -207,6 +212,50 @@ static int to_u64(mapped_file *h, const char *op, const char *name, PyObject *ob
     }
     *out = overflow > 0 ? UINT64_MAX : (uint64_t)v;
     return 0;
+}
+
+/* The value of an exact, non-negative int of at most a few digits, read
+ * straight from the object: no call, no reference counting.  The hot calls
+ * convert two ints each, and the general path (a new reference, a call into
+ * PyLong_AsLongLongAndOverflow, its overflow checks) cost as much as the
+ * lock.  Returns 0 when the general path has to decide. */
+static inline int small_int_value(PyObject *obj, uint64_t *out)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyLongObject *v = (PyLongObject *)obj;
+    if (!PyUnstable_Long_IsCompact(v))
+        return 0;
+    Py_ssize_t value = PyUnstable_Long_CompactValue(v);
+    if (value < 0)
+        return 0;
+    *out = (uint64_t)value;
+    return 1;
+#else
+    /* Before 3.12, ob_size is the digit count, negative for negative ints. */
+    const digit *d = ((PyLongObject *)obj)->ob_digit;
+    switch (Py_SIZE(obj)) {
+    case 0:
+        *out = 0;
+        return 1;
+    case 1:
+        *out = d[0];
+        return 1;
+    case 2:
+        *out = ((uint64_t)d[1] << PyLong_SHIFT) | d[0];
+        return 1;
+    default:
+        return 0;
+    }
+#endif
+}
+
+/* A non-negative integer argument as uint64 (see to_u64_slow). */
+static inline int to_u64(mapped_file *h, const char *op, const char *name, PyObject *obj,
+                         uint64_t *out)
+{
+    if (PyLong_CheckExact(obj) && small_int_value(obj, out))
+        return 0;
+    return to_u64_slow(h, op, name, obj, out);
 }
 
 /* `offset + length <= size`, without overflow. */
@@ -553,6 +602,13 @@ static status resize_locked(mapped_file *h, size_t new_size, iommap_mapping *fre
             munmap(addr, new_size);
         return s;
     }
+    /* Shrinking the file can unmap locked pages below the new end too (Linux
+     * splits the page-cache folio that straddles it and unmaps all of it).
+     * The region stays VM_LOCKED, so mlock again only faults those pages
+     * back in; it adds nothing to the locked-memory accounting, and if it
+     * fails the pages still lock as they are touched again. */
+    if (h->opts.lock && new_size < file_size && addr != NULL)
+        (void)mlock(addr, new_size);
     if (new_size == h->mapping->size) {
         *old = NULL; /* same mapping: its pages are backed again */
         return s;
@@ -1049,10 +1105,13 @@ static int offsets_from_sequence(mapped_file *h, const char *op, PyObject *obj, 
     int rc = 0;
     /* Re-read the size each step: converting an item can run Python code. */
     for (Py_ssize_t i = 0; rc == 0 && i < count && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
-        char name[32];
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (PyLong_CheckExact(item) && small_int_value(item, &out->values[i]))
+            continue;
+        char name[32]; /* only the general path may need it, for its message */
         snprintf(name, sizeof(name), "offsets[%zd]", i);
-        rc = to_u64(h, op, name, item, &out->values[i]);
+        Py_INCREF(item);
+        rc = to_u64_slow(h, op, name, item, &out->values[i]);
         Py_DECREF(item);
     }
     if (rc == 0 && count != PySequence_Fast_GET_SIZE(seq)) {
@@ -1363,55 +1422,92 @@ static PyObject *mf_residency(mapped_file *h, PyObject *args, PyObject *kwargs)
 
 static PyMethodDef mf_methods[] = {
     {"pread", (PyCFunction)(void (*)(void))mf_pread, METH_FASTCALL,
-     "pread(offset, length) -> bytes\n--\n\n"
-     "Return a copy of `length` bytes at `offset`."},
+     "pread($self, offset, length, /)\n--\n\n"
+     "Return a copy of `length` bytes of the file at `offset`, as bytes.\n\n"
+     "The range must lie inside the mapping (offset + length <= len(self)), else\n"
+     "OutOfBoundsError, an IndexError; pread(len(self), 0) is b''. If the file\n"
+     "shrank under the range: SigbusError, an OSError, and the handle stays usable.\n"
+     "A 'write' handle refuses with PermissionError (reason 'eacces'). Copies of\n"
+     "64 KiB and more release the GIL."},
     {"readinto", (PyCFunction)(void (*)(void))mf_readinto, METH_FASTCALL,
-     "readinto(offset, buffer) -> int\n--\n\n"
-     "Fill the writable C-contiguous `buffer` from `offset`; return its size in bytes."},
+     "readinto($self, offset, buffer, /)\n--\n\n"
+     "Fill `buffer` with the file's bytes from `offset`; return how many bytes were\n"
+     "copied: memoryview(buffer).nbytes.\n\n"
+     "`buffer` is any writable C-contiguous buffer (bytearray, memoryview,\n"
+     "array.array, a numpy array); nothing is allocated. Errors as for pread()."},
     {"pwrite", (PyCFunction)(void (*)(void))mf_pwrite, METH_FASTCALL,
-     "pwrite(offset, data) -> None\n--\n\n"
-     "Write `data` (bytes-like, or a nested list/tuple of them) at `offset`, as one "
-     "operation."},
+     "pwrite($self, offset, data, /)\n--\n\n"
+     "Write `data` into the file at `offset`, as one operation under the lock.\n\n"
+     "`data` is a bytes-like object, or a list or tuple of bytes-like objects and\n"
+     "such lists, nested (no int, no str), written contiguously; nesting deeper\n"
+     "than 100, or a list containing itself, is refused. The range must lie inside\n"
+     "the mapping (OutOfBoundsError; truncate() grows the file). A 'read' handle\n"
+     "refuses with PermissionError. A SigbusError may leave a prefix written."},
     {"sync", (PyCFunction)(void (*)(void))mf_sync, METH_VARARGS | METH_KEYWORDS,
-     "sync(mode='sync', offset=0, length=0) -> None\n--\n\n"
-     "Flush changes to the file: 'sync' waits for the disk, 'async' schedules it. "
-     "length 0 means to the end."},
+     "sync($self, /, mode='sync', offset=0, length=0)\n--\n\n"
+     "Flush the range's changes to the file.\n\n"
+     "mode 'sync' returns once the data is on disk (MS_SYNC); 'async' schedules\n"
+     "the write-back (MS_ASYNC). length 0 means to the end of the file; the range\n"
+     "is widened to whole pages. A private mapping has nothing to write: it\n"
+     "succeeds and writes nothing."},
     {"truncate", (PyCFunction)(void (*)(void))mf_truncate, METH_FASTCALL,
-     "truncate(new_size) -> None\n--\n\n"
-     "Resize the file to `new_size` bytes and remap it; growing reserves disk space."},
+     "truncate($self, new_size, /)\n--\n\n"
+     "Resize the file to `new_size` bytes and remap it.\n\n"
+     "Data past `new_size` is lost; growing reserves disk space as open(size=)\n"
+     "does. The current size is allowed: it sets the file back to the mapped\n"
+     "size, which restores service after a shrink from outside. Views made before\n"
+     "keep the old mapping. A 'read' handle or a private mapping refuses with\n"
+     "PermissionError (reason 'eacces')."},
     {"advise", (PyCFunction)(void (*)(void))mf_advise, METH_FASTCALL,
-     "advise(offset, length, hint) -> None\n--\n\n"
-     "Give the kernel an access hint: 'normal', 'random', 'sequential', 'willneed' or "
-     "'dontneed'. length 0 means to the end."},
+     "advise($self, offset, length, hint, /)\n--\n\n"
+     "Tell the kernel how the range will be used (madvise).\n\n"
+     "hint is 'normal', 'random', 'sequential', 'willneed' or 'dontneed'; length 0\n"
+     "means to the end of the file; the range is widened to whole pages. On a\n"
+     "private mapping 'dontneed' never discards this process's own changes."},
     {"view", (PyCFunction)(void (*)(void))mf_view, METH_VARARGS | METH_KEYWORDS,
-     "view(offset=0, length=None) -> memoryview\n--\n\n"
-     "A memoryview over the mapped pages, no copy; length None means to the end.\n"
-     "Read-only for 'read' handles. It stays valid after close() and truncate() (it\n"
-     "keeps the old mapping alive) but is NOT SIGBUS-protected: touching pages the\n"
-     "file no longer has kills the process. pread/readinto/gather are the safe path."},
+     "view($self, /, offset=0, length=None)\n--\n\n"
+     "Return a memoryview over the mapped pages, without copying; length None\n"
+     "means to the end.\n\n"
+     "Read-only for a 'read' handle, writable otherwise (a private mapping's\n"
+     "writes stay private); a 'write' handle refuses with PermissionError. The\n"
+     "view keeps its mapping alive after close() and truncate(). It is NOT\n"
+     "SIGBUS-protected: touching pages the file no longer has kills the process.\n"
+     "pread(), readinto() and gather() are the safe path."},
     {"gather", (PyCFunction)(void (*)(void))mf_gather, METH_VARARGS | METH_KEYWORDS,
-     "gather(offsets, length, out=None) -> buffer\n--\n\n"
-     "Copy `length` bytes from each offset, in order, into `out` (a writable buffer of\n"
-     "len(offsets) * length bytes) or a new bytearray, and return it. All ranges are\n"
-     "checked before any byte moves."},
+     "gather($self, /, offsets, length, out=None)\n--\n\n"
+     "Copy `length` bytes from each offset, in order, into one buffer; return it.\n\n"
+     "`offsets` is a sequence of ints or a buffer of 64-bit integers (numpy\n"
+     "int64/uint64, array('q')/array('Q')). `out` is a writable buffer of exactly\n"
+     "len(offsets) * length bytes, or None for a new bytearray. Every range is\n"
+     "checked before the first byte moves: the first bad one fails the call\n"
+     "(OutOfBoundsError, its index in the message) and nothing is copied."},
     {"scatter", (PyCFunction)(void (*)(void))mf_scatter, METH_FASTCALL,
-     "scatter(offsets, length, data) -> None\n--\n\n"
-     "Write chunk i of `data` (len(offsets) * length bytes) at offsets[i], in order.\n"
-     "All ranges are checked before any byte moves."},
+     "scatter($self, offsets, length, data, /)\n--\n\n"
+     "Write chunk i of `data` at offsets[i], `length` bytes each, in order.\n\n"
+     "`data` holds exactly len(offsets) * length bytes; a later overlapping chunk\n"
+     "wins. Every range is checked before the first byte moves. A 'read' handle\n"
+     "refuses with PermissionError."},
     {"resident", (PyCFunction)(void (*)(void))mf_resident, METH_VARARGS | METH_KEYWORDS,
-     "resident(offset=0, length=0) -> int\n--\n\n"
-     "Bytes of the pages the range touches that are in memory now (mincore), whole\n"
-     "pages counted; length 0 means to the end."},
+     "resident($self, /, offset=0, length=0)\n--\n\n"
+     "Return how many bytes of the pages the range touches are in memory now\n"
+     "(mincore), whole pages counted; length 0 means to the end."},
     {"residency", (PyCFunction)(void (*)(void))mf_residency, METH_VARARGS | METH_KEYWORDS,
-     "residency(offset=0, length=0) -> bytes\n--\n\n"
-     "One byte per page the range touches: 1 resident, 0 not; length 0 means to the end."},
+     "residency($self, /, offset=0, length=0)\n--\n\n"
+     "Return one byte per page the range touches: 1 resident in memory now, 0 not\n"
+     "(mincore); length 0 means to the end."},
     {"position", (PyCFunction)mf_position, METH_NOARGS,
-     "position() -> int\n--\n\nThe current mapped size in bytes (as len())."},
+     "position($self, /)\n--\n\n"
+     "Return the current mapped size in bytes; len(self) is the same."},
     {"close", (PyCFunction)mf_close, METH_NOARGS,
-     "close() -> None\n--\n\n"
-     "Unmap and close the file; waits for calls in flight. Idempotent."},
-    {"__enter__", (PyCFunction)mf_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))mf_exit, METH_FASTCALL, NULL},
+     "close($self, /)\n--\n\n"
+     "Unmap the file and close its descriptor.\n\n"
+     "Calls in flight on other threads finish first; calls made after it raise\n"
+     "ClosedError. Views stay valid: the pages are unmapped when the last one\n"
+     "goes. Closing a closed handle does nothing."},
+    {"__enter__", (PyCFunction)mf_enter, METH_NOARGS,
+     "__enter__($self, /)\n--\n\nReturn the handle; ClosedError if it is closed."},
+    {"__exit__", (PyCFunction)(void (*)(void))mf_exit, METH_FASTCALL,
+     "__exit__($self, /, *exc_info)\n--\n\nClose the handle."},
     {"__reduce_ex__", (PyCFunction)mf_reduce_ex, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -20,11 +20,12 @@
 
 #if PY_VERSION_HEX < 0x030A0000 /* Python 3.9 */
 #define Py_TPFLAGS_DISALLOW_INSTANTIATION 0
-static inline PyObject *Py_NewRef(PyObject *obj)
+static inline PyObject *iommap_new_ref(PyObject *obj)
 {
     Py_INCREF(obj);
     return obj;
 }
+#define Py_NewRef(obj) iommap_new_ref((PyObject *)(obj))
 static inline int PyModule_AddObjectRef(PyObject *module, const char *name, PyObject *value)
 {
     Py_INCREF(value);

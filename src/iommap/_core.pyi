@@ -1,0 +1,92 @@
+# Types for iommap's C core (src/iommap/_core/). The public names are
+# re-exported by iommap/__init__.py; the reference is README.md.
+#
+# Stubs are never executed, so typing_extensions and _typeshed cost nothing
+# at run time: iommap has no runtime dependency.
+
+import sys
+from collections.abc import Sequence
+from typing import Final, Literal, SupportsIndex, TypeVar, final, overload
+
+from _typeshed import StrOrBytesPath
+from typing_extensions import Buffer, Self, TypeAlias
+
+_Mode: TypeAlias = Literal["read", "write", "read_write"]
+_SyncMode: TypeAlias = Literal["sync", "async"]
+_Hint: TypeAlias = Literal["normal", "random", "sequential", "willneed", "dontneed"]
+
+# pwrite's data: a bytes-like object, or lists and tuples of them nested like
+# an iolist. Never str or int.
+_IOData: TypeAlias = Buffer | list[_IOData] | tuple[_IOData, ...]
+
+# gather/scatter offsets: a sequence of ints, or a buffer of 64-bit integers
+# (numpy int64/uint64, array('q'), array('Q')).
+_Offsets: TypeAlias = Sequence[SupportsIndex] | Buffer
+
+_BufferT = TypeVar("_BufferT", bound=Buffer)
+
+GIL_RELEASE_BYTES: Final[int]
+"""Copies of at least this many bytes release the GIL (64 KiB)."""
+
+@final
+class Mapping:
+    """One mapped region of a file, alive while a handle or a view refers to it.
+
+    Never made directly: a view's ``memoryview.obj`` is one.
+    """
+
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
+
+@final
+class MappedFile:
+    """A memory-mapped file, made by :func:`iommap.open`."""
+
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def mode(self) -> _Mode: ...
+    @property
+    def path(self) -> StrOrBytesPath: ...
+    def pread(self, offset: SupportsIndex, length: SupportsIndex, /) -> bytes: ...
+    def readinto(self, offset: SupportsIndex, buffer: Buffer, /) -> int: ...
+    # The second overload lets a list[bytes] variable through: list is
+    # invariant, so list[bytes] is not a list[_IOData].
+    @overload
+    def pwrite(self, offset: SupportsIndex, data: _IOData, /) -> None: ...
+    @overload
+    def pwrite(self, offset: SupportsIndex, data: Sequence[Buffer], /) -> None: ...
+    def sync(
+        self, mode: _SyncMode = "sync", offset: SupportsIndex = 0, length: SupportsIndex = 0
+    ) -> None: ...
+    def truncate(self, new_size: SupportsIndex, /) -> None: ...
+    def advise(self, offset: SupportsIndex, length: SupportsIndex, hint: _Hint, /) -> None: ...
+    def position(self) -> int: ...
+    def close(self) -> None: ...
+    def view(
+        self, offset: SupportsIndex = 0, length: SupportsIndex | None = None
+    ) -> memoryview: ...
+    @overload
+    def gather(self, offsets: _Offsets, length: SupportsIndex, out: None = None) -> bytearray: ...
+    @overload
+    def gather(self, offsets: _Offsets, length: SupportsIndex, out: _BufferT) -> _BufferT: ...
+    def scatter(self, offsets: _Offsets, length: SupportsIndex, data: Buffer, /) -> None: ...
+    def resident(self, offset: SupportsIndex = 0, length: SupportsIndex = 0) -> int: ...
+    def residency(self, offset: SupportsIndex = 0, length: SupportsIndex = 0) -> bytes: ...
+    def __len__(self) -> int: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+def open(
+    path: StrOrBytesPath,
+    mode: _Mode = "read_write",
+    *,
+    private: bool = False,
+    lock: bool = False,
+    populate: bool = False,
+    nocache: bool = False,
+    create: bool = False,
+    truncate: bool = False,
+    size: SupportsIndex | None = None,
+) -> MappedFile:
+    """Map the whole file at `path` and return a MappedFile."""

@@ -1,0 +1,423 @@
+"""``python -m iommap bench``: the command line around the suite."""
+
+import argparse
+import ctypes
+import ctypes.util
+import datetime
+import mmap
+import os
+import platform
+import sys
+import tempfile
+import time
+
+from . import _report, _suite
+from ._measure import BusyMonitor, Progress
+from ._suite import GiB, KiB, MiB, size_label
+
+FULL = {"size": GiB, "ops": 100_000, "repeats": 7, "large_bytes": 512 * MiB}
+QUICK = {"size": 256 * MiB, "ops": 30_000, "repeats": 5, "large_bytes": 128 * MiB}
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": KiB,
+    "KB": KiB,
+    "KIB": KiB,
+    "M": MiB,
+    "MB": MiB,
+    "MIB": MiB,
+    "G": GiB,
+    "GB": GiB,
+    "GIB": GiB,
+}
+
+
+def parse_size(text):
+    """'1G', '256MiB', '4k', '65536' -> bytes (binary units)."""
+    s = text.strip().upper()
+    i = len(s)
+    while i and not s[i - 1].isdigit():
+        i -= 1
+    number, unit = s[:i], s[i:].strip()
+    if not number.isdigit() or unit not in _UNITS:
+        raise argparse.ArgumentTypeError("not a size: %r (try 64, 4K, 256M, 1G)" % text)
+    value = int(number) * _UNITS[unit]
+    if value <= 0:
+        raise argparse.ArgumentTypeError("a size must be positive: %r" % text)
+    return value
+
+
+def parse_sizes(text):
+    return [parse_size(part) for part in text.split(",") if part.strip()]
+
+
+def build_parser(parser=None):
+    """The bench options, on `parser` (a subcommand's) or on a new parser."""
+    if parser is None:
+        parser = argparse.ArgumentParser(prog="python -m iommap bench")
+    parser.description = (
+        "Measures iommap against the standard library's ways of reading and writing a "
+        "mapped file, side by side in one run, with the limits (memcpy bandwidth, the "
+        "interpreter's call floor) measured in the same run. The figures mean something "
+        "only as ratios."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller file and fewer repeats: done in well under a minute",
+    )
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=None,
+        help="test file size (default 1G, 256M with --quick)",
+    )
+    parser.add_argument(
+        "--file",
+        default=None,
+        help="test file to use and keep (made or resized as needed); "
+        "default: a temporary file, removed afterwards",
+    )
+    parser.add_argument("--dir", default=None, help="directory of the temporary test file")
+    parser.add_argument(
+        "--hot",
+        type=parse_size,
+        default=256 * KiB,
+        help="size of the hot region for random small reads and writes (default 256K)",
+    )
+    parser.add_argument(
+        "--small-sizes",
+        type=parse_sizes,
+        default=[64, 4 * KiB],
+        help="sizes of the small random reads and writes (default 64,4K)",
+    )
+    parser.add_argument(
+        "--large-sizes",
+        type=parse_sizes,
+        default=[MiB, 64 * MiB],
+        help="sizes of the large reads (default 1M,64M)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads for the parallel large reads (default 2)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="measured repeats of every contender, after one warm-up (default 7, 5 quick)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=None,
+        help="operations per small-op measurement (default 100000, 30000 quick)",
+    )
+    parser.add_argument(
+        "--large-bytes",
+        type=parse_size,
+        default=None,
+        help="bytes per thread per large-read measurement (default 512M, 128M quick)",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="run only the groups whose id contains this text (ids: read/64B/hot, "
+        "read/1MiB/2t, write/4KiB/hot, ...)",
+    )
+    parser.add_argument("--seed", default="iommap", help="seed of the random offsets")
+    parser.add_argument(
+        "--busy-threshold",
+        type=float,
+        default=0.2,
+        help="warn when other processes used more CPUs than this during a group",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", default=None, help="write every number to PATH as JSON"
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PATH.png",
+        default=None,
+        help="draw the ratios as a bar chart (needs matplotlib)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress line, even on a terminal"
+    )
+    return parser
+
+
+def _resolve(args):
+    mode = QUICK if args.quick else FULL
+    for name in ("size", "ops", "repeats", "large_bytes"):
+        if getattr(args, name) is None:
+            setattr(args, name, mode[name])
+    problems = []
+    if args.repeats < 1 or args.ops < 1 or args.threads < 1:
+        problems.append("--repeats, --ops and --threads must be at least 1")
+    if args.hot > args.size:
+        problems.append(
+            "--hot (%s) is larger than the file (%s)"
+            % (size_label(args.hot), size_label(args.size))
+        )
+    if args.small_sizes and max(args.small_sizes) > args.hot:
+        problems.append("a small size is larger than the hot region")
+    if args.large_sizes and max(args.large_sizes) > args.size:
+        problems.append(
+            "a large read size (%s) is larger than the file (%s): raise --size or lower "
+            "--large-sizes" % (size_label(max(args.large_sizes)), size_label(args.size))
+        )
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            problems.append("--plot needs matplotlib (pip install 'iommap[plot]')")
+    return problems
+
+
+# -- the test file -------------------------------------------------------------
+
+
+def prepare_file(path, size, progress):
+    """Makes `path` exactly `size` bytes of non-zero data, on disk and in page cache.
+
+    Written, then fsync'ed so that no writeback runs during the measurements,
+    then read once (after a will-need hint) so that every page is cached.
+    Returns (seconds to create or None if reused, seconds to warm).
+    """
+    created = None
+    if not (os.path.exists(path) and os.path.getsize(path) == size):
+        t0 = time.perf_counter()
+        block = os.urandom(4 * MiB)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            done = 0
+            while done < size:
+                progress.update("creating %s: %d%%" % (path, 100 * done // size))
+                chunk = min(len(block), size - done)
+                os.pwrite(fd, block[:chunk], done)
+                done += chunk
+            progress.update("creating %s: fsync" % path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        created = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
+        buf = bytearray(4 * MiB)
+        done = 0
+        while done < size:
+            progress.update("warming the page cache: %d%%" % (100 * done // size))
+            got = os.preadv(fd, [buf], done)
+            if got <= 0:
+                break
+            done += got
+    finally:
+        os.close(fd)
+    return created, time.perf_counter() - t0
+
+
+def resident_fraction(path, size):
+    """Fraction of the file's pages in page cache (mincore), or None if unknown."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        mincore = libc.mincore
+    except (OSError, AttributeError, TypeError):
+        return None
+    mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    mincore.restype = ctypes.c_int
+    page = mmap.PAGESIZE
+    pages = (size + page - 1) // page
+    with open(path, "r+b") as f:
+        mm = mmap.mmap(f.fileno(), size)
+        try:
+            anchor = ctypes.c_char.from_buffer(mm)
+            vec = ctypes.create_string_buffer(pages)
+            rc = mincore(ctypes.addressof(anchor), size, vec)
+            del anchor
+            if rc != 0:
+                return None
+            return sum(1 for v in vec.raw if v & 1) / pages
+        finally:
+            mm.close()
+
+
+# -- the run -------------------------------------------------------------------
+
+
+def _meta(args, path, env, created, warmed, resident):
+    import iommap
+
+    versions = {"python": platform.python_version(), "iommap": getattr(iommap, "__version__", None)}
+    if env.numpy is not None:
+        versions["numpy"] = env.numpy.__version__
+    if env.pa_file is not None:
+        import pyarrow
+
+        versions["pyarrow"] = pyarrow.__version__
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "argv": list(sys.argv),
+        "versions": versions,
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "quick": args.quick,
+        "file": path,
+        "file_size": args.size,
+        "file_created_seconds": created,
+        "page_cache_warm_seconds": round(warmed, 3),
+        "page_cache_resident_fraction": resident,
+        "hot_region": args.hot,
+        "small_sizes": args.small_sizes,
+        "large_sizes": args.large_sizes,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "warmup_rounds": 1,
+        "ops_per_small_measurement": args.ops,
+        "bytes_per_thread_per_large_measurement": args.large_bytes,
+        "statistic": "median and best of the repeats; ratios are speed ratios of medians",
+        "memcpy_limit": _suite.MEMCPY_METHOD,
+        "call_floor": _suite.CALL_FLOOR_METHOD,
+        "skipped_contenders": dict(env.missing),
+    }
+
+
+def run(args, out=None, progress=None):
+    """Runs the benchmark for parsed `args`; returns the JSON-ready document."""
+    out = out if out is not None else sys.stdout
+    progress = progress or Progress(enabled=False if args.no_progress else None)
+    temp_dir = None
+    path = args.file
+    if path is None:
+        temp_dir = tempfile.mkdtemp(prefix="iommap-bench-", dir=args.dir)
+        path = os.path.join(temp_dir, "bench.bin")
+    try:
+        created, warmed = prepare_file(path, args.size, progress)
+        resident = resident_fraction(path, args.size)
+        warnings = []
+        if resident is not None and resident < 0.99:
+            warnings.append(
+                "only %.0f%% of the test file is in page cache: reads may hit the disk"
+                % (100 * resident)
+            )
+            progress.warn(warnings[-1])
+
+        groups = _suite.build_groups(
+            args.size, args.hot, args.small_sizes, args.large_sizes, args.threads
+        )
+        if args.only:
+            groups = [g for g in groups if args.only in g.id]
+        env = _suite.Env(path, args.size, args.hot)
+        try:
+            meta = _meta(args, path, env, created, warmed, resident)
+            progress.clear()
+            print(
+                "iommap bench: %s file, %s page cache, %d repeat(s) + 1 warm-up, medians; "
+                "Python %s on %s, %s CPUs"
+                % (
+                    size_label(args.size),
+                    "?" if resident is None else "%.0f%% in" % (100 * resident),
+                    args.repeats,
+                    platform.python_version(),
+                    platform.machine(),
+                    os.cpu_count(),
+                ),
+                file=out,
+            )
+            for why in sorted(set(env.missing.values())):
+                print("  (skipping rows: %s)" % why, file=out)
+            monitor = BusyMonitor()
+            done = []
+            for i, group in enumerate(groups, 1):
+                rows, busy = _suite.run_group(
+                    env,
+                    group,
+                    ops=args.ops,
+                    large_bytes=args.large_bytes,
+                    repeats=args.repeats,
+                    seed=args.seed,
+                    progress=progress,
+                    label="[%d/%d]" % (i, len(groups)),
+                    monitor=monitor,
+                )
+                if busy and busy["others_cpus"] > args.busy_threshold + busy["slack_cpus"]:
+                    busy["warning"] = (
+                        "machine busy during '%s': other processes used %.2f of %s CPUs "
+                        "(steal %.2f) over %.1f s; its figures are less reliable"
+                        % (
+                            group.title,
+                            busy["others_cpus"],
+                            os.cpu_count(),
+                            busy["steal_cpus"],
+                            busy["seconds"],
+                        )
+                    )
+                    warnings.append(busy["warning"])
+                    progress.warn(busy["warning"])
+                done.append((group, rows, busy))
+        finally:
+            env.close()
+        progress.clear()
+    finally:
+        if temp_dir is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            os.rmdir(temp_dir)
+
+    results = _report.Results(done)
+    targets = _report.evaluate_targets(results)
+    print(file=out)
+    print(_report.format_table(results, targets), file=out)
+    print(
+        "\nlimits: memcpy = %s.\n        call floor = %s."
+        % (_suite.MEMCPY_METHOD, _suite.CALL_FLOOR_METHOD),
+        file=out,
+    )
+    if not monitor.available:
+        print("(no /proc/stat here: busy-machine warnings are off)", file=out)
+    if warnings:
+        print("\n%d warning(s):" % len(warnings), file=out)
+        for w in warnings:
+            print("  " + w, file=out)
+    document = _report.to_document(results, targets, meta, warnings)
+    if args.json:
+        _report.write_json(args.json, document)
+        print("wrote %s" % args.json, file=out)
+    if args.plot:
+        _report.plot(args.plot, results)
+        print("wrote %s" % args.plot, file=out)
+    return document
+
+
+def main(argv=None):
+    """Entry point of ``python -m iommap bench``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_parsed(args, parser)
+
+
+def add_parser(commands):
+    """Adds the ``bench`` subcommand to ``python -m iommap``'s subparsers."""
+    parser = commands.add_parser(
+        "bench", help="measure iommap against the standard library, side by side"
+    )
+    build_parser(parser)
+    parser.set_defaults(run=lambda args: run_parsed(args, parser))
+    return parser
+
+
+def run_parsed(args, parser):
+    """Runs parsed arguments (from this parser or a subcommand built by build_parser)."""
+    problems = _resolve(args)
+    if problems:
+        parser.error("; ".join(problems))
+    run(args)
+    return 0

@@ -1,0 +1,179 @@
+"""How one figure is measured: the timed loop, threads, busy detection, progress.
+
+Every contender runs in the same loop, compiled from one template in which
+only the loop body differs (``f(o, n)``, ``a[o:o+n]``, ...).  The objects the
+body uses are hoisted into local variables (``f``, ``a``, ``b``) before the
+clock starts, so the loop itself costs every contender the same: one
+``FOR_ITER``, a few local loads, the call or subscript being measured, and a
+``POP_TOP``.  A wrapper function per contender would add a Python call to
+every iteration and drown a 60 ns operation.
+"""
+
+import os
+import sys
+import threading
+import time
+
+_LOOP_TEMPLATE = """\
+def loop(offsets, n, f, a, b, clock):
+    t0 = clock()
+    for o in offsets:
+        {body}
+    return t0, clock()
+"""
+
+_loops = {}
+
+
+def make_loop(body):
+    """The timed loop for one loop body; returns ``(t0, t1)`` in nanoseconds."""
+    loop = _loops.get(body)
+    if loop is None:
+        namespace = {}
+        code = compile(_LOOP_TEMPLATE.format(body=body), "<bench loop: %s>" % body, "exec")
+        exec(code, namespace)
+        loop = _loops[body] = namespace["loop"]
+    return loop
+
+
+def run_once(loop, per_thread):
+    """Runs ``loop`` once per entry of ``per_thread`` (its arguments), all at once.
+
+    One entry runs on the calling thread.  Several run on as many threads
+    released together by a barrier; the span is from the first start to the
+    last end, so the figure is the aggregate the threads achieved together.
+    Returns the elapsed nanoseconds.
+    """
+    clock = time.perf_counter_ns
+    if len(per_thread) == 1:
+        offsets, n, f, a, b = per_thread[0]
+        t0, t1 = loop(offsets, n, f, a, b, clock)
+        return t1 - t0
+
+    barrier = threading.Barrier(len(per_thread))
+    spans = [None] * len(per_thread)
+    errors = []
+
+    def worker(i):
+        offsets, n, f, a, b = per_thread[i]
+        try:
+            barrier.wait()
+            spans[i] = loop(offsets, n, f, a, b, clock)
+        except BaseException as exc:  # re-raised on the calling thread below
+            barrier.abort()
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(per_thread))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return max(s[1] for s in spans) - min(s[0] for s in spans)
+
+
+class BusyMonitor:
+    """How much CPU other processes used while we measured, from /proc/stat.
+
+    The figures are only meaningful as ratios between contenders measured
+    side by side, and even those shift when another process takes a core
+    in the middle of one contender's turn.  /proc/stat counts every CPU's
+    busy time (steal included: on a VM the host taking the core is the
+    same disturbance); our own process's CPU time (os.times) is
+    subtracted, and what remains, divided by the wall time, is how many
+    CPUs something else kept busy.  Where /proc/stat is missing the
+    monitor reports nothing.
+    """
+
+    def __init__(self, path="/proc/stat"):
+        self.path = path
+        try:
+            self.tick = 1.0 / os.sysconf("SC_CLK_TCK")
+        except (ValueError, OSError, AttributeError):
+            self.tick = 0.01
+        self.available = self._read() is not None
+        self._start = None
+
+    def _read(self):
+        try:
+            with open(self.path, "rb") as f:
+                fields = f.readline().split()
+        except OSError:
+            return None
+        if not fields or fields[0] != b"cpu":
+            return None
+        # user nice system idle iowait irq softirq steal (guest is inside user)
+        values = [int(v) for v in fields[1:9]] + [0] * (9 - len(fields))
+        user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
+        return user + nice + system + irq + softirq + steal, steal
+
+    def start(self):
+        t = os.times()
+        self._start = (time.perf_counter(), self._read(), t.user + t.system)
+
+    def stop(self):
+        """Returns a dict (others_cpus, steal_cpus, seconds, significant) or None."""
+        if self._start is None:
+            return None
+        wall0, stat0, own0 = self._start
+        self._start = None
+        stat1 = self._read()
+        t = os.times()
+        wall = time.perf_counter() - wall0
+        if stat0 is None or stat1 is None or wall <= 0:
+            return None
+        busy = (stat1[0] - stat0[0]) * self.tick
+        steal = (stat1[1] - stat0[1]) * self.tick
+        own = (t.user + t.system) - own0
+        others = max(0.0, busy - own) / wall
+        # Both counters move in ticks: allow for a few ticks of rounding.
+        slack = 4 * self.tick / wall
+        return {
+            "others_cpus": round(others, 3),
+            "steal_cpus": round(steal / wall, 3),
+            "seconds": round(wall, 3),
+            "slack_cpus": round(slack, 3),
+        }
+
+
+class Progress:
+    """One line, rewritten in place, while the benchmark runs on a terminal."""
+
+    def __init__(self, stream=None, enabled=None):
+        self.stream = stream if stream is not None else sys.stderr
+        if enabled is None:
+            isatty = getattr(self.stream, "isatty", None)
+            enabled = bool(isatty and isatty())
+        self.enabled = enabled
+        self._width = 0
+
+    def update(self, text):
+        if not self.enabled:
+            return
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            columns = 0
+        if columns < 20:  # unknown (a pseudo-terminal without a size)
+            columns = 100
+        text = text[: max(10, columns - 1)]
+        self.stream.write("\r" + text + " " * max(0, self._width - len(text)))
+        self.stream.flush()
+        self._width = len(text)
+
+    def clear(self):
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+    def warn(self, text):
+        """On a terminal, a warning line that stays above the progress line.
+
+        Elsewhere nothing: the report repeats every warning at its end."""
+        if not self.enabled:
+            return
+        self.clear()
+        self.stream.write("warning: " + text + "\n")
+        self.stream.flush()

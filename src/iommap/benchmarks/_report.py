@@ -1,0 +1,326 @@
+"""What the run tells: the table, the targets, the JSON document, the plot.
+
+Every ratio is a *speed* ratio computed from medians of the same run:
+above 1 means faster than the row it is compared with (fewer ns/op, or
+more GB/s), whatever the unit.
+"""
+
+import json
+
+from ._suite import size_id
+
+
+def speed_ratio(row, other, statistic="median"):
+    """How many times as fast `row` is as `other` (None if either is missing).
+
+    `statistic` is "median" (what the targets are judged on) or "best"."""
+    if row is None or other is None or not row.ok or not other.ok:
+        return None
+    a, b = getattr(row, statistic), getattr(other, statistic)
+    if a <= 0 or b <= 0:
+        return None
+    return b / a if row.group.kind == "small" else a / b
+
+
+class Results:
+    """Rows by (group id, contender id), plus what the table needs to compare them."""
+
+    def __init__(self, groups):
+        self.groups = groups  # [(group, rows, busy)]
+        self.rows = {}
+        for group, rows, _busy in groups:
+            for row in rows:
+                self.rows[(group.id, row.contender.id)] = row
+
+    def get(self, group_id, contender_id):
+        return self.rows.get((group_id, contender_id))
+
+    def _role(self, rows, role):
+        for row in rows:
+            if row.contender.role == role:
+                return row
+        return None
+
+    def vs_reference(self, row, rows):
+        ref = self._role(rows, "reference")
+        return speed_ratio(row, ref)
+
+    def vs_limit(self, row, rows):
+        limit = self._role(rows, "limit")
+        return speed_ratio(row, limit)
+
+    def scaling(self, row):
+        """Aggregate throughput on N threads over the same contender on 1."""
+        g = row.group
+        if g.kind != "large" or g.threads == 1:
+            return None
+        one = self.get("read/%s/1t" % size_id(g.size), row.contender.id)
+        return speed_ratio(row, one)
+
+
+# name, (group, contender) measured, (group, contender) compared with, required speed ratio
+TARGETS = [
+    (
+        "pread 64 B, hot: >= 0.9x mmap slice",
+        ("read/64B/hot", "iommap_pread"),
+        ("read/64B/hot", "mmap_slice"),
+        0.9,
+    ),
+    (
+        "pread 64 B, hot: >= 5x os.pread",
+        ("read/64B/hot", "iommap_pread"),
+        ("read/64B/hot", "os_pread"),
+        5.0,
+    ),
+    (
+        "pread 4 KiB, hot: >= 0.9x mmap slice",
+        ("read/4KiB/hot", "iommap_pread"),
+        ("read/4KiB/hot", "mmap_slice"),
+        0.9,
+    ),
+    (
+        "pread 4 KiB, hot: >= 5x os.pread",
+        ("read/4KiB/hot", "iommap_pread"),
+        ("read/4KiB/hot", "os_pread"),
+        5.0,
+    ),
+    (
+        "pread 64 B, whole file: >= 0.95x mmap slice",
+        ("read/64B/file", "iommap_pread"),
+        ("read/64B/file", "mmap_slice"),
+        0.95,
+    ),
+    (
+        "readinto 4 KiB, hot: >= 1.0x memoryview copy",
+        ("read/4KiB/hot", "iommap_readinto"),
+        ("read/4KiB/hot", "memoryview_copy"),
+        1.0,
+    ),
+    (
+        "readinto 1 MiB, 1 thread: >= 0.9x memcpy",
+        ("read/1MiB/1t", "iommap_readinto"),
+        ("read/1MiB/1t", "memcpy"),
+        0.9,
+    ),
+    (
+        "readinto 64 MiB, 1 thread: >= 0.9x memcpy",
+        ("read/64MiB/1t", "iommap_readinto"),
+        ("read/64MiB/1t", "memcpy"),
+        0.9,
+    ),
+    (
+        "readinto 1 MiB, 2 threads: aggregate >= 1.5x 1 thread",
+        ("read/1MiB/2t", "iommap_readinto"),
+        ("read/1MiB/1t", "iommap_readinto"),
+        1.5,
+    ),
+    (
+        "pwrite 64 B, hot: >= 0.9x mmap slice assignment",
+        ("write/64B/hot", "iommap_pwrite"),
+        ("write/64B/hot", "mmap_slice_assign"),
+        0.9,
+    ),
+    (
+        "pwrite 4 KiB, hot: >= 0.9x mmap slice assignment",
+        ("write/4KiB/hot", "iommap_pwrite"),
+        ("write/4KiB/hot", "mmap_slice_assign"),
+        0.9,
+    ),
+    (
+        "pread 64 MiB, 1 thread: >= 0.95x mmap slice",
+        ("read/64MiB/1t", "iommap_pread"),
+        ("read/64MiB/1t", "mmap_slice"),
+        0.95,
+    ),
+    (
+        "gather 100k x 64 B: >= 10x a Python loop of pread",
+        ("gather/64B", "iommap_gather_numpy"),
+        ("gather/64B", "pread_loop"),
+        10.0,
+    ),
+    (
+        "gather 100k x 64 B: >= 1.0x numpy fancy indexing",
+        ("gather/64B", "iommap_gather_numpy"),
+        ("gather/64B", "numpy_fancy"),
+        1.0,
+    ),
+    (
+        "view of the whole file: >= 0.9x a view of 1 B",
+        ("view", "iommap_view_file"),
+        ("view", "iommap_view_1"),
+        0.9,
+    ),
+]
+
+
+def evaluate_targets(results):
+    out = []
+    for name, measured, compared, required in TARGETS:
+        ratio = speed_ratio(results.get(*measured), results.get(*compared))
+        best = speed_ratio(results.get(*measured), results.get(*compared), "best")
+        out.append(
+            {
+                "target": name,
+                "measured": "%s %s" % measured,
+                "compared_with": "%s %s" % compared,
+                "required": required,
+                "ratio": None if ratio is None else round(ratio, 3),
+                "ratio_of_bests": None if best is None else round(best, 3),
+                "met": None if ratio is None else ratio >= required,
+            }
+        )
+    return out
+
+
+def _fmt_value(value, unit):
+    if value is None:
+        return "-"
+    if unit == "ns/op":
+        return "%.1f" % value if value < 1000 else "%.0f" % value
+    return "%.2f" % value
+
+
+def _fmt_ratio(value):
+    return "-" if value is None else "%.2fx" % value
+
+
+def format_table(results, targets):
+    name_w = 44
+    lines = []
+    for group, rows, busy in results.groups:
+        head = "%-*s %10s %10s %8s %8s %7s" % (
+            name_w + 2,
+            group.title,
+            group.unit + " med",
+            "best",
+            "vs mmap",
+            "vs limit",
+            "%dt/1t" % group.threads if group.threads > 1 else "",
+        )
+        lines.append(head.rstrip())
+        for row in rows:
+            name = row.contender.name
+            if row.contender.role:
+                name += " [%s]" % ("ref" if row.contender.role == "reference" else "limit")
+            if not row.ok:
+                lines.append(
+                    "  %-*s %s"
+                    % (
+                        name_w,
+                        name,
+                        "skipped: " + row.skipped if row.skipped else "error: " + str(row.error),
+                    )
+                )
+                continue
+            lines.append(
+                (
+                    "  %-*s %10s %10s %8s %8s %7s"
+                    % (
+                        name_w,
+                        name,
+                        _fmt_value(row.median, group.unit),
+                        _fmt_value(row.best, group.unit),
+                        _fmt_ratio(results.vs_reference(row, rows)),
+                        _fmt_ratio(results.vs_limit(row, rows)),
+                        _fmt_ratio(results.scaling(row)) if group.threads > 1 else "",
+                    )
+                ).rstrip()
+            )
+        if busy and busy.get("warning"):
+            lines.append("  ! " + busy["warning"])
+        lines.append("")
+    lines.append(
+        "Targets (judged on the ratio of medians; the ratio of bests, less exposed to a "
+        "busy machine, beside it):"
+    )
+    for t in targets:
+        status = "n/a " if t["met"] is None else ("met " if t["met"] else "MISS")
+        lines.append(
+            "  %s %-58s %7s  (best %s)"
+            % (status, t["target"], _fmt_ratio(t["ratio"]), _fmt_ratio(t["ratio_of_bests"]))
+        )
+    return "\n".join(lines)
+
+
+def to_document(results, targets, meta, warnings):
+    groups = []
+    for group, rows, busy in results.groups:
+        out_rows = []
+        for row in rows:
+            out_rows.append(
+                {
+                    "id": row.contender.id,
+                    "name": row.contender.name,
+                    "role": row.contender.role or None,
+                    "body": row.contender.body,
+                    "unit": group.unit,
+                    "median": row.median,
+                    "best": row.best,
+                    "samples": list(row.samples) if row.ok else [],
+                    "vs_mmap": results.vs_reference(row, rows),
+                    "vs_limit": results.vs_limit(row, rows),
+                    "scaling": results.scaling(row),
+                    "skipped": row.skipped,
+                    "error": row.error,
+                }
+            )
+        groups.append(
+            {
+                "id": group.id,
+                "title": group.title,
+                "kind": group.kind,
+                "op": group.op,
+                "size": group.size,
+                "region": group.region,
+                "threads": group.threads,
+                "unit": group.unit,
+                "busy": busy,
+                "rows": out_rows,
+            }
+        )
+    return {"meta": meta, "groups": groups, "targets": targets, "warnings": warnings}
+
+
+def write_json(path, document):
+    with open(path, "w") as f:
+        json.dump(document, f, indent=2)
+        f.write("\n")
+
+
+def plot(path, results):
+    """Bar chart of every measured row's speed ratio to stdlib mmap and to the limit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, vs_ref, vs_lim = [], [], []
+    for group, rows, _busy in results.groups:
+        for row in rows:
+            if not row.ok or row.contender.role:
+                continue
+            labels.append("%s | %s" % (group.id, row.contender.name))
+            nan = float("nan")
+            r = results.vs_reference(row, rows)
+            lim = results.vs_limit(row, rows)
+            vs_ref.append(nan if r is None else r)
+            vs_lim.append(nan if lim is None else lim)
+    height = max(4.0, 0.22 * len(labels) + 1.5)
+    fig, axes = plt.subplots(1, 2, figsize=(15, height), sharey=True)
+    ys = list(range(len(labels)))
+    for ax, values, title in (
+        (axes[0], vs_ref, "speed vs stdlib mmap (1.0 = same)"),
+        (axes[1], vs_lim, "speed vs limit (call floor / memcpy)"),
+    ):
+        colors = ["tab:blue" if "iommap" in lab else "tab:gray" for lab in labels]
+        ax.barh(ys, values, color=colors)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_title(title)
+        ax.set_xscale("log")
+    axes[0].invert_yaxis()  # the axes share y: inverting both would undo it
+    axes[0].set_yticks(ys)
+    axes[0].set_yticklabels(labels, fontsize=7)
+    fig.suptitle("iommap bench: speed ratios from one run (medians; blue = iommap)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,643 @@
+"""What is measured: the contenders, the groups they race in, and the run.
+
+A *group* is one question ("4 KiB reads at random offsets in a hot 256 KiB
+region"); its *contenders* answer it side by side, over the same
+pre-generated offsets, interleaved for several repeats after one discarded
+warm-up round (A B C, B C A, C A B, ...: each round starts one contender
+later), so that every contender meets the same caches, page tables and
+machine load.  Each group has a reference, the
+stdlib ``mmap`` way of doing the same thing, and a limit: the interpreter's
+call floor for small operations, memcpy bandwidth for large ones.
+"""
+
+import ctypes
+import gc
+import mmap
+import operator
+import os
+import random
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ._measure import BusyMonitor, make_loop, run_once
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+#: Where the memcpy limit comes from, for the report.
+MEMCPY_METHOD = (
+    "ctypes.memmove between two preallocated buffers: libc memmove at C speed, "
+    "called with the GIL released (ctypes releases it around foreign calls), "
+    "so it measures 1 and 2 threads alike; the source is an anonymous buffer "
+    "as large as the file (huge pages asked for, as the page cache may have "
+    "them), read at the same random offsets as the file, so its caches are as "
+    "cold as the file's. On 2 threads its figure includes ctypes' per-call "
+    "work and GIL round trip, like every contender's"
+)
+CALL_FLOOR_METHOD = (
+    "operator.is_(o, n): a METH_FASTCALL builtin taking two arguments, called "
+    "in the same loop as every contender; nothing a method call can beat"
+)
+
+
+def size_label(n):
+    """64 -> '64 B', 4096 -> '4 KiB', 1048576 -> '1 MiB'."""
+    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+        if n >= unit and n % unit == 0:
+            return "%d %s" % (n // unit, name)
+    return "%d B" % n
+
+
+def size_id(n):
+    return size_label(n).replace(" ", "")
+
+
+@dataclass
+class Contender:
+    id: str
+    name: str
+    body: str  # the loop body; names o, n, f, a, b
+    setup: Callable  # (env, n, thread) -> (f, a, b)
+    needs: Optional[str] = None  # "iommap", "numpy", "pyarrow"
+    role: str = ""  # "reference", "limit" or ""
+
+
+@dataclass
+class Group:
+    id: str
+    title: str
+    kind: str  # "small" (ns/op) or "large" (GB/s)
+    op: str  # "read" or "write"
+    size: int
+    region: str  # "hot" or "file"
+    threads: int
+    contenders: list[Contender]
+    calls: Optional[int] = None  # calls per measurement, when not --ops (batch groups)
+
+    @property
+    def unit(self):
+        return "ns/op" if self.kind == "small" else "GB/s"
+
+
+@dataclass
+class Row:
+    group: Group
+    contender: Contender
+    samples: list[float] = field(default_factory=list)
+    skipped: Optional[str] = None
+    error: Optional[str] = None
+
+    @property
+    def ok(self):
+        return self.skipped is None and self.error is None and bool(self.samples)
+
+    @property
+    def median(self):
+        return statistics.median(self.samples) if self.ok else None
+
+    @property
+    def best(self):
+        if not self.ok:
+            return None
+        return min(self.samples) if self.group.kind == "small" else max(self.samples)
+
+
+class Env:
+    """The file under test, opened every way the contenders need, once."""
+
+    def __init__(self, path, size, hot):
+        self.path = path
+        self.size = size
+        self.hot = hot
+        self.fd = os.open(path, os.O_RDWR)
+        self.mm = mmap.mmap(self.fd, size)
+        self.mv = memoryview(self.mm)
+        self.missing = {}
+        self.iommap = self._open_iommap()
+        self.numpy, self.npm = self._open_numpy()
+        self.pa_file = self._open_pyarrow()
+        self._buffers = {}
+        self._views = {}
+        self._data = {}
+        self._pool = None
+        self._keep = []
+
+    # -- optional contenders -------------------------------------------------
+    def _open_iommap(self):
+        try:
+            import iommap
+
+            return iommap.open(self.path, "read_write")
+        except Exception as exc:  # reported as the iommap rows' skip reason
+            self.missing["iommap"] = "iommap unavailable: %s: %s" % (type(exc).__name__, exc)
+            return None
+
+    def _open_numpy(self):
+        try:
+            import numpy
+        except ImportError:
+            self.missing["numpy"] = "numpy not installed"
+            return None, None
+        return numpy, numpy.memmap(self.path, dtype=numpy.uint8, mode="r", shape=(self.size,))
+
+    def _open_pyarrow(self):
+        try:
+            import pyarrow
+        except ImportError:
+            self.missing["pyarrow"] = "pyarrow not installed"
+            return None
+        return pyarrow.memory_map(self.path, "r")
+
+    # -- buffers ------------------------------------------------------------
+    def dst(self, thread, n):
+        """The preallocated destination of `n` bytes for one thread (touched)."""
+        key = (thread, n)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = bytearray(b"\x01") * n
+        return buf
+
+    def dst_view(self, thread, n):
+        key = (thread, n)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = memoryview(self.dst(thread, n))
+        return view
+
+    def address(self, buf):
+        """The address of a writable buffer's bytes, for ctypes.memmove."""
+        cbuf = (ctypes.c_char * len(buf)).from_buffer(buf)
+        self._keep.append(cbuf)
+        return ctypes.addressof(cbuf)
+
+    def pool_address(self):
+        """An anonymous buffer as large as the file, filled, for the memcpy limit.
+
+        Private anonymous memory with transparent huge pages asked for where
+        the platform has them: the page cache behind a file mapping may be
+        mapped with 2 MiB folios, and a limit made of 4 KiB pages would be
+        the slower of the two.  (A MAP_SHARED anonymous map is shmem, which
+        usually gets no huge pages.)"""
+        if self._pool is None:
+            pool = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)
+            if hasattr(mmap, "MADV_HUGEPAGE"):
+                try:
+                    pool.madvise(mmap.MADV_HUGEPAGE)
+                except OSError:
+                    pass
+            block = bytes(range(1, 256)) * (MiB // 255 + 1)
+            for start in range(0, self.size, MiB):
+                end = min(self.size, start + MiB)
+                pool[start:end] = block[: end - start]
+            self._pool = pool
+            self._pool_address = self.address(pool)
+        return self._pool_address
+
+    def records(self, count, n):
+        """`count` random record-aligned offsets (multiples of `n`), as a list and
+        as a numpy int64 array when numpy is there."""
+        key = ("records", count, n)
+        got = self._data.get(key)
+        if got is None:
+            rng = random.Random("records/%d/%d" % (count, n))
+            index = [rng.randrange(self.size // n) for _ in range(count)]
+            offsets = [i * n for i in index]
+            arrays = (None, None)
+            if self.numpy is not None:
+                arrays = (
+                    self.numpy.array(index, dtype=self.numpy.int64),
+                    self.numpy.array(offsets, dtype=self.numpy.int64),
+                )
+            got = self._data[key] = (offsets,) + arrays
+        return got
+
+    def data(self, n):
+        d = self._data.get(n)
+        if d is None:
+            d = self._data[n] = random.Random(n).randbytes(n)
+        return d
+
+    def close(self):
+        self._keep.clear()
+        self._views.clear()
+        self._buffers.clear()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self.iommap is not None:
+            self.iommap.close()
+        if self.pa_file is not None:
+            self.pa_file.close()
+        if self.npm is not None:
+            mm = getattr(self.npm, "_mmap", None)
+            self.npm = None
+            if mm is not None:
+                try:
+                    mm.close()
+                except BufferError:
+                    pass
+        self.mv.release()
+        self.mm.close()
+        os.close(self.fd)
+
+
+# -- the contenders ------------------------------------------------------------
+
+_CALL_FLOOR = Contender(
+    "call_floor",
+    "call floor: operator.is_(o, n)",
+    "f(o, n)",
+    lambda e, n, t: (operator.is_, None, None),
+    role="limit",
+)
+
+SMALL_READS = [
+    Contender(
+        "iommap_pread",
+        "iommap pread",
+        "f(o, n)",
+        lambda e, n, t: (e.iommap.pread, None, None),
+        needs="iommap",
+    ),
+    Contender(
+        "iommap_readinto",
+        "iommap readinto",
+        "f(o, a)",
+        lambda e, n, t: (e.iommap.readinto, e.dst(t, n), None),
+        needs="iommap",
+    ),
+    Contender(
+        "mmap_slice",
+        "mmap slice mm[o:o+n]",
+        "a[o:o+n]",
+        lambda e, n, t: (None, e.mm, None),
+        role="reference",
+    ),
+    Contender(
+        "memoryview_copy",
+        "memoryview copy dst[:] = mv[o:o+n]",
+        "a[:] = b[o:o+n]",
+        lambda e, n, t: (None, e.dst_view(t, n), e.mv),
+    ),
+    Contender("os_pread", "os.pread", "f(a, n, o)", lambda e, n, t: (os.pread, e.fd, None)),
+    Contender(
+        "os_preadv",
+        "os.preadv into a buffer",
+        "f(a, b, o)",
+        lambda e, n, t: (os.preadv, e.fd, [e.dst(t, n)]),
+    ),
+    Contender(
+        "numpy_memmap",
+        "numpy.memmap m[o:o+n].tobytes()",
+        "a[o:o+n].tobytes()",
+        lambda e, n, t: (None, e.npm, None),
+        needs="numpy",
+    ),
+    Contender(
+        "pyarrow_read_at",
+        "pyarrow read_at (zero-copy Buffer)",
+        "f(n, o)",
+        lambda e, n, t: (e.pa_file.read_at, None, None),
+        needs="pyarrow",
+    ),
+    _CALL_FLOOR,
+]
+
+LARGE_READS = [
+    Contender(
+        "iommap_readinto",
+        "iommap readinto",
+        "f(o, a)",
+        lambda e, n, t: (e.iommap.readinto, e.dst(t, n), None),
+        needs="iommap",
+    ),
+    Contender(
+        "iommap_pread",
+        "iommap pread (new bytes)",
+        "f(o, n)",
+        lambda e, n, t: (e.iommap.pread, None, None),
+        needs="iommap",
+    ),
+    Contender(
+        "mmap_slice",
+        "mmap slice mm[o:o+n] (new bytes)",
+        "a[o:o+n]",
+        lambda e, n, t: (None, e.mm, None),
+        role="reference",
+    ),
+    Contender(
+        "memoryview_copy",
+        "memoryview copy dst[:] = mv[o:o+n]",
+        "a[:] = b[o:o+n]",
+        lambda e, n, t: (None, e.dst_view(t, n), e.mv),
+    ),
+    Contender(
+        "os_preadv",
+        "os.preadv into a buffer",
+        "f(a, b, o)",
+        lambda e, n, t: (os.preadv, e.fd, [e.dst(t, n)]),
+    ),
+    Contender(
+        "os_pread", "os.pread (new bytes)", "f(a, n, o)", lambda e, n, t: (os.pread, e.fd, None)
+    ),
+    Contender(
+        "numpy_copyto",
+        "numpy.copyto(dst, memmap[o:o+n])",
+        "f(a, b[o:o+n])",
+        lambda e, n, t: (
+            e.numpy.copyto,
+            e.numpy.frombuffer(e.dst(t, n), dtype=e.numpy.uint8),
+            e.npm,
+        ),
+        needs="numpy",
+    ),
+    Contender(
+        "pyarrow_read_at",
+        "pyarrow read_at (zero-copy Buffer)",
+        "f(n, o)",
+        lambda e, n, t: (e.pa_file.read_at, None, None),
+        needs="pyarrow",
+    ),
+    # ctypes.memmove(dst, src, count): from the pool at the offset into the buffer.
+    Contender(
+        "memcpy",
+        "memcpy: ctypes.memmove",
+        "f(b, a + o, n)",
+        lambda e, n, t: (ctypes.memmove, e.pool_address(), e.address(e.dst(t, n))),
+        role="limit",
+    ),
+]
+
+SMALL_WRITES = [
+    Contender(
+        "iommap_pwrite",
+        "iommap pwrite",
+        "f(o, a)",
+        lambda e, n, t: (e.iommap.pwrite, e.data(n), None),
+        needs="iommap",
+    ),
+    Contender(
+        "mmap_slice_assign",
+        "mmap slice assignment mm[o:o+n] = d",
+        "a[o:o+n] = b",
+        lambda e, n, t: (None, e.mm, e.data(n)),
+        role="reference",
+    ),
+    Contender(
+        "memoryview_assign",
+        "memoryview slice assignment mv[o:o+n] = d",
+        "a[o:o+n] = b",
+        lambda e, n, t: (None, e.mv, e.data(n)),
+    ),
+    Contender("os_pwrite", "os.pwrite", "f(a, b, o)", lambda e, n, t: (os.pwrite, e.fd, e.data(n))),
+    _CALL_FLOOR,
+]
+
+
+#: gather: records per call (fewer on a file too small for them), calls per measurement.
+GATHER_RECORDS = 100_000
+GATHER_CALLS = 5
+
+
+def gather_records(size, n):
+    return min(GATHER_RECORDS, size // (2 * n))
+
+
+def _gather_setup(kind):
+    def setup(e, n, t):
+        count = gather_records(e.size, n)
+        offsets, index, offsets_np = e.records(count, n)
+        out = e.dst(t, count * n)
+        if kind == "numpy_offsets":
+            return e.iommap.gather, offsets_np, out
+        if kind == "list_offsets":
+            return e.iommap.gather, offsets, out
+        if kind == "pread_loop":
+            return e.iommap.pread, offsets, None
+        if kind == "fancy":
+            rows = e.npm[: e.size // n * n].reshape(-1, n)
+            return None, rows, index
+        # The limit: as many bytes in one contiguous copy from the pool (as
+        # large as the file) into the same buffer; the lambda's call is noise
+        # beside a copy of megabytes.
+        total, memmove = count * n, ctypes.memmove
+        return (lambda dst, src: memmove(dst, src, total)), e.address(out), e.pool_address()
+
+    return setup
+
+
+GATHER = [
+    Contender(
+        "iommap_gather_numpy",
+        "iommap gather(int64 array, n, out)",
+        "f(a, n, b)",
+        _gather_setup("numpy_offsets"),
+        needs="numpy",
+    ),
+    Contender(
+        "iommap_gather_list",
+        "iommap gather(list of ints, n, out)",
+        "f(a, n, b)",
+        _gather_setup("list_offsets"),
+        needs="iommap",
+    ),
+    Contender(
+        "pread_loop",
+        "Python loop [pread(o, n) for o in offsets]",
+        "[f(i, n) for i in a]",
+        _gather_setup("pread_loop"),
+        needs="iommap",
+    ),
+    Contender(
+        "numpy_fancy",
+        "numpy fancy indexing memmap2d[idx]",
+        "a[b]",
+        _gather_setup("fancy"),
+        needs="numpy",
+        role="reference",
+    ),
+    Contender(
+        "memcpy",
+        "memcpy of the same bytes: ctypes.memmove",
+        "f(a, b)",
+        _gather_setup("memcpy"),
+        role="limit",
+    ),
+]
+
+VIEWS = [
+    Contender(
+        "iommap_view_1",
+        "iommap view(o, 1)",
+        "f(o, 1)",
+        lambda e, n, t: (e.iommap.view, None, None),
+        needs="iommap",
+    ),
+    Contender(
+        "iommap_view_file",
+        "iommap view() of the whole file",
+        "f()",
+        lambda e, n, t: (e.iommap.view, None, None),
+        needs="iommap",
+    ),
+    Contender(
+        "iommap_view_rest",
+        "iommap view(1, size - 1)",
+        "f(1, a)",
+        lambda e, n, t: (e.iommap.view, e.size - 1, None),
+        needs="iommap",
+    ),
+    Contender(
+        "memoryview_slice",
+        "memoryview(mmap)[o:o+1]",
+        "a[o:o+1]",
+        lambda e, n, t: (None, e.mv, None),
+        role="reference",
+    ),
+    _CALL_FLOOR,
+]
+
+
+def build_groups(size, hot, small_sizes, large_sizes, threads):
+    groups = []
+    for n in small_sizes:
+        for region in ("hot", "file"):
+            where = (
+                ("random in a hot %s region" % size_label(hot))
+                if region == "hot"
+                else ("random over the %s file" % size_label(size))
+            )
+            groups.append(
+                Group(
+                    "read/%s/%s" % (size_id(n), region),
+                    "read %s, %s" % (size_label(n), where),
+                    "small",
+                    "read",
+                    n,
+                    region,
+                    1,
+                    SMALL_READS,
+                )
+            )
+    for n in large_sizes:
+        for t in sorted({1, threads}):
+            groups.append(
+                Group(
+                    "read/%s/%dt" % (size_id(n), t),
+                    "read %s, %d thread%s" % (size_label(n), t, "s" if t > 1 else ""),
+                    "large",
+                    "read",
+                    n,
+                    "file",
+                    t,
+                    LARGE_READS,
+                )
+            )
+    for n in small_sizes:
+        groups.append(
+            Group(
+                "write/%s/hot" % size_id(n),
+                "write %s, random in a hot %s region" % (size_label(n), size_label(hot)),
+                "small",
+                "write",
+                n,
+                "hot",
+                1,
+                SMALL_WRITES,
+            )
+        )
+    groups.append(
+        Group(
+            "gather/64B",
+            "gather %d records of 64 B at random offsets (ns per call)" % gather_records(size, 64),
+            "small",
+            "gather",
+            64,
+            "file",
+            1,
+            GATHER,
+            calls=GATHER_CALLS,
+        )
+    )
+    groups.append(
+        Group("view", "view creation (ns per view)", "small", "view", 1, "file", 1, VIEWS)
+    )
+    return groups
+
+
+def _offsets(rng, group, size, hot, count):
+    n = group.size
+    if group.kind == "large":
+        # Page-aligned, as a reader of large blocks would ask for them.
+        slots = (size - n) // 4096 + 1
+        return [rng.randrange(slots) * 4096 for _ in range(count)]
+    span = hot if group.region == "hot" else size
+    return [rng.randrange(span - n + 1) for _ in range(count)]
+
+
+def run_group(env, group, *, ops, large_bytes, repeats, seed, progress, label, monitor=None):
+    """Measures every contender of `group`; returns its rows and the busy figure."""
+    rng = random.Random("%s/%s" % (seed, group.id))
+    count = group.calls or (ops if group.kind == "small" else max(2, large_bytes // group.size))
+    offsets = [_offsets(rng, group, env.size, env.hot, count) for _ in range(group.threads)]
+
+    rows, runs = [], []
+    for c in group.contenders:
+        row = Row(group, c)
+        rows.append(row)
+        if c.needs and c.needs in env.missing:
+            row.skipped = env.missing[c.needs]
+            continue
+        try:
+            per_thread = [
+                (offsets[t], group.size) + tuple(c.setup(env, group.size, t))
+                for t in range(group.threads)
+            ]
+        except Exception as exc:
+            row.error = "setup failed: %s: %s" % (type(exc).__name__, exc)
+            continue
+        runs.append((row, make_loop(c.body), per_thread))
+
+    total_bytes = group.threads * count * group.size
+    monitor = monitor or BusyMonitor()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    monitor.start()
+    try:
+        # Round 0 warms caches and page tables and is thrown away.  Each
+        # round starts one contender later (A B C, B C A, ...), so no
+        # contender always follows the same neighbour.
+        for r in range(repeats + 1):
+            shift = r % len(runs) if runs else 0
+            for row, loop, per_thread in runs[shift:] + runs[:shift]:
+                if row.error:
+                    continue
+                progress.update(
+                    "%s %s: %s (%s)"
+                    % (
+                        label,
+                        group.title,
+                        row.contender.name,
+                        "warm-up" if r == 0 else "repeat %d/%d" % (r, repeats),
+                    )
+                )
+                try:
+                    elapsed = run_once(loop, per_thread)
+                except Exception as exc:
+                    row.error = "%s: %s" % (type(exc).__name__, exc)
+                    row.samples.clear()
+                    continue
+                if r == 0:
+                    continue
+                elapsed = max(elapsed, 1)
+                if group.kind == "small":
+                    row.samples.append(elapsed / count)
+                else:
+                    row.samples.append(total_bytes / elapsed)  # bytes per ns = GB/s
+    finally:
+        busy = monitor.stop()
+        if gc_was_enabled:
+            gc.enable()
+    return rows, busy
