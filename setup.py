@@ -15,8 +15,13 @@ extra_link_args = []
 if os.environ.get("IOMMAP_WERROR"):
     extra_compile_args.append("-Werror")
 if os.environ.get("IOMMAP_SANITIZE"):
-    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-             "-fno-omit-frame-pointer", "-O1", "-g"]
+    flags = [
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=undefined",
+        "-fno-omit-frame-pointer",
+        "-O1",
+        "-g",
+    ]
     extra_compile_args += flags
     extra_link_args += flags
 

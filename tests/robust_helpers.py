@@ -81,4 +81,3 @@ def rss_anon_kib():
             if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     raise RuntimeError("no RssAnon in /proc/self/status")
-

@@ -4,10 +4,7 @@ Each runs in a subprocess, so a regression fails the test instead of
 killing the test run.  The docstring says what crashed and what fixed it.
 """
 
-import os
-
 import pytest
-
 from robust_helpers import run_child
 
 

@@ -89,9 +89,10 @@ def test_synced_writes_survive_sigkill(tmp_path):
                 continue
             got = data[slot * RECORD : (slot + 1) * RECORD]
             n = written[-1]
-            assert got == expected_body(n) or (
-                n + 64 > last and _is_later_or_partial(got, n)
-            ), "round %d: slot %d lost record %d (last acked %d): %r" % (round_, slot, n, last, got)
+            assert got == expected_body(n) or (n + 64 > last and _is_later_or_partial(got, n)), (
+                "round %d: slot %d lost record %d (last acked %d): %r"
+                % (round_, slot, n, last, got)
+            )
 
 
 def _is_later_or_partial(got, n):

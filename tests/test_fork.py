@@ -6,8 +6,6 @@ Each scenario runs in its own subprocess, which forks; a child that crashes
 or hangs fails the test (the subprocess has a timeout).
 """
 
-import pytest
-
 from robust_helpers import run_child
 
 # Runs `body` in a forked child of the subprocess and returns its exit

@@ -30,8 +30,9 @@ import random
 import sys
 import tempfile
 
-import iommap
 from robust_helpers import run_child
+
+import iommap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZE = 3 * 4096
@@ -123,12 +124,40 @@ class Fuzzer:
     def bad_ints(self):
         """Things passed where an offset/length/size goes."""
         return [
-            None, 1.0, 1.5, "1", b"1", [], (), {}, object(), 1j, float("nan"),
-            -1, -(2**63), -(2**100), 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**100, 2**1000,
-            True, False, MyInt(5), MyInt(-5), MyInt(2**80),
-            Idx(3), Idx(-3), Idx(2**70), Idx("x", name="non-int"), Idx(1.5, name="float"),
-            Idx(0, self.boom, "raises"), Idx(0, self.close_it, "closes"),
-            Idx(0, self.shrink_it, "shrinks"), Idx(0, self.grow_it, "grows"),
+            None,
+            1.0,
+            1.5,
+            "1",
+            b"1",
+            [],
+            (),
+            {},
+            object(),
+            1j,
+            float("nan"),
+            -1,
+            -(2**63),
+            -(2**100),
+            2**63 - 1,
+            2**63,
+            2**64 - 1,
+            2**64,
+            2**100,
+            2**1000,
+            True,
+            False,
+            MyInt(5),
+            MyInt(-5),
+            MyInt(2**80),
+            Idx(3),
+            Idx(-3),
+            Idx(2**70),
+            Idx("x", name="non-int"),
+            Idx(1.5, name="float"),
+            Idx(0, self.boom, "raises"),
+            Idx(0, self.close_it, "closes"),
+            Idx(0, self.shrink_it, "shrinks"),
+            Idx(0, self.grow_it, "grows"),
             Idx(0, self.shrink_outside, "shrinks-outside"),
             Idx(SIZE - 1, self.shrink_outside, "shrinks-outside-end"),
         ]
@@ -140,13 +169,35 @@ class Fuzzer:
         closed_mmap = mmap.mmap(-1, 4096)
         closed_mmap.close()
         values = [
-            None, 1, "str", MyStr("str"), b"", b"abc", MyBytes(b"abc"), bytearray(b"abc"),
-            MyByteArray(b"abc"), bytearray(SIZE + 1), memoryview(b"abcdef")[::2],
-            memoryview(bytearray(8))[::2], memoryview(bytearray(16)).cast("d"), released,
-            closed_mmap, array.array("d", [1.0, 2.0]), array.array("b"), [b"a", "b"],
-            [b"a", 1], [b"a", [b"b", [b"c", [None]]]], [b"a", released], (b"a", b"b"),
-            [b"x"] * 1000, [[[[[b"deep"]]]]], [released], [memoryview(b"abcd")[::2]],
-            object(), 3.5, {b"a": 1},
+            None,
+            1,
+            "str",
+            MyStr("str"),
+            b"",
+            b"abc",
+            MyBytes(b"abc"),
+            bytearray(b"abc"),
+            MyByteArray(b"abc"),
+            bytearray(SIZE + 1),
+            memoryview(b"abcdef")[::2],
+            memoryview(bytearray(8))[::2],
+            memoryview(bytearray(16)).cast("d"),
+            released,
+            closed_mmap,
+            array.array("d", [1.0, 2.0]),
+            array.array("b"),
+            [b"a", "b"],
+            [b"a", 1],
+            [b"a", [b"b", [b"c", [None]]]],
+            [b"a", released],
+            (b"a", b"b"),
+            [b"x"] * 1000,
+            [[[[[b"deep"]]]]],
+            [released],
+            [memoryview(b"abcd")[::2]],
+            object(),
+            3.5,
+            {b"a": 1},
         ]
         cycle = [b"a"]
         cycle.append(cycle)
@@ -175,7 +226,6 @@ class Fuzzer:
 
     def buffer_exporters(self):
         """Python 3.12+: objects whose buffer export runs Python code."""
-        fuzzer = self
 
         class Exporter:
             def __init__(self, action, backing):
@@ -217,11 +267,19 @@ class Fuzzer:
             fn(*args, **(kwargs or {}))
         except iommap.Error as e:
             self.check_error(name, args, e)
-            if (before is not None and not self.m.closed and len(self.m) == len(before)
-                    and os.path.getsize(self.path) == len(before)):
+            if (
+                before is not None
+                and not self.m.closed
+                and len(self.m) == len(before)
+                and os.path.getsize(self.path) == len(before)
+            ):
                 if not isinstance(e, iommap.SigbusError):
                     after = self.m.pread(0, len(self.m))
-                    assert after == before, "%s%r failed (%r) but changed the file" % (name, args, e)
+                    assert after == before, "%s%r failed (%r) but changed the file" % (
+                        name,
+                        args,
+                        e,
+                    )
         except Boom:
             pass
         except TypeError as e:
@@ -265,8 +323,19 @@ class Fuzzer:
         writers = {"pwrite", "scatter", "truncate"}
         bad_ints = self.bad_ints()
         bad_buffers = self.bad_buffers()
-        bad_strs = [None, 1, b"sync", "", "nope", MyStr("normal"), MyStr("sync"), "normal\0",
-                    "\udcff", "SYNC", Idx(0)]
+        bad_strs = [
+            None,
+            1,
+            b"sync",
+            "",
+            "nope",
+            MyStr("normal"),
+            MyStr("sync"),
+            "normal\0",
+            "\udcff",
+            "SYNC",
+            Idx(0),
+        ]
 
         for name, fn, good in int_calls:
             for i, arg in enumerate(good):
@@ -275,8 +344,12 @@ class Fuzzer:
                 elif isinstance(arg, str):
                     pool = bad_strs
                 elif isinstance(arg, list):
-                    pool = bad_buffers + bad_ints + [[x] for x in bad_ints] + [
-                        [0, x] for x in bad_ints]
+                    pool = (
+                        bad_buffers
+                        + bad_ints
+                        + [[x] for x in bad_ints]
+                        + [[0, x] for x in bad_ints]
+                    )
                 else:
                     pool = bad_buffers
                 for bad in pool:
@@ -301,46 +374,97 @@ class Fuzzer:
 
         # gather with out= and offsets that misbehave.
         offsets_pool = [
-            array.array("q", [0, 8]), array.array("Q", [0, 2**64 - 1]), array.array("q", [-1]),
-            array.array("i", [0, 8]), array.array("d", [0.0]), memoryview(b"\0" * 16).cast("q"),
-            memoryview(b"\0" * 16).cast("q")[::2], b"\0" * 16, "01", [0, MyInt(8)],
-            [Idx(0, self.close_it)], [Idx(0, self.shrink_outside), 8], range(0, 16, 8),
-            iter([0, 8]), {0: 0}, [0] * 10000,
+            array.array("q", [0, 8]),
+            array.array("Q", [0, 2**64 - 1]),
+            array.array("q", [-1]),
+            array.array("i", [0, 8]),
+            array.array("d", [0.0]),
+            memoryview(b"\0" * 16).cast("q"),
+            memoryview(b"\0" * 16).cast("q")[::2],
+            b"\0" * 16,
+            "01",
+            [0, MyInt(8)],
+            [Idx(0, self.close_it)],
+            [Idx(0, self.shrink_outside), 8],
+            range(0, 16, 8),
+            iter([0, 8]),
+            {0: 0},
+            [0] * 10000,
         ]
         mutating = [0, 8]
         mutating.insert(1, Idx(0, lambda: mutating.clear()))
         growing = [0]
         growing.append(Idx(0, lambda: growing.extend([0] * 5)))
         offsets_pool += [mutating, growing]
-        outs = [None, bytearray(8), bytearray(9), b"12345678", memoryview(bytearray(16))[::2],
-                array.array("d", [0.0]), "xxxxxxxx"]
+        outs = [
+            None,
+            bytearray(8),
+            bytearray(9),
+            b"12345678",
+            memoryview(bytearray(16))[::2],
+            array.array("d", [0.0]),
+            "xxxxxxxx",
+        ]
         for offsets, out in itertools.product(offsets_pool, outs):
             self.call("gather", lambda *a: self.m.gather(*a), [offsets, 4, out])
-            self.call("scatter", lambda *a: self.m.scatter(*a),
-                      [offsets, 4, out if out is not None else b"12345678"], writes=True)
+            self.call(
+                "scatter",
+                lambda *a: self.m.scatter(*a),
+                [offsets, 4, out if out is not None else b"12345678"],
+                writes=True,
+            )
         for offsets in offsets_pool:
-            self.call("gather", lambda *a, **k: self.m.gather(*a, **k), [offsets, 4],
-                      {"out": None})
+            self.call("gather", lambda *a, **k: self.m.gather(*a, **k), [offsets, 4], {"out": None})
 
         # open() with every argument wrong in turn.
-        good_open = {"mode": "read_write", "private": False, "lock": False, "populate": False,
-                     "nocache": False, "create": False, "truncate": False, "size": None}
+        good_open = {
+            "mode": "read_write",
+            "private": False,
+            "lock": False,
+            "populate": False,
+            "nocache": False,
+            "create": False,
+            "truncate": False,
+            "size": None,
+        }
         for key in good_open:
             pool = bad_strs if key == "mode" else bad_ints + [Path(self.path)]
             for bad in pool:
                 kwargs = dict(good_open, **{key: bad})
                 self.call("open", self.open_and_close, [self.path], kwargs)
-        paths = [None, 1, 1.5, b"", "", "\0", b"a\0b", "\udcff", Path(self.path),
-                 Path(Boom("fspath")), Path(1), Path(None), Path(b"bytes\0"), Path(Path("x")),
-                 self.dir, "/nonexistent/x", os.path.join(self.path, "sub"), MyStr(self.path),
-                 MyBytes(self.path.encode()), bytearray(self.path.encode()),
-                 memoryview(self.path.encode())]
+        paths = [
+            None,
+            1,
+            1.5,
+            b"",
+            "",
+            "\0",
+            b"a\0b",
+            "\udcff",
+            Path(self.path),
+            Path(Boom("fspath")),
+            Path(1),
+            Path(None),
+            Path(b"bytes\0"),
+            Path(Path("x")),
+            self.dir,
+            "/nonexistent/x",
+            os.path.join(self.path, "sub"),
+            MyStr(self.path),
+            MyBytes(self.path.encode()),
+            bytearray(self.path.encode()),
+            memoryview(self.path.encode()),
+        ]
         for p in paths:
             for kwargs in ({}, {"mode": "read"}, {"create": True, "size": 10}):
                 self.call("open", self.open_and_close, [p], kwargs)
         for bad in (-1, 2**63, 2**64, 2**100):
-            self.call("open", self.open_and_close, [os.path.join(self.dir, "big")],
-                      {"create": True, "size": bad})
+            self.call(
+                "open",
+                self.open_and_close,
+                [os.path.join(self.dir, "big")],
+                {"create": True, "size": bad},
+            )
 
         # The other methods and protocols, on open and closed handles.
         for closed in (False, True):

@@ -18,8 +18,6 @@ IOMMAP_LEAK_CYCLES lowers the count (make valgrind does).
 import json
 import os
 
-import pytest
-
 from robust_helpers import run_child
 
 CYCLES = int(os.environ.get("IOMMAP_LEAK_CYCLES", "100000"))
@@ -71,7 +69,9 @@ def check(proc):
 
 
 def run(tmp_path, body, timeout=600):
-    return check(run_child(PRELUDE + body, args=(str(tmp_path / "f"), str(CYCLES)), timeout=timeout))
+    return check(
+        run_child(PRELUDE + body, args=(str(tmp_path / "f"), str(CYCLES)), timeout=timeout)
+    )
 
 
 def test_open_pread_close_cycles(tmp_path):

@@ -132,8 +132,14 @@ class FileModel:
             first = next(k for k in range(n) if got[k] != expected[k])
             raise AssertionError(
                 "%s at %d (+%d): first difference at %d: got %r, model %r"
-                % (what, offset, n, offset + first, bytes(got[first : first + 16]),
-                   bytes(expected[first : first + 16]))
+                % (
+                    what,
+                    offset,
+                    n,
+                    offset + first,
+                    bytes(got[first : first + 16]),
+                    bytes(expected[first : first + 16]),
+                )
             )
 
 
@@ -354,7 +360,9 @@ class TwoHandles(RuleBasedStateMachine):
         length = data.draw(st.integers(0, PAGE + 8), label="length")
         count = data.draw(st.integers(0, 4), label="count")
         offsets = [self.draw_range(data, h, length)[0] for _ in range(count)]
-        payload = data.draw(st.binary(min_size=len(offsets) * length, max_size=len(offsets) * length))
+        payload = data.draw(
+            st.binary(min_size=len(offsets) * length, max_size=len(offsets) * length)
+        )
         if h.closed:
             expected = iommap.ClosedError
         elif h.mode == "read":
@@ -404,8 +412,11 @@ class TwoHandles(RuleBasedStateMachine):
     def shrink_under_a_handle(self, data):
         """Another process shrinks the file below what a handle has mapped:
         the pages past the new end are gone for every handle."""
-        biggest = max(h.size for h in self.handles if not h.closed) if not all(
-            h.closed for h in self.handles) else 0
+        biggest = (
+            max(h.size for h in self.handles if not h.closed)
+            if not all(h.closed for h in self.handles)
+            else 0
+        )
         if biggest < PAGE:
             return
         size = data.draw(st.integers(0, biggest - PAGE), label="size")
@@ -414,8 +425,10 @@ class TwoHandles(RuleBasedStateMachine):
 
     # ---- hints and flushes ---------------------------------------------------
 
-    @rule(data=st.data(),
-          hint=st.sampled_from(["normal", "random", "sequential", "willneed", "dontneed"]))
+    @rule(
+        data=st.data(),
+        hint=st.sampled_from(["normal", "random", "sequential", "willneed", "dontneed"]),
+    )
     def advise(self, data, hint):
         h = self.pick(data)
         offset, length = self.draw_range(data, h)
@@ -457,8 +470,11 @@ TwoHandles.TestCase.settings = settings(
     max_examples=EXAMPLES,
     stateful_step_count=40,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                           HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
     derandomize=os.environ.get("IOMMAP_STATEFUL_DERANDOMIZE") == "1",
     database=None,
 )

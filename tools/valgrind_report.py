@@ -59,7 +59,7 @@ def main(directory):
             # file unfinished: read the complete records it has.
             text = open(path, errors="replace").read()
             cut = text.rfind("</error>")
-            text = (text[: cut + len("</error>")] if cut >= 0 else text.split("<error>")[0])
+            text = text[: cut + len("</error>")] if cut >= 0 else text.split("<error>")[0]
             root = ET.fromstring(text + "</valgrindoutput>")
         processes += 1
         for error in root.iter("error"):
@@ -70,7 +70,11 @@ def main(directory):
             if any(is_iommap(f) for f in fs):
                 ours.append((path, error))
             else:
-                top = frame_text(fs[1] if len(fs) > 1 and kind.startswith("Leak_") else fs[0]) if fs else "?"
+                top = (
+                    frame_text(fs[1] if len(fs) > 1 and kind.startswith("Leak_") else fs[0])
+                    if fs
+                    else "?"
+                )
                 others[(kind, top)] += 1
     print("valgrind report: %d processes" % processes)
     if others:

@@ -31,11 +31,11 @@ typedef struct {
     PyObject_HEAD
     pthread_rwlock_t lock;
     atomic_uint lock_generation; /* the fork generation `lock` belongs to */
-    atomic_int closing;      /* set once, first thing in close() */
-    atomic_size_t size_hint; /* the mapping's size, readable without the
-                                lock: only to refuse hopeless requests early */
-    int fd;                  /* -1 once closed; guarded by lock */
-    iommap_mapping *mapping; /* NULL once closed; guarded by lock */
+    atomic_int closing;          /* set once, first thing in close() */
+    atomic_size_t size_hint;     /* the mapping's size, readable without the
+                                    lock: only to refuse hopeless requests early */
+    int fd;                      /* -1 once closed; guarded by lock */
+    iommap_mapping *mapping;     /* NULL once closed; guarded by lock */
     iommap_map_options opts;
     PyObject *path; /* as given to open() */
 } mapped_file;
@@ -956,8 +956,7 @@ PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
     if (h == NULL)
         return NULL;
     int rc = init_lock(&h->lock);
-    atomic_init(&h->lock_generation,
-                atomic_load_explicit(&fork_generation, memory_order_relaxed));
+    atomic_init(&h->lock_generation, atomic_load_explicit(&fork_generation, memory_order_relaxed));
     if (rc != 0) {
         h->fd = -1;
         h->mapping = NULL;
