@@ -16,8 +16,6 @@ import textwrap
 
 import pytest
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
 # Under valgrind every child runs 20-50 times slower: timeouts scale.
 SLOWDOWN = float(os.environ.get("IOMMAP_TEST_SLOWDOWN", "1"))
 
@@ -63,21 +61,3 @@ def _text(b):
     if b is None:
         return ""
     return b.decode(errors="replace") if isinstance(b, bytes) else b
-
-
-def open_fds():
-    """The file descriptors this process has open."""
-    return sorted(int(n) for n in os.listdir("/proc/self/fd"))
-
-
-def maps_count():
-    with open("/proc/self/maps") as f:
-        return sum(1 for _ in f)
-
-
-def rss_anon_kib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    raise RuntimeError("no RssAnon in /proc/self/status")
