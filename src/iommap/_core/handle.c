@@ -184,34 +184,10 @@ static int is_closing(mapped_file *h)
 
 /* ---- argument conversion -------------------------------------------------- */
 
-/* A non-negative integer argument as uint64.  Values too large for 64 bits
- * saturate: every such range is out of bounds anyway, never OverflowError. */
 static int to_u64_slow(mapped_file *h, const char *op, const char *name, PyObject *obj,
                        uint64_t *out)
 {
-    PyObject *index;
-    if (PyLong_CheckExact(obj)) {
-        index = Py_NewRef(obj);
-    } else if (PyIndex_Check(obj) && !PyFloat_Check(obj)) {
-        index = PyNumber_Index(obj);
-        if (index == NULL)
-            return -1;
-    } else {
-        iommap_err_bad_type(STATE(h), "%s: %s must be an int, not %.100s", op, name,
-                            Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    int overflow;
-    long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
-    Py_DECREF(index);
-    if (overflow == 0 && v == -1 && PyErr_Occurred())
-        return -1;
-    if (overflow < 0 || (overflow == 0 && v < 0)) {
-        iommap_err_bad_value(STATE(h), "%s: %s must not be negative", op, name);
-        return -1;
-    }
-    *out = overflow > 0 ? UINT64_MAX : (uint64_t)v;
-    return 0;
+    return iommap_arg_to_u64(STATE(h), op, name, obj, out);
 }
 
 /* The value of an exact, non-negative int of at most a few digits, read
@@ -676,6 +652,37 @@ static void page_align(const iommap_mapping *m, const range *r, char **start, si
     *len = length + ((size_t)r->offset - aligned);
 }
 
+/* Checks `r` against the mapping under the shared lock and runs `call`
+ * (msync or madvise) over its pages with the GIL released; a NULL `call`
+ * only checks.  Raises and returns NULL on failure, else None. */
+static PyObject *call_on_range(mapped_file *h, const char *op, range r,
+                               int (*call)(void *, size_t, int), const char *call_name, int arg)
+{
+    status s = {DONE, 0, NULL, 0};
+    lock_shared(h);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        s.what = FAIL_CLOSED;
+    } else if (!in_bounds(r.offset, r.length, m->size)) {
+        s.what = FAIL_OUT_OF_BOUNDS;
+        s.size = m->size;
+    } else if (call != NULL && m->size > 0 && r.offset < m->size) {
+        char *start;
+        size_t len;
+        page_align(m, &r, &start, &len);
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = call(start, len, arg);
+        Py_END_ALLOW_THREADS
+        if (rc != 0)
+            s = (status){FAIL_OS, errno, call_name, 0};
+    }
+    unlock(h);
+    if (s.what != DONE)
+        return raise_status(h, op, &s, r.offset, r.length);
+    Py_RETURN_NONE;
+}
+
 static int sync_flags_of(mapped_file *h, PyObject *mode, int *flags)
 {
     if (!PyUnicode_Check(mode)) {
@@ -710,30 +717,9 @@ static PyObject *mf_sync(mapped_file *h, PyObject *args, PyObject *kwargs)
     if (is_closing(h))
         return iommap_err_closed(STATE(h), "sync");
 
-    status s = {DONE, 0, NULL, 0};
-    lock_shared(h);
-    iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        s.what = FAIL_CLOSED;
-    } else if (!in_bounds(r.offset, r.length, m->size)) {
-        s.what = FAIL_OUT_OF_BOUNDS;
-        s.size = m->size;
-    } else if (!h->opts.private_ && m->size > 0 && r.offset < m->size) {
-        /* A private mapping has nothing to write back: it never reaches the file. */
-        char *start;
-        size_t len;
-        page_align(m, &r, &start, &len);
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = msync(start, len, flags);
-        Py_END_ALLOW_THREADS
-        if (rc != 0)
-            s = (status){FAIL_OS, errno, "msync()", 0};
-    }
-    unlock(h);
-    if (s.what != DONE)
-        return raise_status(h, "sync", &s, r.offset, r.length);
-    Py_RETURN_NONE;
+    /* A private mapping has nothing to write back: it never reaches the file. */
+    int (*call)(void *, size_t, int) = h->opts.private_ ? NULL : msync;
+    return call_on_range(h, "sync", r, call, "msync()", flags);
 }
 
 static int advice_of(mapped_file *h, PyObject *hint, int *advice)
@@ -782,29 +768,7 @@ static PyObject *mf_advise(mapped_file *h, PyObject *const *args, Py_ssize_t nar
 #endif
     }
 
-    status s = {DONE, 0, NULL, 0};
-    lock_shared(h);
-    iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        s.what = FAIL_CLOSED;
-    } else if (!in_bounds(r.offset, r.length, m->size)) {
-        s.what = FAIL_OUT_OF_BOUNDS;
-        s.size = m->size;
-    } else if (m->size > 0 && r.offset < m->size) {
-        char *start;
-        size_t len;
-        page_align(m, &r, &start, &len);
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = madvise(start, len, advice);
-        Py_END_ALLOW_THREADS
-        if (rc != 0)
-            s = (status){FAIL_OS, errno, "madvise()", 0};
-    }
-    unlock(h);
-    if (s.what != DONE)
-        return raise_status(h, "advise", &s, r.offset, r.length);
-    Py_RETURN_NONE;
+    return call_on_range(h, "advise", r, madvise, "madvise()", advice);
 }
 
 /* ---- size, close, lifecycle --------------------------------------------- */

@@ -67,6 +67,13 @@ typedef enum { IOMMAP_READ = 1, IOMMAP_WRITE = 2, IOMMAP_READ_WRITE = 3 } iommap
 
 const char *iommap_mode_name(iommap_mode mode);
 
+/* A non-negative integer argument (an int or any __index__ object; not a
+ * float) as uint64, for `op`'s argument `name`.  Values beyond 64 bits
+ * saturate at UINT64_MAX: a range that large is out of bounds, never an
+ * OverflowError.  Raises badarg and returns -1 otherwise. */
+int iommap_arg_to_u64(iommap_state *st, const char *op, const char *name, PyObject *obj,
+                      uint64_t *out);
+
 /* ---- errors (errors.c) ------------------------------------------------ *
  * Each sets the Python exception and returns NULL, for `return err(...)`. */
 

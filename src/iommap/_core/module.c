@@ -48,32 +48,46 @@ static int parse_mode(iommap_state *st, PyObject *obj, iommap_mode *mode)
     return -1;
 }
 
-/* size=None, or a non-negative int; *size is 0 and *given 0 for None. */
-static int parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given)
+int iommap_arg_to_u64(iommap_state *st, const char *op, const char *name, PyObject *obj,
+                      uint64_t *out)
 {
-    *size = 0;
-    *given = 0;
-    if (obj == NULL || obj == Py_None)
-        return 0;
-    if (!PyIndex_Check(obj) || PyFloat_Check(obj)) {
-        iommap_err_bad_type(st, "open: size must be an int or None, not %.100s",
+    PyObject *index;
+    if (PyLong_CheckExact(obj)) {
+        index = Py_NewRef(obj);
+    } else if (PyIndex_Check(obj) && !PyFloat_Check(obj)) {
+        index = PyNumber_Index(obj);
+        if (index == NULL)
+            return -1;
+    } else {
+        iommap_err_bad_type(st, "%s: %s must be an int, not %.100s", op, name,
                             Py_TYPE(obj)->tp_name);
         return -1;
     }
-    PyObject *index = PyNumber_Index(obj);
-    if (index == NULL)
-        return -1;
     int overflow;
     long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
     Py_DECREF(index);
     if (overflow == 0 && v == -1 && PyErr_Occurred())
         return -1;
     if (overflow < 0 || (overflow == 0 && v < 0)) {
-        iommap_err_bad_value(st, "open: size must not be negative");
+        iommap_err_bad_value(st, "%s: %s must not be negative", op, name);
         return -1;
     }
+    *out = overflow > 0 ? UINT64_MAX : (uint64_t)v;
+    return 0;
+}
+
+/* size=None, or a non-negative int; *size is 0 and *given 0 for None. */
+static int parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given)
+{
+    uint64_t value;
+    *size = 0;
+    *given = 0;
+    if (obj == NULL || obj == Py_None)
+        return 0;
+    if (iommap_arg_to_u64(st, "open", "size", obj, &value) != 0)
+        return -1;
     /* Larger than a file can be: the reservation fails with EFBIG. */
-    *size = overflow > 0 ? SIZE_MAX : (size_t)v;
+    *size = value > SIZE_MAX ? SIZE_MAX : (size_t)value;
     *given = 1;
     return 0;
 }
