@@ -14,11 +14,7 @@
  *  - close() sets `closing` first, so new calls fail at once, then takes the
  *    lock exclusive, which waits for the calls in flight.
  */
-#include "iommap.h"
-
-#if PY_VERSION_HEX < 0x030B0000
-#include <longintrepr.h> /* ob_digit, for small_int_value(); Python.h has it from 3.11 */
-#endif
+#include "handle.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -27,39 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef struct {
-    PyObject_HEAD
-    pthread_rwlock_t lock;
-    atomic_uint lock_generation; /* the fork generation `lock` belongs to */
-    atomic_int closing;          /* set once, first thing in close() */
-    atomic_size_t size_hint;     /* the mapping's size, readable without the
-                                    lock: only to refuse hopeless requests early */
-    int fd;                      /* -1 once closed; guarded by lock */
-    iommap_mapping *mapping;     /* NULL once closed; guarded by lock */
-    iommap_map_options opts;
-    PyObject *path; /* as given to open() */
-} mapped_file;
-
-/* What a locked section found; turned into an exception after unlocking. */
-typedef enum {
-    DONE = 0,
-    FAIL_CLOSED,
-    FAIL_OUT_OF_BOUNDS,
-    FAIL_SIGBUS,
-    FAIL_OS,
-} outcome;
-
-typedef struct {
-    outcome what;
-    int err;          /* FAIL_OS: errno */
-    const char *call; /* FAIL_OS: the system call */
-    size_t size;      /* FAIL_OUT_OF_BOUNDS: the mapping size seen */
-} status;
-
-#define STATE(h) iommap_state_of_type(Py_TYPE(h))
-
-static PyObject *raise_status(mapped_file *h, const char *op, const status *s, uint64_t offset,
-                              uint64_t length)
+PyObject *raise_status(mapped_file *h, const char *op, const status *s, uint64_t offset,
+                       uint64_t length)
 {
     iommap_state *st = STATE(h);
     switch (s->what) {
@@ -111,7 +76,7 @@ static int init_lock(pthread_rwlock_t *lock)
  *
  * The mutex orders two threads that find the same stale lock; the child
  * handler re-initialises it too, in case a parent thread held it. */
-static atomic_uint fork_generation;
+atomic_uint fork_generation;
 static pthread_mutex_t relock_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 static void after_fork_in_child(void)
@@ -134,7 +99,7 @@ int iommap_fork_handler_install(void)
     return fork_handler_rc;
 }
 
-static void refresh_lock_after_fork(mapped_file *h, unsigned generation)
+void refresh_lock_after_fork(mapped_file *h, unsigned generation)
 {
     pthread_mutex_lock(&relock_mutex);
     if (atomic_load_explicit(&h->lock_generation, memory_order_relaxed) != generation) {
@@ -144,103 +109,9 @@ static void refresh_lock_after_fork(mapped_file *h, unsigned generation)
     pthread_mutex_unlock(&relock_mutex);
 }
 
-static inline void ensure_lock_current(mapped_file *h)
-{
-    unsigned generation = atomic_load_explicit(&fork_generation, memory_order_relaxed);
-    if (atomic_load_explicit(&h->lock_generation, memory_order_acquire) != generation)
-        refresh_lock_after_fork(h, generation);
-}
-
-static void lock_shared(mapped_file *h)
-{
-    ensure_lock_current(h);
-    if (pthread_rwlock_tryrdlock(&h->lock) == 0)
-        return;
-    Py_BEGIN_ALLOW_THREADS
-    while (pthread_rwlock_rdlock(&h->lock) == EAGAIN)
-        sched_yield(); /* too many readers at once: wait for one to leave */
-    Py_END_ALLOW_THREADS
-}
-
-static void lock_exclusive(mapped_file *h)
-{
-    ensure_lock_current(h);
-    if (pthread_rwlock_trywrlock(&h->lock) == 0)
-        return;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_rwlock_wrlock(&h->lock);
-    Py_END_ALLOW_THREADS
-}
-
-static void unlock(mapped_file *h)
-{
-    pthread_rwlock_unlock(&h->lock);
-}
-
-static int is_closing(mapped_file *h)
-{
-    return atomic_load_explicit(&h->closing, memory_order_acquire);
-}
-
 /* ---- argument conversion -------------------------------------------------- */
 
-static int to_u64_slow(mapped_file *h, const char *op, const char *name, PyObject *obj,
-                       uint64_t *out)
-{
-    return iommap_arg_to_u64(STATE(h), op, name, obj, out);
-}
-
-/* The value of an exact, non-negative int of at most a few digits, read
- * straight from the object: no call, no reference counting.  The hot calls
- * convert two ints each, and the general path (a new reference, a call into
- * PyLong_AsLongLongAndOverflow, its overflow checks) cost as much as the
- * lock.  Returns 0 when the general path has to decide. */
-static inline int small_int_value(PyObject *obj, uint64_t *out)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyLongObject *v = (PyLongObject *)obj;
-    if (!PyUnstable_Long_IsCompact(v))
-        return 0;
-    Py_ssize_t value = PyUnstable_Long_CompactValue(v);
-    if (value < 0)
-        return 0;
-    *out = (uint64_t)value;
-    return 1;
-#else
-    /* Before 3.12, ob_size is the digit count, negative for negative ints. */
-    const digit *d = ((PyLongObject *)obj)->ob_digit;
-    switch (Py_SIZE(obj)) {
-    case 0:
-        *out = 0;
-        return 1;
-    case 1:
-        *out = d[0];
-        return 1;
-    case 2:
-        *out = ((uint64_t)d[1] << PyLong_SHIFT) | d[0];
-        return 1;
-    default:
-        return 0;
-    }
-#endif
-}
-
-/* A non-negative integer argument as uint64 (see to_u64_slow). */
-static inline int to_u64(mapped_file *h, const char *op, const char *name, PyObject *obj,
-                         uint64_t *out)
-{
-    if (PyLong_CheckExact(obj) && small_int_value(obj, out))
-        return 0;
-    return to_u64_slow(h, op, name, obj, out);
-}
-
-/* `offset + length <= size`, without overflow. */
-static int in_bounds(uint64_t offset, uint64_t length, size_t size)
-{
-    return offset <= size && length <= size - offset;
-}
-
-static int check_nargs(mapped_file *h, const char *op, Py_ssize_t nargs, Py_ssize_t want)
+int check_nargs(mapped_file *h, const char *op, Py_ssize_t nargs, Py_ssize_t want)
 {
     if (nargs == want)
         return 0;
@@ -249,7 +120,7 @@ static int check_nargs(mapped_file *h, const char *op, Py_ssize_t nargs, Py_ssiz
     return -1;
 }
 
-static PyObject *refuse_mode(mapped_file *h, const char *op, const char *why)
+PyObject *refuse_mode(mapped_file *h, const char *op, const char *why)
 {
     return iommap_err_refused(STATE(h), op, why);
 }
@@ -261,7 +132,7 @@ static PyObject *refuse_mode(mapped_file *h, const char *op, const char *why)
  * array exports its PyObject* slots as a writable buffer; filling them with
  * file bytes makes the interpreter crash when the array is freed, so such a
  * buffer is badarg (struct field names, between colons, are skipped). */
-static int get_destination(PyObject *obj, Py_buffer *buf)
+int get_destination(PyObject *obj, Py_buffer *buf)
 {
     if (PyObject_GetBuffer(obj, buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
         PyErr_Clear();
@@ -634,16 +505,9 @@ static PyObject *mf_truncate(mapped_file *h, PyObject *const *args, Py_ssize_t n
 
 /* ---- sync / advise ------------------------------------------------------ */
 
-/* Reads an optional (offset, length) range argument pair where length 0
- * means to the end; checked against the mapping under the lock. */
-typedef struct {
-    uint64_t offset;
-    uint64_t length;
-} range;
-
 /* Page-aligns [offset, offset + length) inside a mapping starting at a page
  * boundary: the start moves down to its page, the kernel rounds the end up. */
-static void page_align(const iommap_mapping *m, const range *r, char **start, size_t *len)
+void page_align(const iommap_mapping *m, const range *r, char **start, size_t *len)
 {
     size_t page = iommap_page_size();
     size_t length = r->length != 0 ? (size_t)r->length : m->size - (size_t)r->offset;
@@ -938,449 +802,6 @@ PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
     h->path = Py_NewRef(path);
     PyObject_GC_Track(h);
     return (PyObject *)h;
-}
-
-/* ---- Part 2: views, gather/scatter, residency ----------------------------- */
-
-/* view(offset=0, length=None): a memoryview over the mapped pages, no copy.
- * It is a slice of a memoryview of the Mapping itself, so it (and every
- * slice or numpy array made from it) keeps that Mapping mapped after
- * close() or truncate().  Not SIGBUS-protected: the access is the caller's. */
-static PyObject *mf_view(mapped_file *h, PyObject *args, PyObject *kwargs)
-{
-    static char *keywords[] = {"offset", "length", NULL};
-    PyObject *offset_obj = NULL, *length_obj = Py_None;
-    uint64_t offset = 0, length = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:view", keywords, &offset_obj,
-                                     &length_obj) ||
-        (offset_obj != NULL && to_u64(h, "view", "offset", offset_obj, &offset) != 0) ||
-        (length_obj != Py_None && to_u64(h, "view", "length", length_obj, &length) != 0))
-        return NULL;
-    if (is_closing(h))
-        return iommap_err_closed(STATE(h), "view");
-    if (!IOMMAP_CAN_READ(h->opts.mode))
-        return refuse_mode(h, "view", "the handle is write-only");
-
-    status s = {DONE, 0, NULL, 0};
-    lock_shared(h);
-    iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        s.what = FAIL_CLOSED;
-    } else {
-        if (length_obj == Py_None && offset <= m->size)
-            length = m->size - offset;
-        if (!in_bounds(offset, length, m->size)) {
-            s.what = FAIL_OUT_OF_BOUNDS;
-            s.size = m->size;
-        } else {
-            Py_INCREF(m); /* plain refcounting runs no Python code */
-        }
-    }
-    unlock(h);
-    if (s.what != DONE)
-        return raise_status(h, "view", &s, offset, length);
-
-    int whole_mapping = offset == 0 && length == m->size;
-    PyObject *whole = PyMemoryView_FromObject((PyObject *)m);
-    Py_DECREF(m); /* the memoryview holds it now */
-    if (whole == NULL || whole_mapping)
-        return whole;
-    PyObject *start = PyLong_FromUnsignedLongLong(offset);
-    PyObject *stop = PyLong_FromUnsignedLongLong(offset + length);
-    PyObject *slice = start != NULL && stop != NULL ? PySlice_New(start, stop, NULL) : NULL;
-    PyObject *view = slice != NULL ? PyObject_GetItem(whole, slice) : NULL;
-    Py_XDECREF(slice);
-    Py_XDECREF(start);
-    Py_XDECREF(stop);
-    Py_DECREF(whole);
-    return view;
-}
-
-/* gather/scatter's offsets, copied into an array of our own: the caller's
- * buffer could change under us while the GIL is released, after the ranges
- * were checked.  A C-contiguous buffer of native 64-bit integers (numpy
- * int64/uint64, array('q'/'Q')) is read without a Python int per element;
- * anything else is read as a sequence of ints. */
-typedef struct {
-    uint64_t *values;
-    size_t count;
-} offset_array;
-
-static int is_native_int64_format(const char *format)
-{
-    if (format == NULL)
-        return 0;
-    if (format[0] == '@' || format[0] == '=')
-        format++;
-#if PY_LITTLE_ENDIAN
-    else if (format[0] == '<')
-        format++;
-#else
-    else if (format[0] == '>' || format[0] == '!')
-        format++;
-#endif
-    return (format[0] == 'q' || format[0] == 'Q' || format[0] == 'l' || format[0] == 'L') &&
-           format[1] == '\0';
-}
-
-static int offsets_from_buffer(mapped_file *h, const char *op, Py_buffer *b, offset_array *out)
-{
-    size_t count = (size_t)b->len / 8;
-    int is_signed = strchr(b->format, 'q') != NULL || strchr(b->format, 'l') != NULL;
-    out->values = PyMem_Malloc(count ? count * sizeof(uint64_t) : 1);
-    if (out->values == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memcpy(out->values, b->buf, count * sizeof(uint64_t));
-    out->count = count;
-    if (is_signed) {
-        for (size_t i = 0; i < count; i++) {
-            if ((int64_t)out->values[i] < 0) {
-                iommap_err_bad_value(STATE(h), "%s: offsets[%zu] is negative", op, i);
-                PyMem_Free(out->values);
-                out->values = NULL;
-                return -1;
-            }
-        }
-    }
-    return 0;
-}
-
-static int offsets_from_sequence(mapped_file *h, const char *op, PyObject *obj, offset_array *out)
-{
-    PyObject *seq = PySequence_Fast(obj, "");
-    if (seq == NULL) {
-        PyErr_Clear();
-        iommap_err_bad_type(STATE(h),
-                            "%s: offsets must be a sequence of ints or a buffer of 64-bit "
-                            "integers, not %.100s",
-                            op, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    out->values = PyMem_Malloc(count ? (size_t)count * sizeof(uint64_t) : 1);
-    if (out->values == NULL) {
-        Py_DECREF(seq);
-        PyErr_NoMemory();
-        return -1;
-    }
-    int rc = 0;
-    /* Re-read the size each step: converting an item can run Python code. */
-    for (Py_ssize_t i = 0; rc == 0 && i < count && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (PyLong_CheckExact(item) && small_int_value(item, &out->values[i]))
-            continue;
-        char name[32]; /* only the general path may need it, for its message */
-        snprintf(name, sizeof(name), "offsets[%zd]", i);
-        Py_INCREF(item);
-        rc = to_u64_slow(h, op, name, item, &out->values[i]);
-        Py_DECREF(item);
-    }
-    if (rc == 0 && count != PySequence_Fast_GET_SIZE(seq)) {
-        iommap_err_bad_value(STATE(h), "%s: offsets changed size while being read", op);
-        rc = -1;
-    }
-    Py_DECREF(seq);
-    if (rc != 0) {
-        PyMem_Free(out->values);
-        out->values = NULL;
-        return -1;
-    }
-    out->count = (size_t)count;
-    return 0;
-}
-
-static int read_offsets(mapped_file *h, const char *op, PyObject *obj, offset_array *out)
-{
-    if (PyObject_CheckBuffer(obj)) {
-        Py_buffer b;
-        if (PyObject_GetBuffer(obj, &b, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) == 0) {
-            int native = b.itemsize == 8 && b.ndim <= 1 && is_native_int64_format(b.format);
-            int rc = native ? offsets_from_buffer(h, op, &b, out) : 0;
-            PyBuffer_Release(&b);
-            if (native)
-                return rc;
-        } else {
-            PyErr_Clear();
-        }
-    }
-    return offsets_from_sequence(h, op, obj, out);
-}
-
-/* Index of the first record out of bounds, or `count` if all are in. */
-static size_t first_out_of_bounds(const offset_array *o, uint64_t length, size_t size)
-{
-    for (size_t i = 0; i < o->count; i++)
-        if (!in_bounds(o->values[i], length, size))
-            return i;
-    return o->count;
-}
-
-/* Runs a gather or scatter under the handle lock: every range checked before
- * the first byte moves, one guard scope, the GIL released when large. */
-static status run_batch(mapped_file *h, iommap_batch *batch, size_t *bad_index)
-{
-    status s = {DONE, 0, NULL, 0};
-    if (batch->to_mapping)
-        lock_exclusive(h);
-    else
-        lock_shared(h);
-    iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        unlock(h);
-        s.what = FAIL_CLOSED;
-        return s;
-    }
-    offset_array o = {(uint64_t *)batch->offsets, batch->count};
-    *bad_index = first_out_of_bounds(&o, batch->length, m->size);
-    if (*bad_index < batch->count) {
-        unlock(h);
-        s.what = FAIL_OUT_OF_BOUNDS;
-        s.size = m->size;
-        return s;
-    }
-    int rc = 0;
-    size_t total = batch->count * batch->length;
-    if (total > 0) {
-        batch->region = m->addr;
-        batch->region_size = m->size;
-        if (total >= IOMMAP_GIL_RELEASE_BYTES) {
-            Py_BEGIN_ALLOW_THREADS
-            rc = iommap_guarded_batch(batch);
-            unlock(h);
-            Py_END_ALLOW_THREADS
-        } else {
-            rc = iommap_guarded_batch(batch);
-            unlock(h);
-        }
-    } else {
-        unlock(h);
-    }
-    if (rc != 0)
-        s.what = FAIL_SIGBUS;
-    return s;
-}
-
-static PyObject *raise_batch_status(mapped_file *h, const char *op, const status *s,
-                                    const offset_array *o, uint64_t length, size_t bad_index)
-{
-    if (s->what == FAIL_OUT_OF_BOUNDS)
-        return iommap_err_out_of_bounds_at(STATE(h), op, bad_index, o->values[bad_index], length,
-                                           s->size);
-    return raise_status(h, op, s, 0, length);
-}
-
-/* count * length in bytes, or -1 with badarg set if it cannot be a size. */
-static int batch_total(mapped_file *h, const char *op, size_t count, uint64_t length, size_t *total)
-{
-    if (length > (uint64_t)PY_SSIZE_T_MAX || __builtin_mul_overflow(count, (size_t)length, total) ||
-        *total > PY_SSIZE_T_MAX) {
-        iommap_err_bad_value(STATE(h), "%s: len(offsets) * length is too large", op);
-        return -1;
-    }
-    return 0;
-}
-
-static PyObject *mf_gather(mapped_file *h, PyObject *args, PyObject *kwargs)
-{
-    static char *keywords[] = {"offsets", "length", "out", NULL};
-    PyObject *offsets_obj, *length_obj, *out_obj = Py_None;
-    uint64_t length;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:gather", keywords, &offsets_obj,
-                                     &length_obj, &out_obj) ||
-        to_u64(h, "gather", "length", length_obj, &length) != 0)
-        return NULL;
-    if (is_closing(h))
-        return iommap_err_closed(STATE(h), "gather");
-    if (!IOMMAP_CAN_READ(h->opts.mode))
-        return refuse_mode(h, "gather", "the handle is write-only");
-
-    offset_array o;
-    if (read_offsets(h, "gather", offsets_obj, &o) != 0)
-        return NULL;
-    /* Refuse hopeless requests before allocating for them (as pread does);
-     * the check under the lock is the one that counts. */
-    size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
-    size_t bad = first_out_of_bounds(&o, length, hint);
-    size_t total = 0;
-    PyObject *result = NULL;
-    Py_buffer out;
-    out.obj = NULL;
-    if (bad < o.count) {
-        status s = {FAIL_OUT_OF_BOUNDS, 0, NULL, hint};
-        raise_batch_status(h, "gather", &s, &o, length, bad);
-        goto done;
-    }
-    if (batch_total(h, "gather", o.count, length, &total) != 0)
-        goto done;
-    if (out_obj == Py_None) {
-        result = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)total);
-        if (result == NULL)
-            goto done;
-        out_obj = result;
-    } else {
-        result = Py_NewRef(out_obj);
-    }
-    if (get_destination(out_obj, &out) != 0) {
-        out.obj = NULL;
-        iommap_err_bad_type(STATE(h),
-                            "gather: out must be a writable C-contiguous buffer of plain "
-                            "data, not "
-                            "%.100s",
-                            Py_TYPE(out_obj)->tp_name);
-        Py_CLEAR(result);
-        goto done;
-    }
-    if ((size_t)out.len != total) {
-        iommap_err_bad_value(STATE(h), "gather: out holds %zd bytes, len(offsets) * length is %zu",
-                             out.len, total);
-        Py_CLEAR(result);
-        goto done;
-    }
-    iommap_batch batch = {NULL, 0, o.values, o.count, (size_t)length, out.buf, 0};
-    status s = run_batch(h, &batch, &bad);
-    if (s.what != DONE) {
-        raise_batch_status(h, "gather", &s, &o, length, bad);
-        Py_CLEAR(result);
-    }
-done:
-    if (out.obj != NULL)
-        PyBuffer_Release(&out);
-    PyMem_Free(o.values);
-    return result;
-}
-
-static PyObject *mf_scatter(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
-{
-    uint64_t length;
-    if (check_nargs(h, "scatter", nargs, 3) || to_u64(h, "scatter", "length", args[1], &length))
-        return NULL;
-    if (is_closing(h))
-        return iommap_err_closed(STATE(h), "scatter");
-    if (!IOMMAP_CAN_WRITE(h->opts.mode))
-        return refuse_mode(h, "scatter", "the handle is read-only");
-
-    offset_array o;
-    if (read_offsets(h, "scatter", args[0], &o) != 0)
-        return NULL;
-    PyObject *result = NULL;
-    Py_buffer data;
-    size_t total, bad = 0;
-    if (batch_total(h, "scatter", o.count, length, &total) != 0)
-        goto free_offsets;
-    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) != 0) {
-        PyErr_Clear();
-        iommap_err_bad_type(STATE(h), "scatter: data must be bytes-like (contiguous), not %.100s",
-                            Py_TYPE(args[2])->tp_name);
-        goto free_offsets;
-    }
-    if ((size_t)data.len != total) {
-        iommap_err_bad_value(STATE(h),
-                             "scatter: data holds %zd bytes, len(offsets) * length is %zu",
-                             data.len, total);
-        goto release;
-    }
-    iommap_batch batch = {NULL, 0, o.values, o.count, (size_t)length, data.buf, 1};
-    status s = run_batch(h, &batch, &bad);
-    if (s.what != DONE)
-        raise_batch_status(h, "scatter", &s, &o, length, bad);
-    else
-        result = Py_NewRef(Py_None);
-release:
-    PyBuffer_Release(&data);
-free_offsets:
-    PyMem_Free(o.values);
-    return result;
-}
-
-/* resident / residency: mincore over the pages [offset, offset + length)
- * touches; length 0 means to the end.  On success *vec (raw memory, one byte
- * per page, bit 0 set when resident) and *pages are set. */
-static status page_residency(mapped_file *h, range r, unsigned char **vec, size_t *pages)
-{
-    status s = {DONE, 0, NULL, 0};
-    *vec = NULL;
-    *pages = 0;
-    lock_shared(h);
-    iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        s.what = FAIL_CLOSED;
-    } else if (!in_bounds(r.offset, r.length, m->size)) {
-        s.what = FAIL_OUT_OF_BOUNDS;
-        s.size = m->size;
-    } else if (m->size > 0 && r.offset < m->size) {
-        char *start;
-        size_t len;
-        page_align(m, &r, &start, &len);
-        size_t page = iommap_page_size();
-        size_t count = (len + page - 1) / page;
-        *vec = PyMem_RawMalloc(count);
-        if (*vec == NULL) {
-            s = (status){FAIL_OS, ENOMEM, "malloc()", 0};
-        } else if (mincore(start, len, (void *)*vec) != 0) {
-            s = (status){FAIL_OS, errno, "mincore()", 0};
-        } else {
-            *pages = count;
-        }
-    }
-    unlock(h);
-    if (s.what != DONE) {
-        PyMem_RawFree(*vec);
-        *vec = NULL;
-    }
-    return s;
-}
-
-static int parse_range(mapped_file *h, const char *op, PyObject *args, PyObject *kwargs, range *r)
-{
-    static char *keywords[] = {"offset", "length", NULL};
-    PyObject *offset_obj = NULL, *length_obj = NULL;
-    r->offset = r->length = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO", keywords, &offset_obj, &length_obj))
-        return -1;
-    if ((offset_obj != NULL && to_u64(h, op, "offset", offset_obj, &r->offset) != 0) ||
-        (length_obj != NULL && to_u64(h, op, "length", length_obj, &r->length) != 0))
-        return -1;
-    if (is_closing(h)) {
-        iommap_err_closed(STATE(h), op);
-        return -1;
-    }
-    return 0;
-}
-
-static PyObject *mf_resident(mapped_file *h, PyObject *args, PyObject *kwargs)
-{
-    range r;
-    if (parse_range(h, "resident", args, kwargs, &r) != 0)
-        return NULL;
-    unsigned char *vec;
-    size_t pages;
-    status s = page_residency(h, r, &vec, &pages);
-    if (s.what != DONE)
-        return raise_status(h, "resident", &s, r.offset, r.length);
-    size_t resident = 0;
-    for (size_t i = 0; i < pages; i++)
-        resident += vec[i] & 1;
-    PyMem_RawFree(vec);
-    return PyLong_FromSize_t(resident * iommap_page_size());
-}
-
-static PyObject *mf_residency(mapped_file *h, PyObject *args, PyObject *kwargs)
-{
-    range r;
-    if (parse_range(h, "residency", args, kwargs, &r) != 0)
-        return NULL;
-    unsigned char *vec;
-    size_t pages;
-    status s = page_residency(h, r, &vec, &pages);
-    if (s.what != DONE)
-        return raise_status(h, "residency", &s, r.offset, r.length);
-    for (size_t i = 0; i < pages; i++)
-        vec[i] &= 1; /* the other bits are reserved */
-    PyObject *result = PyBytes_FromStringAndSize((const char *)vec, (Py_ssize_t)pages);
-    PyMem_RawFree(vec);
-    return result;
 }
 
 static PyMethodDef mf_methods[] = {

@@ -1,8 +1,11 @@
 /* iommap's C core: the one header every core file includes.
  *
  * Files, one concern each:
- *   module.c    module state, iommap.open()
- *   handle.c    the MappedFile type: locking, bounds, the public methods
+ *   module.c    module state, argument conversion, iommap.open()
+ *   handle.c    the MappedFile type: locking, fork, the Part 1 methods
+ *   handle.h    what handle.c, view.c and batch.c share
+ *   view.c      view, resident, residency
+ *   batch.c     gather, scatter
  *   mapping.c   the Mapping type: one mmap'ed region, reference counted
  *   guard.c     the SIGBUS guard around raw copies
  *   errors.c    every exception the core raises
