@@ -10,7 +10,7 @@ import os
 import pickle
 
 import pytest
-from conftest import run_ok
+from helpers import run_ok
 
 import iommap
 
