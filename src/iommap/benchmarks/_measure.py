@@ -9,10 +9,14 @@ clock starts, so the loop itself costs every contender the same: one
 every iteration and drown a 60 ns operation.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 _LOOP_TEMPLATE = """\
 def loop(offsets, n, f, a, b, clock):
@@ -22,21 +26,26 @@ def loop(offsets, n, f, a, b, clock):
     return t0, clock()
 """
 
-_loops = {}
+#: The loop's arguments: offsets, n, f, a, b, clock; it returns (t0, t1).
+Loop = Callable[..., tuple[int, int]]
+#: One thread's arguments of the loop: (offsets, n, f, a, b).
+LoopArgs = tuple[Sequence[int], int, Any, Any, Any]
+
+_loops: dict[str, Loop] = {}
 
 
-def make_loop(body):
+def make_loop(body: str) -> Loop:
     """The timed loop for one loop body; returns ``(t0, t1)`` in nanoseconds."""
     loop = _loops.get(body)
     if loop is None:
-        namespace = {}
-        code = compile(_LOOP_TEMPLATE.format(body=body), "<bench loop: %s>" % body, "exec")
+        namespace: dict[str, Any] = {}
+        code = compile(_LOOP_TEMPLATE.format(body=body), "<bench loop: {}>".format(body), "exec")
         exec(code, namespace)
         loop = _loops[body] = namespace["loop"]
     return loop
 
 
-def run_once(loop, per_thread):
+def run_once(loop: Loop, per_thread: Sequence[LoopArgs]) -> int:
     """Runs ``loop`` once per entry of ``per_thread`` (its arguments), all at once.
 
     One entry runs on the calling thread.  Several run on as many threads
@@ -51,14 +60,14 @@ def run_once(loop, per_thread):
         return t1 - t0
 
     barrier = threading.Barrier(len(per_thread))
-    spans = [None] * len(per_thread)
-    errors = []
+    spans: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
 
-    def worker(i):
+    def worker(i: int) -> None:
         offsets, n, f, a, b = per_thread[i]
         try:
             barrier.wait()
-            spans[i] = loop(offsets, n, f, a, b, clock)
+            spans.append(loop(offsets, n, f, a, b, clock))
         except BaseException as exc:  # re-raised on the calling thread below
             barrier.abort()
             errors.append(exc)
@@ -86,16 +95,16 @@ class BusyMonitor:
     monitor reports nothing.
     """
 
-    def __init__(self, path="/proc/stat"):
+    def __init__(self, path: str = "/proc/stat") -> None:
         self.path = path
         try:
             self.tick = 1.0 / os.sysconf("SC_CLK_TCK")
         except (ValueError, OSError, AttributeError):
             self.tick = 0.01
         self.available = self._read() is not None
-        self._start = None
+        self._start: tuple[float, tuple[int, int] | None, float] | None = None
 
-    def _read(self):
+    def _read(self) -> tuple[int, int] | None:
         try:
             with open(self.path, "rb") as f:
                 fields = f.readline().split()
@@ -108,12 +117,12 @@ class BusyMonitor:
         user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
         return user + nice + system + irq + softirq + steal, steal
 
-    def start(self):
+    def start(self) -> None:
         t = os.times()
         self._start = (time.perf_counter(), self._read(), t.user + t.system)
 
-    def stop(self):
-        """Returns a dict (others_cpus, steal_cpus, seconds, significant) or None."""
+    def stop(self) -> dict[str, Any] | None:
+        """Returns a dict (others_cpus, steal_cpus, seconds, slack_cpus) or None."""
         if self._start is None:
             return None
         wall0, stat0, own0 = self._start
@@ -140,7 +149,7 @@ class BusyMonitor:
 class Progress:
     """One line, rewritten in place, while the benchmark runs on a terminal."""
 
-    def __init__(self, stream=None, enabled=None):
+    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             isatty = getattr(self.stream, "isatty", None)
@@ -148,7 +157,7 @@ class Progress:
         self.enabled = enabled
         self._width = 0
 
-    def update(self, text):
+    def update(self, text: str) -> None:
         if not self.enabled:
             return
         try:
@@ -162,13 +171,13 @@ class Progress:
         self.stream.flush()
         self._width = len(text)
 
-    def clear(self):
+    def clear(self) -> None:
         if self.enabled and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
             self._width = 0
 
-    def warn(self, text):
+    def warn(self, text: str) -> None:
         """On a terminal, a warning line that stays above the progress line.
 
         Elsewhere nothing: the report repeats every warning at its end."""

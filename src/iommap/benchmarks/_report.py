@@ -5,56 +5,64 @@ above 1 means faster than the row it is compared with (fewer ns/op, or
 more GB/s), whatever the unit.
 """
 
+from __future__ import annotations
+
 import json
+from collections.abc import Sequence
+from typing import Any
 
-from ._suite import size_id
+from ._suite import Group, Row, size_id
+
+#: What one group left: the group, its rows, the busy-machine figure.
+Done = tuple[Group, list[Row], "dict[str, Any] | None"]
 
 
-def speed_ratio(row, other, statistic="median"):
+def speed_ratio(row: Row | None, other: Row | None, statistic: str = "median") -> float | None:
     """How many times as fast `row` is as `other` (None if either is missing).
 
     `statistic` is "median" (what the targets are judged on) or "best"."""
     if row is None or other is None or not row.ok or not other.ok:
         return None
     a, b = getattr(row, statistic), getattr(other, statistic)
-    if a <= 0 or b <= 0:
+    if a is None or b is None or a <= 0 or b <= 0:
         return None
-    return b / a if row.group.kind == "small" else a / b
+    ratio: float = b / a if row.group.kind == "small" else a / b
+    return ratio
 
 
 class Results:
     """Rows by (group id, contender id), plus what the table needs to compare them."""
 
-    def __init__(self, groups):
-        self.groups = groups  # [(group, rows, busy)]
-        self.rows = {}
+    def __init__(self, groups: Sequence[Done]) -> None:
+        self.groups = groups
+        self.rows: dict[tuple[str, str], Row] = {}
         for group, rows, _busy in groups:
             for row in rows:
                 self.rows[(group.id, row.contender.id)] = row
 
-    def get(self, group_id, contender_id):
+    def get(self, group_id: str, contender_id: str) -> Row | None:
         return self.rows.get((group_id, contender_id))
 
-    def _role(self, rows, role):
+    def _role(self, rows: Sequence[Row], role: str) -> Row | None:
         for row in rows:
             if row.contender.role == role:
                 return row
         return None
 
-    def vs_reference(self, row, rows):
+    def vs_reference(self, row: Row, rows: Sequence[Row]) -> float | None:
         ref = self._role(rows, "reference")
         return speed_ratio(row, ref)
 
-    def vs_limit(self, row, rows):
+    def vs_limit(self, row: Row, rows: Sequence[Row]) -> float | None:
         limit = self._role(rows, "limit")
         return speed_ratio(row, limit)
 
-    def scaling(self, row):
+    def scaling(self, row: Row) -> float | None:
         """Aggregate throughput on N threads over the same contender on 1."""
         g = row.group
         if g.kind != "large" or g.threads == 1:
             return None
-        one = self.get("read/%s/1t" % size_id(g.size), row.contender.id)
+        one = self.get("read/{}/1t".format(size_id(g.size)), row.contender.id)
         return speed_ratio(row, one)
 
 
@@ -153,7 +161,7 @@ TARGETS = [
 ]
 
 
-def evaluate_targets(results):
+def evaluate_targets(results: Results) -> list[dict[str, Any]]:
     out = []
     for name, measured, compared, required in TARGETS:
         ratio = speed_ratio(results.get(*measured), results.get(*compared))
@@ -161,8 +169,8 @@ def evaluate_targets(results):
         out.append(
             {
                 "target": name,
-                "measured": "%s %s" % measured,
-                "compared_with": "%s %s" % compared,
+                "measured": "{} {}".format(*measured),
+                "compared_with": "{} {}".format(*compared),
                 "required": required,
                 "ratio": None if ratio is None else round(ratio, 3),
                 "ratio_of_bests": None if best is None else round(best, 3),
@@ -172,19 +180,19 @@ def evaluate_targets(results):
     return out
 
 
-def _fmt_value(value, unit):
+def _fmt_value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit == "ns/op":
-        return "%.1f" % value if value < 1000 else "%.0f" % value
-    return "%.2f" % value
+        return "{:.1f}".format(value) if value < 1000 else "{:.0f}".format(value)
+    return "{:.2f}".format(value)
 
 
-def _fmt_ratio(value):
-    return "-" if value is None else "%.2fx" % value
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else "{:.2f}x".format(value)
 
 
-def format_table(results, targets):
+def format_table(results: Results, targets: Sequence[dict[str, Any]]) -> str:
     name_w = 44
     lines = []
     for group, rows, busy in results.groups:
@@ -242,7 +250,12 @@ def format_table(results, targets):
     return "\n".join(lines)
 
 
-def to_document(results, targets, meta, warnings):
+def to_document(
+    results: Results,
+    targets: list[dict[str, Any]],
+    meta: dict[str, Any],
+    warnings: list[str],
+) -> dict[str, Any]:
     groups = []
     for group, rows, busy in results.groups:
         out_rows = []
@@ -281,25 +294,27 @@ def to_document(results, targets, meta, warnings):
     return {"meta": meta, "groups": groups, "targets": targets, "warnings": warnings}
 
 
-def write_json(path, document):
+def write_json(path: str, document: dict[str, Any]) -> None:
     with open(path, "w") as f:
         json.dump(document, f, indent=2)
         f.write("\n")
 
 
-def plot(path, results):
+def plot(path: str, results: Results) -> None:
     """Bar chart of every measured row's speed ratio to stdlib mmap and to the limit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels, vs_ref, vs_lim = [], [], []
+    labels: list[str] = []
+    vs_ref: list[float] = []
+    vs_lim: list[float] = []
     for group, rows, _busy in results.groups:
         for row in rows:
             if not row.ok or row.contender.role:
                 continue
-            labels.append("%s | %s" % (group.id, row.contender.name))
+            labels.append("{} | {}".format(group.id, row.contender.name))
             nan = float("nan")
             r = results.vs_reference(row, rows)
             lim = results.vs_limit(row, rows)
