@@ -44,10 +44,10 @@ def parse_size(text: str) -> int:
         i -= 1
     number, unit = s[:i], s[i:].strip()
     if not number.isdigit() or unit not in _UNITS:
-        raise argparse.ArgumentTypeError("not a size: {!r} (try 64, 4K, 256M, 1G)".format(text))
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 64, 4K, 256M, 1G)")
     value = int(number) * _UNITS[unit]
     if value <= 0:
-        raise argparse.ArgumentTypeError("a size must be positive: {!r}".format(text))
+        raise argparse.ArgumentTypeError(f"a size must be positive: {text!r}")
     return value
 
 
@@ -174,16 +174,14 @@ def _resolve(args: argparse.Namespace) -> list[str]:
         problems.append("--repeats, --ops, --threads and --workers must be at least 1")
     if micro and args.hot > args.size:
         problems.append(
-            "--hot ({}) is larger than the file ({})".format(
-                size_label(args.hot), size_label(args.size)
-            )
+            f"--hot ({size_label(args.hot)}) is larger than the file ({size_label(args.size)})"
         )
     if micro and args.small_sizes and max(args.small_sizes) > args.hot:
         problems.append("a small size is larger than the hot region")
     if micro and args.large_sizes and max(args.large_sizes) > args.size:
         problems.append(
-            "a large read size ({}) is larger than the file ({}): raise --size or lower "
-            "--large-sizes".format(size_label(max(args.large_sizes)), size_label(args.size))
+            f"a large read size ({size_label(max(args.large_sizes))}) is larger than the "
+            f"file ({size_label(args.size)}): raise --size or lower --large-sizes"
         )
     if args.plot:
         try:
@@ -215,7 +213,7 @@ def prepare_file(path: str, size: int, progress: Progress) -> tuple[float | None
                 chunk = min(len(block), size - done)
                 os.pwrite(fd, block[:chunk], done)
                 done += chunk
-            progress.update("creating {}: fsync".format(path))
+            progress.update(f"creating {path}: fsync")
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -344,7 +342,7 @@ def run(
                 file=out,
             )
             for why in sorted(set(env.missing.values())):
-                print("  (skipping rows: {})".format(why), file=out)
+                print(f"  (skipping rows: {why})", file=out)
             monitor = BusyMonitor()
             done = []
             for i, group in enumerate(groups, 1):
@@ -383,7 +381,7 @@ def run(
         try:
             for why in sorted(set(ctx.missing.values()) - set(env.missing.values())):
                 if cases:
-                    print("  (skipping workload rows: {})".format(why), file=out)
+                    print(f"  (skipping workload rows: {why})", file=out)
             for i, case in enumerate(cases, 1):
                 work_rows, busy = _workloads.run_case(
                     ctx, case, progress, "[workload %d/%d]" % (i, len(cases)), monitor
@@ -417,10 +415,9 @@ def run(
             os.rmdir(temp_dir)
 
     results = _report.Results(done)
-    targets = _report.evaluate_targets(results)
     if done:
         print(file=out)
-        print(_report.format_table(results, targets), file=out)
+        print(_report.format_table(results), file=out)
     if work_done:
         print(
             "\nWorkloads: today's way and iommap's, the same job, results checked equal\n", file=out
@@ -428,9 +425,8 @@ def run(
         print(_workloads.format_table(work_done), file=out)
     if done:
         print(
-            "\nlimits: memcpy = {}.\n        call floor = {}.".format(
-                _suite.MEMCPY_METHOD, _suite.CALL_FLOOR_METHOD
-            ),
+            f"\nlimits: memcpy = {_suite.MEMCPY_METHOD}.\n"
+            f"        call floor = {_suite.CALL_FLOOR_METHOD}.",
             file=out,
         )
     if not monitor.available:
@@ -439,14 +435,14 @@ def run(
         print("\n%d warning(s):" % len(warnings), file=out)
         for w in warnings:
             print("  " + w, file=out)
-    document = _report.to_document(results, targets, meta, warnings)
+    document = _report.to_document(results, meta, warnings)
     document["workloads"] = _workloads.to_document(work_done)
     if args.json:
         _report.write_json(args.json, document)
-        print("wrote {}".format(args.json), file=out)
+        print(f"wrote {args.json}", file=out)
     if args.plot:
         _report.plot(args.plot, results)
-        print("wrote {}".format(args.plot), file=out)
+        print(f"wrote {args.plot}", file=out)
     return document
 
 

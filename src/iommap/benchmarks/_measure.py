@@ -39,7 +39,7 @@ def make_loop(body: str) -> Loop:
     loop = _loops.get(body)
     if loop is None:
         namespace: dict[str, Any] = {}
-        code = compile(_LOOP_TEMPLATE.format(body=body), "<bench loop: {}>".format(body), "exec")
+        code = compile(_LOOP_TEMPLATE.format(body=body), f"<bench loop: {body}>", "exec")
         exec(code, namespace)
         loop = _loops[body] = namespace["loop"]
     return loop

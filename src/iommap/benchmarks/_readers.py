@@ -96,7 +96,7 @@ def _timed(way: str, path: str, record: int, offs: list[int], conn: Connection) 
                 read(o, n)
             conn.send(("done", memory()))
     else:
-        raise ValueError("unknown way: {!r}".format(way))
+        raise ValueError(f"unknown way: {way!r}")
 
 
 def worker(conn: Connection, way: str, path: str, record: int, count: int, index: int) -> None:
@@ -110,5 +110,5 @@ def worker(conn: Connection, way: str, path: str, record: int, count: int, index
         try:
             _timed(way, path, record, offs, conn)
         except Exception as exc:  # sent to the parent, which reports it as the row's error
-            conn.send(("error", "{}: {}".format(type(exc).__name__, exc)))
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
     conn.close()

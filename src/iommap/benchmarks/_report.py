@@ -1,4 +1,4 @@
-"""What the run tells: the table, the targets, the JSON document, the plot.
+"""What the run tells: the table, the JSON document, the plot.
 
 Every ratio is a *speed* ratio computed from medians of the same run:
 above 1 means faster than the row it is compared with (fewer ns/op, or
@@ -62,137 +62,23 @@ class Results:
         g = row.group
         if g.kind != "large" or g.threads == 1:
             return None
-        one = self.get("read/{}/1t".format(size_id(g.size)), row.contender.id)
+        one = self.get(f"read/{size_id(g.size)}/1t", row.contender.id)
         return speed_ratio(row, one)
-
-
-# name, (group, contender) measured, (group, contender) compared with, required speed ratio
-TARGETS = [
-    (
-        "pread 64 B, hot: >= 0.9x mmap slice",
-        ("read/64B/hot", "iommap_pread"),
-        ("read/64B/hot", "mmap_slice"),
-        0.9,
-    ),
-    (
-        "pread 64 B, hot: >= 5x os.pread",
-        ("read/64B/hot", "iommap_pread"),
-        ("read/64B/hot", "os_pread"),
-        5.0,
-    ),
-    (
-        "pread 4 KiB, hot: >= 0.9x mmap slice",
-        ("read/4KiB/hot", "iommap_pread"),
-        ("read/4KiB/hot", "mmap_slice"),
-        0.9,
-    ),
-    (
-        "pread 4 KiB, hot: >= 5x os.pread",
-        ("read/4KiB/hot", "iommap_pread"),
-        ("read/4KiB/hot", "os_pread"),
-        5.0,
-    ),
-    (
-        "pread 64 B, whole file: >= 0.95x mmap slice",
-        ("read/64B/file", "iommap_pread"),
-        ("read/64B/file", "mmap_slice"),
-        0.95,
-    ),
-    (
-        "readinto 4 KiB, hot: >= 1.0x memoryview copy",
-        ("read/4KiB/hot", "iommap_readinto"),
-        ("read/4KiB/hot", "memoryview_copy"),
-        1.0,
-    ),
-    (
-        "readinto 1 MiB, 1 thread: >= 0.9x memcpy",
-        ("read/1MiB/1t", "iommap_readinto"),
-        ("read/1MiB/1t", "memcpy"),
-        0.9,
-    ),
-    (
-        "readinto 64 MiB, 1 thread: >= 0.9x memcpy",
-        ("read/64MiB/1t", "iommap_readinto"),
-        ("read/64MiB/1t", "memcpy"),
-        0.9,
-    ),
-    (
-        "readinto 1 MiB, 2 threads: aggregate >= 1.5x 1 thread",
-        ("read/1MiB/2t", "iommap_readinto"),
-        ("read/1MiB/1t", "iommap_readinto"),
-        1.5,
-    ),
-    (
-        "pwrite 64 B, hot: >= 0.9x mmap slice assignment",
-        ("write/64B/hot", "iommap_pwrite"),
-        ("write/64B/hot", "mmap_slice_assign"),
-        0.9,
-    ),
-    (
-        "pwrite 4 KiB, hot: >= 0.9x mmap slice assignment",
-        ("write/4KiB/hot", "iommap_pwrite"),
-        ("write/4KiB/hot", "mmap_slice_assign"),
-        0.9,
-    ),
-    (
-        "pread 64 MiB, 1 thread: >= 0.95x mmap slice",
-        ("read/64MiB/1t", "iommap_pread"),
-        ("read/64MiB/1t", "mmap_slice"),
-        0.95,
-    ),
-    (
-        "gather 100k x 64 B: >= 10x a Python loop of pread",
-        ("gather/64B", "iommap_gather_numpy"),
-        ("gather/64B", "pread_loop"),
-        10.0,
-    ),
-    (
-        "gather 100k x 64 B: >= 1.0x numpy fancy indexing",
-        ("gather/64B", "iommap_gather_numpy"),
-        ("gather/64B", "numpy_fancy"),
-        1.0,
-    ),
-    (
-        "view of the whole file: >= 0.9x a view of 1 B",
-        ("view", "iommap_view_file"),
-        ("view", "iommap_view_1"),
-        0.9,
-    ),
-]
-
-
-def evaluate_targets(results: Results) -> list[dict[str, Any]]:
-    out = []
-    for name, measured, compared, required in TARGETS:
-        ratio = speed_ratio(results.get(*measured), results.get(*compared))
-        best = speed_ratio(results.get(*measured), results.get(*compared), "best")
-        out.append(
-            {
-                "target": name,
-                "measured": "{} {}".format(*measured),
-                "compared_with": "{} {}".format(*compared),
-                "required": required,
-                "ratio": None if ratio is None else round(ratio, 3),
-                "ratio_of_bests": None if best is None else round(best, 3),
-                "met": None if ratio is None else ratio >= required,
-            }
-        )
-    return out
 
 
 def _fmt_value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit == "ns/op":
-        return "{:.1f}".format(value) if value < 1000 else "{:.0f}".format(value)
-    return "{:.2f}".format(value)
+        return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+    return f"{value:.2f}"
 
 
 def _fmt_ratio(value: float | None) -> str:
-    return "-" if value is None else "{:.2f}x".format(value)
+    return "-" if value is None else f"{value:.2f}x"
 
 
-def format_table(results: Results, targets: Sequence[dict[str, Any]]) -> str:
+def format_table(results: Results) -> str:
     name_w = 44
     lines = []
     for group, rows, busy in results.groups:
@@ -237,25 +123,10 @@ def format_table(results: Results, targets: Sequence[dict[str, Any]]) -> str:
         if busy and busy.get("warning"):
             lines.append("  ! " + busy["warning"])
         lines.append("")
-    lines.append(
-        "Targets (judged on the ratio of medians; the ratio of bests, less exposed to a "
-        "busy machine, beside it):"
-    )
-    for t in targets:
-        status = "n/a " if t["met"] is None else ("met " if t["met"] else "MISS")
-        lines.append(
-            "  %s %-58s %7s  (best %s)"
-            % (status, t["target"], _fmt_ratio(t["ratio"]), _fmt_ratio(t["ratio_of_bests"]))
-        )
     return "\n".join(lines)
 
 
-def to_document(
-    results: Results,
-    targets: list[dict[str, Any]],
-    meta: dict[str, Any],
-    warnings: list[str],
-) -> dict[str, Any]:
+def to_document(results: Results, meta: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     groups = []
     for group, rows, busy in results.groups:
         out_rows = []
@@ -291,7 +162,7 @@ def to_document(
                 "rows": out_rows,
             }
         )
-    return {"meta": meta, "groups": groups, "targets": targets, "warnings": warnings}
+    return {"meta": meta, "groups": groups, "warnings": warnings}
 
 
 def write_json(path: str, document: dict[str, Any]) -> None:
@@ -314,7 +185,7 @@ def plot(path: str, results: Results) -> None:
         for row in rows:
             if not row.ok or row.contender.role:
                 continue
-            labels.append("{} | {}".format(group.id, row.contender.name))
+            labels.append(f"{group.id} | {row.contender.name}")
             nan = float("nan")
             r = results.vs_reference(row, rows)
             lim = results.vs_limit(row, rows)

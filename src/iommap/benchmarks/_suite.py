@@ -141,7 +141,7 @@ class Env:
         try:
             return iommap.open(self.path, "read_write")
         except Exception as exc:  # reported as the iommap rows' skip reason
-            self.missing["iommap"] = "iommap unavailable: {}: {}".format(type(exc).__name__, exc)
+            self.missing["iommap"] = f"iommap unavailable: {type(exc).__name__}: {exc}"
             return None
 
     def _open_numpy(self) -> tuple[Any, Any]:
@@ -519,14 +519,14 @@ def build_groups(
     for n in small_sizes:
         for region in ("hot", "file"):
             where = (
-                ("random in a hot {} region".format(size_label(hot)))
+                (f"random in a hot {size_label(hot)} region")
                 if region == "hot"
-                else ("random over the {} file".format(size_label(size)))
+                else (f"random over the {size_label(size)} file")
             )
             groups.append(
                 Group(
-                    "read/{}/{}".format(size_id(n), region),
-                    "read {}, {}".format(size_label(n), where),
+                    f"read/{size_id(n)}/{region}",
+                    f"read {size_label(n)}, {where}",
                     "small",
                     "read",
                     n,
@@ -552,8 +552,8 @@ def build_groups(
     for n in small_sizes:
         groups.append(
             Group(
-                "write/{}/hot".format(size_id(n)),
-                "write {}, random in a hot {} region".format(size_label(n), size_label(hot)),
+                f"write/{size_id(n)}/hot",
+                f"write {size_label(n)}, random in a hot {size_label(hot)} region",
                 "small",
                 "write",
                 n,
@@ -604,7 +604,7 @@ def run_group(
     monitor: BusyMonitor | None = None,
 ) -> tuple[list[Row], dict[str, Any] | None]:
     """Measures every contender of `group`; returns its rows and the busy figure."""
-    rng = random.Random("{}/{}".format(seed, group.id))
+    rng = random.Random(f"{seed}/{group.id}")
     count = group.calls or (ops if group.kind == "small" else max(2, large_bytes // group.size))
     offsets = [_offsets(rng, group, env.size, env.hot, count) for _ in range(group.threads)]
 
@@ -622,7 +622,7 @@ def run_group(
                 for t in range(group.threads)
             ]
         except Exception as exc:
-            row.error = "setup failed: {}: {}".format(type(exc).__name__, exc)
+            row.error = f"setup failed: {type(exc).__name__}: {exc}"
             continue
         runs.append((row, make_loop(c.body), per_thread))
 
@@ -651,7 +651,7 @@ def run_group(
                 try:
                     elapsed = run_once(loop, per_thread)
                 except Exception as exc:
-                    row.error = "{}: {}".format(type(exc).__name__, exc)
+                    row.error = f"{type(exc).__name__}: {exc}"
                     row.samples.clear()
                     continue
                 if r == 0:

@@ -176,7 +176,7 @@ class Ctx:
 
     def rng_seed(self, what: str) -> int:
         """A seed for `what` that is the same in every run with the same --seed."""
-        return zlib.crc32(("{}/{}".format(self.seed, what)).encode())
+        return zlib.crc32((f"{self.seed}/{what}").encode())
 
     def address(self, buf: bytearray | mmap.mmap) -> int:
         """The address of a writable buffer's bytes, for ctypes.memmove."""
@@ -879,9 +879,7 @@ def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> li
         cases.append(
             Case(
                 "workloads/scan/{}".format(_label(chunk).replace(" ", "")),
-                "scan of a {} file in {} chunks, xor of its uint64 words".format(
-                    _label(size), _label(chunk)
-                ),
+                f"scan of a {_label(size)} file in {_label(chunk)} chunks, xor of its uint64 words",
                 "GB/s",
                 True,
                 float(size),
@@ -905,8 +903,9 @@ def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> li
             busy_check=False,
         )
     )
+    cap = 1 << (10 * ops).bit_length() - 1  # a power of two: whole steps, round sizes
     for record in APPEND_SIZES:
-        count = min(size // record, 10 * ops)
+        count = min(size // record, cap)
         per_step = max(1, count // 16)
         plan = AppendPlan(record, per_step, max(1, count // per_step))
         cases.append(
@@ -957,10 +956,11 @@ def _check(rows: list[tuple[WorkRow, Sample]]) -> bytes | None:
     if not counts:
         return None
     agreed = max(counts, key=lambda d: counts[d])
-    majority = [row.way.name for row, s in rows if s.digest == agreed]
+    majority = [row.way for row, s in rows if s.digest == agreed]
+    names = ", ".join(w.name for w in rows[0][0].case.ways if w in majority)
     for row, sample in rows:
         if row.way.side != "limit" and sample.digest not in (None, agreed):
-            row.error = "result differs from that of {}".format(", ".join(majority))
+            row.error = "result differs from that of " + names
     return agreed
 
 
@@ -980,16 +980,16 @@ def run_case(
             try:
                 runs.append((row, way.make(ctx)))
             except Exception as exc:
-                row.error = "setup failed: {}: {}".format(type(exc).__name__, exc)
+                row.error = f"setup failed: {type(exc).__name__}: {exc}"
 
         # The check, which is also the warm-up: every way once, results compared.
         checked: list[tuple[WorkRow, Sample]] = []
         for row, runner in runs:
-            progress.update("{} {}: {} (check)".format(label, case.title, row.way.name))
+            progress.update(f"{label} {case.title}: {row.way.name} (check)")
             try:
                 checked.append((row, runner(True)))
             except Exception as exc:
-                row.error = "{}: {}".format(type(exc).__name__, exc)
+                row.error = f"{type(exc).__name__}: {exc}"
         _check(checked)
 
         gc_was_enabled = gc.isenabled()
@@ -1009,7 +1009,7 @@ def run_case(
                     try:
                         sample = runner(False)
                     except Exception as exc:
-                        row.error = "{}: {}".format(type(exc).__name__, exc)
+                        row.error = f"{type(exc).__name__}: {exc}"
                         row.samples.clear()
                         continue
                     row.samples.append(case.value(sample.ns))
@@ -1044,14 +1044,14 @@ def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
     if value >= 1000:
-        return "{:.0f}".format(value)
+        return f"{value:.0f}"
     if value >= 10:
-        return "{:.1f}".format(value)
-    return "{:.2f}".format(value)
+        return f"{value:.1f}"
+    return f"{value:.2f}"
 
 
 def _ratio(value: float | None) -> str:
-    return "-" if value is None else "{:.2f}x".format(value)
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def format_table(done: Sequence[tuple[Case, list[WorkRow], dict[str, Any] | None]]) -> str:
@@ -1079,7 +1079,7 @@ def format_table(done: Sequence[tuple[Case, list[WorkRow], dict[str, Any] | None
         limit = limit_row(rows)
         for row in rows:
             side = {"today": "today ", "iommap": "iommap", "limit": "line  "}[row.way.side]
-            name = "{} {}".format(side, row.way.name)
+            name = f"{side} {row.way.name}"
             if not row.ok:
                 why = "skipped: " + row.skipped if row.skipped else "error: " + str(row.error)
                 lines.append("  %-*s %s" % (name_w, name, why))
@@ -1102,7 +1102,7 @@ def format_table(done: Sequence[tuple[Case, list[WorkRow], dict[str, Any] | None
                 ).rstrip()
             )
         if case.note:
-            lines.append("  ({})".format(case.note))
+            lines.append(f"  ({case.note})")
         if busy and busy.get("warning"):
             lines.append("  ! {}".format(busy["warning"]))
         lines.append("")
