@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from iommap._toolkit import Progress
 from iommap.benchmarks import main
 from iommap.benchmarks._cli import parse_size
-from iommap.benchmarks._measure import BusyMonitor, Progress
+from iommap.benchmarks._measure import BusyMonitor
 from iommap.benchmarks._suite import build_groups
 from iommap.benchmarks._workloads import Case, Ctx, Sample, Way, build_cases, run_case
 

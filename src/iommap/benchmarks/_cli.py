@@ -14,41 +14,22 @@ from typing import Any, TextIO
 
 import iommap
 
+from .. import _toolkit
+from .._toolkit import GiB, KiB, MiB, Progress, warm_range
 from . import _report, _suite, _workloads
-from ._measure import BusyMonitor, Progress
-from ._suite import GiB, KiB, MiB, size_label
+from ._measure import BusyMonitor
+from ._suite import size_label
 
 FULL = {"size": GiB, "ops": 100_000, "repeats": 7, "large_bytes": 512 * MiB}
 QUICK = {"size": 256 * MiB, "ops": 30_000, "repeats": 5, "large_bytes": 128 * MiB}
 
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": KiB,
-    "KB": KiB,
-    "KIB": KiB,
-    "M": MiB,
-    "MB": MiB,
-    "MIB": MiB,
-    "G": GiB,
-    "GB": GiB,
-    "GIB": GiB,
-}
-
 
 def parse_size(text: str) -> int:
-    """'1G', '256MiB', '4k', '65536' -> bytes (binary units)."""
-    s = text.strip().upper()
-    i = len(s)
-    while i and not s[i - 1].isdigit():
-        i -= 1
-    number, unit = s[:i], s[i:].strip()
-    if not number.isdigit() or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 64, 4K, 256M, 1G)")
-    value = int(number) * _UNITS[unit]
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"a size must be positive: {text!r}")
-    return value
+    """A size option: '1G', '256MiB', '4k', '65536' -> bytes (binary units)."""
+    try:
+        return _toolkit.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -134,7 +115,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--workers",
         type=int,
         default=_workloads.READERS,
-        help="worker processes of the many-readers workload (default %d)" % _workloads.READERS,
+        help=f"worker processes of the many-readers workload (default {_workloads.READERS})",
     )
     parser.add_argument("--seed", default="iommap", help="seed of the random offsets")
     parser.add_argument(
@@ -197,9 +178,11 @@ def _resolve(args: argparse.Namespace) -> list[str]:
 def prepare_file(path: str, size: int, progress: Progress) -> tuple[float | None, float]:
     """Makes `path` exactly `size` bytes of non-zero data, on disk and in page cache.
 
-    Written, then fsync'ed so that no writeback runs during the measurements,
-    then read once (after a will-need hint) so that every page is cached.
-    Returns (seconds to create or None if reused, seconds to warm).
+    Written (4 MiB of random bytes, rotated by a different amount in every
+    4 MiB, so that no two blocks are alike and a read at a wrong offset shows
+    in the results), then fsync'ed so that no writeback runs during the
+    measurements, then warmed so that every page is cached.  Returns
+    (seconds to create or None if reused, seconds to warm).
     """
     created = None
     if not (os.path.exists(path) and os.path.getsize(path) == size):
@@ -209,31 +192,20 @@ def prepare_file(path: str, size: int, progress: Progress) -> tuple[float | None
         try:
             done = 0
             while done < size:
-                progress.update("creating %s: %d%%" % (path, 100 * done // size))
+                progress.bar(f"creating {path}", done, size)
+                turn = (done // len(block) * 4097) % len(block)
                 chunk = min(len(block), size - done)
-                os.pwrite(fd, block[:chunk], done)
+                os.pwrite(fd, (block[turn:] + block[:turn])[:chunk], done)
                 done += chunk
-            progress.update(f"creating {path}: fsync")
+            progress.status(f"creating {path}: fsync")
             os.fsync(fd)
         finally:
             os.close(fd)
         created = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
-        buf = bytearray(4 * MiB)
-        done = 0
-        while done < size:
-            progress.update("warming the page cache: %d%%" % (100 * done // size))
-            got = os.preadv(fd, [buf], done)
-            if got <= 0:
-                break
-            done += got
-    finally:
-        os.close(fd)
+    with iommap.open(path, "read") as m:
+        warm_range(m, on_progress=lambda done: progress.bar("warming the page cache", done, size))
     return created, time.perf_counter() - t0
 
 
@@ -328,17 +300,11 @@ def run(
         try:
             meta = _meta(args, path, env, created, warmed, resident)
             progress.clear()
+            cached = "?" if resident is None else f"{100 * resident:.0f}% in"
             print(
-                "iommap bench: %s file, %s page cache, %d repeat(s) + 1 warm-up, medians; "
-                "Python %s on %s, %s CPUs"
-                % (
-                    size_label(args.size),
-                    "?" if resident is None else "%.0f%% in" % (100 * resident),
-                    args.repeats,
-                    platform.python_version(),
-                    platform.machine(),
-                    os.cpu_count(),
-                ),
+                f"iommap bench: {size_label(args.size)} file, {cached} page cache, "
+                f"{args.repeats} repeat(s) + 1 warm-up, medians; Python "
+                f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs",
                 file=out,
             )
             for why in sorted(set(env.missing.values())):
@@ -354,7 +320,7 @@ def run(
                     repeats=args.repeats,
                     seed=args.seed,
                     progress=progress,
-                    label="[%d/%d]" % (i, len(groups)),
+                    label=f"[{i}/{len(groups)}]",
                     monitor=monitor,
                 )
                 if busy and busy["others_cpus"] > args.busy_threshold + busy["slack_cpus"]:
@@ -384,7 +350,7 @@ def run(
                     print(f"  (skipping workload rows: {why})", file=out)
             for i, case in enumerate(cases, 1):
                 work_rows, busy = _workloads.run_case(
-                    ctx, case, progress, "[workload %d/%d]" % (i, len(cases)), monitor
+                    ctx, case, progress, f"[workload {i}/{len(cases)}]", monitor
                 )
                 if busy and busy["others_cpus"] > args.busy_threshold + busy["slack_cpus"]:
                     busy["warning"] = (
@@ -432,7 +398,7 @@ def run(
     if not monitor.available:
         print("(no /proc/stat here: busy-machine warnings are off)", file=out)
     if warnings:
-        print("\n%d warning(s):" % len(warnings), file=out)
+        print(f"\n{len(warnings)} warning(s):", file=out)
         for w in warnings:
             print("  " + w, file=out)
     document = _report.to_document(results, meta, warnings)

@@ -1,4 +1,4 @@
-"""How one figure is measured: the timed loop, threads, busy detection, progress.
+"""How one figure is measured: the timed loop, threads, busy detection.
 
 Every contender runs in the same loop, compiled from one template in which
 only the loop body differs (``f(o, n)``, ``a[o:o+n]``, ...).  The objects the
@@ -12,11 +12,10 @@ every iteration and drown a 60 ns operation.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 _LOOP_TEMPLATE = """\
 def loop(offsets, n, f, a, b, clock):
@@ -144,45 +143,3 @@ class BusyMonitor:
             "seconds": round(wall, 3),
             "slack_cpus": round(slack, 3),
         }
-
-
-class Progress:
-    """One line, rewritten in place, while the benchmark runs on a terminal."""
-
-    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        if enabled is None:
-            isatty = getattr(self.stream, "isatty", None)
-            enabled = bool(isatty and isatty())
-        self.enabled = enabled
-        self._width = 0
-
-    def update(self, text: str) -> None:
-        if not self.enabled:
-            return
-        try:
-            columns = os.get_terminal_size(self.stream.fileno()).columns
-        except (OSError, ValueError, AttributeError):
-            columns = 0
-        if columns < 20:  # unknown (a pseudo-terminal without a size)
-            columns = 100
-        text = text[: max(10, columns - 1)]
-        self.stream.write("\r" + text + " " * max(0, self._width - len(text)))
-        self.stream.flush()
-        self._width = len(text)
-
-    def clear(self) -> None:
-        if self.enabled and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
-            self._width = 0
-
-    def warn(self, text: str) -> None:
-        """On a terminal, a warning line that stays above the progress line.
-
-        Elsewhere nothing: the report repeats every warning at its end."""
-        if not self.enabled:
-            return
-        self.clear()
-        self.stream.write("warning: " + text + "\n")
-        self.stream.flush()

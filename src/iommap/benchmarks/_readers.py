@@ -106,7 +106,7 @@ def worker(conn: Connection, way: str, path: str, record: int, count: int, index
         seed = conn.recv()
         if seed is None:
             break
-        offs = offsets(size, record, count, "%s/worker%d" % (seed, index))
+        offs = offsets(size, record, count, f"{seed}/worker{index}")
         try:
             _timed(way, path, record, offs, conn)
         except Exception as exc:  # sent to the parent, which reports it as the row's error

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .._toolkit import render_table
 from ._suite import Group, Row, size_id
 
 #: What one group left: the group, its rows, the busy-machine figure.
@@ -79,47 +80,34 @@ def _fmt_ratio(value: float | None) -> str:
 
 
 def format_table(results: Results) -> str:
-    name_w = 44
-    lines = []
+    """Per group: its title, then every row's median, best and ratios, aligned."""
+    lines: list[str] = []
     for group, rows, busy in results.groups:
-        head = "%-*s %10s %10s %8s %8s %7s" % (
-            name_w + 2,
-            group.title,
-            group.unit + " med",
-            "best",
-            "vs mmap",
-            "vs limit",
-            "%dt/1t" % group.threads if group.threads > 1 else "",
-        )
-        lines.append(head.rstrip())
+        lines.append(group.title)
+        header = ["", group.unit + " med", "best", "vs mmap", "vs limit"]
+        if group.threads > 1:
+            header.append(f"{group.threads}t/1t")
+        table = []
         for row in rows:
             name = row.contender.name
             if row.contender.role:
-                name += " [%s]" % ("ref" if row.contender.role == "reference" else "limit")
+                name += " [ref]" if row.contender.role == "reference" else " [limit]"
             if not row.ok:
-                lines.append(
-                    "  %-*s %s"
-                    % (
-                        name_w,
-                        name,
-                        "skipped: " + row.skipped if row.skipped else "error: " + str(row.error),
-                    )
-                )
+                why = "skipped: " + row.skipped if row.skipped else "error: " + str(row.error)
+                table.append([name] + [""] * (len(header) - 1) + [why])
                 continue
-            lines.append(
-                (
-                    "  %-*s %10s %10s %8s %8s %7s"
-                    % (
-                        name_w,
-                        name,
-                        _fmt_value(row.median, group.unit),
-                        _fmt_value(row.best, group.unit),
-                        _fmt_ratio(results.vs_reference(row, rows)),
-                        _fmt_ratio(results.vs_limit(row, rows)),
-                        _fmt_ratio(results.scaling(row)) if group.threads > 1 else "",
-                    )
-                ).rstrip()
-            )
+            cells = [
+                name,
+                _fmt_value(row.median, group.unit),
+                _fmt_value(row.best, group.unit),
+                _fmt_ratio(results.vs_reference(row, rows)),
+                _fmt_ratio(results.vs_limit(row, rows)),
+            ]
+            if group.threads > 1:
+                cells.append(_fmt_ratio(results.scaling(row)))
+            table.append(cells + [""])
+        align = "l" + "r" * (len(header) - 1) + "l"
+        lines += ["  " + line for line in render_table(header + [""], table, align=align)]
         if busy and busy.get("warning"):
             lines.append("  ! " + busy["warning"])
         lines.append("")

@@ -24,11 +24,8 @@ from typing import Any, Callable
 
 import iommap
 
-from ._measure import BusyMonitor, LoopArgs, Progress, make_loop, run_once
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
+from .._toolkit import PAGE_SIZE, MiB, Progress, format_size
+from ._measure import BusyMonitor, LoopArgs, make_loop, run_once
 
 #: Where the memcpy limit comes from, for the report.
 MEMCPY_METHOD = (
@@ -48,10 +45,7 @@ CALL_FLOOR_METHOD = (
 
 def size_label(n: int) -> str:
     """64 -> '64 B', 4096 -> '4 KiB', 1048576 -> '1 MiB'."""
-    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
-        if n >= unit and n % unit == 0:
-            return "%d %s" % (n // unit, name)
-    return "%d B" % n
+    return format_size(n, exact=True)
 
 
 def size_id(n: int) -> str:
@@ -211,7 +205,7 @@ class Env:
         key = ("records", count, n)
         got = self._data.get(key)
         if got is None:
-            rng = random.Random("records/%d/%d" % (count, n))
+            rng = random.Random(f"records/{count}/{n}")
             index = [rng.randrange(self.size // n) for _ in range(count)]
             offsets = [i * n for i in index]
             arrays: tuple[Any, Any] = (None, None)
@@ -539,8 +533,8 @@ def build_groups(
         for t in sorted({1, threads}):
             groups.append(
                 Group(
-                    "read/%s/%dt" % (size_id(n), t),
-                    "read %s, %d thread%s" % (size_label(n), t, "s" if t > 1 else ""),
+                    f"read/{size_id(n)}/{t}t",
+                    f"read {size_label(n)}, {t} thread{'s' if t > 1 else ''}",
                     "large",
                     "read",
                     n,
@@ -565,7 +559,7 @@ def build_groups(
     groups.append(
         Group(
             "gather/64B",
-            "gather %d records of 64 B at random offsets (ns per call)" % gather_records(size, 64),
+            f"gather {gather_records(size, 64)} records of 64 B at random offsets (ns per call)",
             "small",
             "gather",
             64,
@@ -585,8 +579,8 @@ def _offsets(rng: random.Random, group: Group, size: int, hot: int, count: int) 
     n = group.size
     if group.kind == "large":
         # Page-aligned, as a reader of large blocks would ask for them.
-        slots = (size - n) // 4096 + 1
-        return [rng.randrange(slots) * 4096 for _ in range(count)]
+        slots = (size - n) // PAGE_SIZE + 1
+        return [rng.randrange(slots) * PAGE_SIZE for _ in range(count)]
     span = hot if group.region == "hot" else size
     return [rng.randrange(span - n + 1) for _ in range(count)]
 
@@ -640,12 +634,12 @@ def run_group(
             for row, loop, per_thread in runs[shift:] + runs[:shift]:
                 if row.error:
                     continue
-                progress.update(
+                progress.status(
                     "{} {}: {} ({})".format(
                         label,
                         group.title,
                         row.contender.name,
-                        "warm-up" if r == 0 else "repeat %d/%d" % (r, repeats),
+                        "warm-up" if r == 0 else f"repeat {r}/{repeats}",
                     )
                 )
                 try:

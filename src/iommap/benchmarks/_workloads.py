@@ -33,16 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import iommap
 
+from .._toolkit import KiB, MiB, Progress, format_size, render_table
 from . import _readers
-from ._measure import BusyMonitor, Progress
+from ._measure import BusyMonitor
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 
 clock = time.perf_counter_ns
 
@@ -257,7 +255,7 @@ def _batches(ctx: Ctx, batch: int, block: int, count: int) -> list[Any]:
     if key not in ctx.cache:
         np = _np()
         tokens = ctx.size // 2
-        rng = np.random.default_rng(ctx.rng_seed("batches/%d/%d" % (batch, block)))
+        rng = np.random.default_rng(ctx.rng_seed(f"batches/{batch}/{block}"))
         ctx.cache[key] = [
             rng.integers(0, tokens - block, size=batch, dtype=np.int64) for _ in range(count)
         ]
@@ -341,7 +339,7 @@ def _queries(ctx: Ctx, records: int, ids: int, count: int) -> list[Any]:
     key = ("queries", records, ids, count)
     if key not in ctx.cache:
         np = _np()
-        rng = np.random.default_rng(ctx.rng_seed("queries/%d/%d" % (records, ids)))
+        rng = np.random.default_rng(ctx.rng_seed(f"queries/{records}/{ids}"))
         ctx.cache[key] = [rng.integers(0, records, size=ids, dtype=np.int64) for _ in range(count)]
     result: list[Any] = ctx.cache[key]
     return result
@@ -633,7 +631,7 @@ def reader_ways(record: int, count: int, workers: int) -> list[Way]:
             # round's), so their checksums must match.
             def run(check: bool) -> Sample:
                 rounds[0] += 1
-                seed = "%s/readers/%d" % (ctx.seed, rounds[0])
+                seed = f"{ctx.seed}/readers/{rounds[0]}"
                 ns, digest, memory = pool.round(seed)
                 extra: dict[str, float] = {}
                 if memory:
@@ -827,10 +825,7 @@ APPEND_SIZES = (64, KiB, 4 * KiB)
 
 
 def _label(n: int) -> str:
-    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
-        if n >= unit and n % unit == 0:
-            return "%d %s" % (n // unit, name)
-    return "%d B" % n
+    return format_size(n, exact=True)
 
 
 def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> list[Case]:
@@ -838,9 +833,9 @@ def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> li
 
     `ops` sets the amount of work per measurement (100000 by default): the
     number of batches, queries, reads per worker and appended records scale
-    with it.  Scanning, many readers and appending move a gigabyte per run:
-    they run at most 3 timed rounds."""
-    heavy = max(1, min(repeats, 3))
+    with it.  Many readers and appending move a gigabyte or start processes
+    per run: they run at most 5 timed rounds."""
+    heavy = max(1, min(repeats, 5))
     cases: list[Case] = []
     for batch, block in ((12, 256), (64, 1024)):
         if size // 2 <= 2 * block:
@@ -848,9 +843,9 @@ def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> li
         count = max(10, ops // 50) if batch * block <= 4096 else max(4, ops // 500)
         cases.append(
             Case(
-                "workloads/batches/%dx%d" % (batch, block),
-                "training batches (%d, %d) from a %s uint16 token file, %d batches"
-                % (batch, block, _label(size), count),
+                f"workloads/batches/{batch}x{block}",
+                f"training batches ({batch}, {block}) from a {_label(size)} uint16 token file, "
+                f"{count} batches",
                 "us/batch",
                 False,
                 1 / (count * 1000),
@@ -864,8 +859,8 @@ def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> li
         queries = max(2, ops // 10_000)
         cases.append(
             Case(
-                "workloads/records/%dB" % record,
-                "%d random ids of %d records of %d B, %d queries" % (ids, records, record, queries),
+                f"workloads/records/{record}B",
+                f"{ids} random ids of {records} records of {record} B, {queries} queries",
                 "us/query",
                 False,
                 1 / (queries * 1000),
@@ -884,15 +879,15 @@ def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> li
                 True,
                 float(size),
                 scan_ways(chunk),
-                heavy,
+                repeats,
             )
         )
     record = 4 * KiB
     cases.append(
         Case(
             "workloads/readers",
-            "%d processes, %d random %s reads each of a cached %s file"
-            % (workers, ops, _label(record), _label(size)),
+            f"{workers} processes, {ops} random {_label(record)} reads each "
+            f"of a cached {_label(size)} file",
             "GB/s",
             True,
             float(workers * ops * record),
@@ -911,8 +906,8 @@ def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> li
         cases.append(
             Case(
                 "workloads/append/{}".format(_label(record).replace(" ", "")),
-                "append %s records up to %s in %d steps of %s"
-                % (_label(record), _label(plan.total), plan.steps, _label(plan.step)),
+                f"append {_label(record)} records up to {_label(plan.total)} "
+                f"in {plan.steps} steps of {_label(plan.step)}",
                 "GB/s",
                 True,
                 float(plan.total),
@@ -930,8 +925,8 @@ def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> li
     cases.append(
         Case(
             "workloads/append/4KiB+sync",
-            "append %s records up to %s, synced to disk every %d records (%s)"
-            % (_label(record), _label(plan.total), sync_every, _label(sync_every * record)),
+            f"append {_label(record)} records up to {_label(plan.total)}, synced to disk "
+            f"every {sync_every} records ({_label(sync_every * record)})",
             "GB/s",
             True,
             float(plan.total),
@@ -985,7 +980,7 @@ def run_case(
         # The check, which is also the warm-up: every way once, results compared.
         checked: list[tuple[WorkRow, Sample]] = []
         for row, runner in runs:
-            progress.update(f"{label} {case.title}: {row.way.name} (check)")
+            progress.status(f"{label} {case.title}: {row.way.name} (check)")
             try:
                 checked.append((row, runner(True)))
             except Exception as exc:
@@ -1002,9 +997,8 @@ def run_case(
                 shift = r % len(live) if live else 0
                 round_samples: list[tuple[WorkRow, Sample]] = []
                 for row, runner in live[shift:] + live[:shift]:
-                    progress.update(
-                        "%s %s: %s (repeat %d/%d)"
-                        % (label, case.title, row.way.name, r, case.repeats)
+                    progress.status(
+                        f"{label} {case.title}: {row.way.name} (repeat {r}/{case.repeats})"
                     )
                     try:
                         sample = runner(False)
@@ -1055,60 +1049,43 @@ def _ratio(value: float | None) -> str:
 
 
 def format_table(done: Sequence[tuple[Case, list[WorkRow], dict[str, Any] | None]]) -> str:
-    """The workloads' table: per case, every way's median, best, spread and ratios."""
-    name_w = 46
-    lines = []
+    """Per case: its title, then every way's median, best, spread and ratios, aligned."""
+    lines: list[str] = []
     for case, rows, busy in done:
-        has_limit = limit_row(rows) is not None
+        fastest, limit = fastest_today(rows), limit_row(rows)
         lines.append(case.title)
-        lines.append(
-            (
-                "  %-*s %10s %9s %7s %9s %9s"
-                % (
-                    name_w,
-                    "",
-                    case.unit + " med",
-                    "best",
-                    "spread",
-                    "vs today",
-                    "vs line" if has_limit else "",
-                )
-            ).rstrip()
-        )
-        fastest = fastest_today(rows)
-        limit = limit_row(rows)
+        header = ["", case.unit + " med", "best", "spread", "vs today"]
+        if limit is not None:
+            header.append("vs line")
+        table = []
         for row in rows:
-            side = {"today": "today ", "iommap": "iommap", "limit": "line  "}[row.way.side]
-            name = f"{side} {row.way.name}"
+            name = {"today": "today  ", "iommap": "iommap ", "limit": "line   "}[row.way.side]
+            name += row.way.name
             if not row.ok:
                 why = "skipped: " + row.skipped if row.skipped else "error: " + str(row.error)
-                lines.append("  %-*s %s" % (name_w, name, why))
+                table.append([name] + [""] * (len(header) - 1) + [why])
                 continue
             spread = row.spread
-            extra = case.extra(row.extra_medians()) if case.extra else ""
-            lines.append(
-                (
-                    "  %-*s %10s %9s %7s %9s %9s  %s"
-                    % (
-                        name_w,
-                        name,
-                        _fmt(row.median),
-                        _fmt(row.best),
-                        "-" if spread is None else "+-%.0f%%" % (100 * spread),
-                        _ratio(speed(row, fastest)) if row.way.side != "limit" else "",
-                        _ratio(speed(row, limit)) if has_limit and row.way.side != "limit" else "",
-                        extra,
-                    )
-                ).rstrip()
-            )
+            cells = [
+                name,
+                _fmt(row.median),
+                _fmt(row.best),
+                "-" if spread is None else f"+-{100 * spread:.0f}%",
+                _ratio(speed(row, fastest)) if row.way.side != "limit" else "",
+            ]
+            if limit is not None:
+                cells.append(_ratio(speed(row, limit)) if row.way.side != "limit" else "")
+            table.append(cells + [case.extra(row.extra_medians()) if case.extra else ""])
+        align = "l" + "r" * (len(header) - 1) + "l"
+        lines += ["  " + line for line in render_table(header + [""], table, align=align)]
         if case.note:
             lines.append(f"  ({case.note})")
         if busy and busy.get("warning"):
-            lines.append("  ! {}".format(busy["warning"]))
+            lines.append("  ! " + busy["warning"])
         lines.append("")
     lines.append(
         "vs today: speed ratio of medians to the fastest of today's ways (above 1: faster); "
-        "spread: half the range of the samples."
+        "spread: half the range of the samples, over the median."
     )
     return "\n".join(lines)
 
