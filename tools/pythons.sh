@@ -8,11 +8,15 @@
 #                                        chroot (built on first use, reused)
 #   tools/pythons.sh chroot              only build (or refresh) the chroot
 #
-# Each version gets a fresh venv and runs `make test`.  Every version's
+# Each version gets a fresh venv and runs `make test` in a clone of the
+# repository's files, committed or not (build/pythons/tree on the
+# host, /work/iommap in the chroot).  Every version's
 # result is one line, `python3.X: ...`, written to stdout and appended to
 # $SUMMARY (if set); the script exits non-zero if any version failed or is
-# missing.  Per-version test counts can be reduced with IOMMAP_* knobs given
-# as arguments of the form IOMMAP_NAME=value before the versions.
+# missing.  Arguments NAME=value before the versions go into the tests'
+# environment: the suite's IOMMAP_* knobs, or TESTS=tests/test_x.py for
+# make test to run only some tests.  Versions named in $FULL_PYTHONS get
+# none of the IOMMAP_* knobs: they run the suite's own counts.
 #
 # Environment:
 #   PYENV_ROOT   where the host's interpreters live (default /root/.pyenv)
@@ -21,6 +25,7 @@
 #   SID_MIRROR   Debian mirror (default http://deb.debian.org/debian)
 #   SUMMARY      a file collecting the summary lines
 #   LOGDIR       where each version's full output goes (default build/pythons)
+#   FULL_PYTHONS versions that ignore the IOMMAP_* knobs given
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +33,7 @@ PYENV_ROOT=${PYENV_ROOT:-/root/.pyenv}
 CHROOT=${CHROOT:-/var/cache/iommap-chroot}
 SID_MIRROR=${SID_MIRROR:-http://deb.debian.org/debian}
 LOGDIR=${LOGDIR:-$REPO/build/pythons}
+FULL_PYTHONS=${FULL_PYTHONS:-}
 # The versions the chroot must carry; building it installs them all at once.
 SID_PYTHONS=${SID_PYTHONS:-3.14 3.15}
 
@@ -49,23 +55,42 @@ pytest_result() {
         tail -1 | sed -E 's/^=+ //; s/ =+$//; s/ \([0-9:]+\)$//' || true
 }
 
-# Runs one version's `make test` (host or chroot: "$@" is the command),
-# logging to $LOGDIR/python$ver.log; prints the summary line.
-run_version() {
-    local ver=$1
+# The NAME=value arguments that apply to version $1, one per line: the
+# IOMMAP_* knobs are dropped for the versions in $FULL_PYTHONS.
+knobs_for() {
+    local ver=$1 knob
     shift
-    local log="$LOGDIR/python$ver.log" start rc=0 elapsed result
+    for knob in "$@"; do
+        if [[ "$knob" == IOMMAP_* && " $FULL_PYTHONS " == *" $ver "* ]]; then continue; fi
+        printf '%s\n' "$knob"
+    done
+}
+
+# Runs `make MAKEARGS...` for version $1, on the host or in the chroot ($2),
+# with the NAME=value arguments of the command line (ARGS) that apply to
+# it, logging to $LOGDIR/python$ver.log; prints the summary line, which
+# names the reduced counts if there were any.
+ARGS=()
+run_version() {
+    local ver=$1 where=$2
+    shift 2
+    local knobs=() label reduced log="$LOGDIR/python$ver.log" start rc=0 elapsed result
+    if [ ${#ARGS[@]} -gt 0 ]; then mapfile -t knobs < <(knobs_for "$ver" "${ARGS[@]}"); fi
+    reduced=$(for k in "${knobs[@]}"; do [[ "$k" == IOMMAP_* ]] && printf '%s ' "$k"; done)
+    label="python$ver${reduced:+ (reduced counts: ${reduced% })}"
+    local cmd=(env "${knobs[@]}" make "$@")
+    if [ "$where" = chroot ]; then cmd=(in_chroot "${cmd[@]}"); fi
     mkdir -p "$LOGDIR"
-    say "==== python$ver: $*"
+    say "==== $label: ${cmd[*]}"
     start=$(date +%s)
     # The log is shown as it runs, and kept for the summary.
-    "$@" 2>&1 | tee "$log" || rc=$?
+    "${cmd[@]}" 2>&1 | tee "$log" || rc=$?
     elapsed=$(($(date +%s) - start))
     result=$(pytest_result "$log")
     if [ "$rc" -eq 0 ]; then
-        summary "python$ver: ok: ${result:-no pytest result line} (${elapsed}s with the build)"
+        summary "$label: ok: ${result:-no pytest result line} (${elapsed}s with the build)"
     else
-        summary "python$ver: FAILED (exit $rc): ${result:-no pytest result line} (${elapsed}s; log $log)"
+        summary "$label: FAILED (exit $rc): ${result:-no pytest result line} (${elapsed}s; log $log)"
     fi
     return "$rc"
 }
@@ -87,22 +112,26 @@ find_host_python() {
 }
 
 host() {
-    local knobs=() failed=0 ver py
-    while [ $# -gt 0 ] && [[ "$1" == IOMMAP_*=* ]]; do
-        knobs+=("$1")
+    local failed=0 ver py
+    while [ $# -gt 0 ] && [[ "$1" =~ ^[A-Z][A-Z0-9_]*= ]]; do
+        ARGS+=("$1")
         shift
     done
     [ $# -gt 0 ] || die "host: no versions given"
+    mkdir -p "$LOGDIR"
+    # The tree under test is cloned, so that builds never share build/ with
+    # work going on in the repository.
+    local tree="$LOGDIR/tree"
+    clone_tree "$tree"
     for ver in "$@"; do
         if ! py=$(find_host_python "$ver"); then
             summary "python$ver: MISSING (no $PYENV_ROOT/versions/$ver.*/bin/python$ver)"
             failed=1
             continue
         fi
-        local venv="$REPO/.venv-py$ver"
+        local venv="$LOGDIR/venv-$ver"
         rm -rf "$venv"
-        run_version "$ver" env "${knobs[@]}" make -C "$REPO" test PYTHON="$py" VENV="$venv" ||
-            failed=1
+        run_version "$ver" host -C "$tree" test PYTHON="$py" VENV="$venv" || failed=1
     done
     return "$failed"
 }
@@ -211,33 +240,41 @@ provision() {
     chroot_has_pythons || die "the chroot lacks one of: $SID_PYTHONS, gcc, make, strace"
 }
 
-# The tree under test, committed or not, as one commit: the working tree's
-# tracked files (git stash create makes the commit without touching them).
+# The tree under test as one commit: the working tree's files, committed or
+# not, untracked ones too (not the ignored ones).  A private index, so the
+# repository's own index and working tree are left alone.
 tree_commit() {
-    local sha
-    sha=$(git -C "$REPO" stash create 2>/dev/null || true)
-    [ -n "$sha" ] || sha=$(git -C "$REPO" rev-parse HEAD)
-    printf '%s\n' "$sha"
+    local idx tree
+    idx=$(mktemp)
+    cp "$(cd "$REPO" && realpath "$(git rev-parse --git-path index)")" "$idx"
+    GIT_INDEX_FILE=$idx git -C "$REPO" add -A
+    tree=$(GIT_INDEX_FILE=$idx git -C "$REPO" write-tree)
+    rm -f "$idx"
+    GIT_AUTHOR_NAME=matrix GIT_AUTHOR_EMAIL=matrix@localhost \
+        GIT_COMMITTER_NAME=matrix GIT_COMMITTER_EMAIL=matrix@localhost \
+        git -C "$REPO" commit-tree "$tree" -p HEAD -m "the tree under test"
 }
 
-clone_into_chroot() {
-    local dest="$CHROOT/work/iommap" sha
+# Clones (or updates) $1 to hold exactly tree_commit's files.
+clone_tree() {
+    local dest=$1 sha
     sha=$(tree_commit)
-    mkdir -p "$CHROOT/work"
+    mkdir -p "$(dirname "$dest")"
     if [ ! -d "$dest/.git" ]; then
         rm -rf "$dest"
         git clone -q --no-checkout "$REPO" "$dest"
     fi
-    git -C "$REPO" push -q --force "$dest" "$sha:refs/heads/under-test"
-    git -C "$dest" checkout -q --force under-test
+    # A ref outside refs/heads: the clone's checked-out branch refuses pushes.
+    git -C "$REPO" push -q --force "$dest" "$sha:refs/under-test/tree"
+    git -C "$dest" checkout -q --force --detach refs/under-test/tree
     git -C "$dest" clean -q -ffdx
-    say "chroot: testing $(git -C "$dest" rev-parse --short HEAD) in /work/iommap"
+    say "testing $(git -C "$REPO" describe --always --dirty) (as $(git -C "$dest" rev-parse --short HEAD)) in $dest"
 }
 
 sid() {
-    local knobs=() failed=0 ver
-    while [ $# -gt 0 ] && [[ "$1" == IOMMAP_*=* ]]; do
-        knobs+=("$1")
+    local failed=0 ver
+    while [ $# -gt 0 ] && [[ "$1" =~ ^[A-Z][A-Z0-9_]*= ]]; do
+        ARGS+=("$1")
         shift
     done
     [ $# -gt 0 ] || die "sid: no versions given"
@@ -246,15 +283,16 @@ sid() {
     exec 9>"$CHROOT.lock"
     flock 9
     build_chroot
-    clone_into_chroot
+    clone_tree "$CHROOT/work/iommap"
     for ver in "$@"; do
         if [ ! -x "$CHROOT/usr/bin/python$ver" ]; then
             summary "python$ver: MISSING (not in the chroot; SID_PYTHONS=\"$SID_PYTHONS\")"
             failed=1
             continue
         fi
-        run_version "$ver" in_chroot env "${knobs[@]}" make -C /work/iommap test \
-            PYTHON="python$ver" VENV="/work/venv-$ver" || failed=1
+        rm -rf "$CHROOT/work/venv-$ver"
+        run_version "$ver" chroot -C /work/iommap test PYTHON="python$ver" VENV="/work/venv-$ver" ||
+            failed=1
     done
     return "$failed"
 }
