@@ -49,7 +49,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller file and fewer repeats: done in well under a minute",
+        help="smaller file (256M) and fewer repeats and operations",
     )
     parser.add_argument(
         "--size",
