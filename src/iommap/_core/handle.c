@@ -15,9 +15,12 @@
  *    lock exclusive, which waits for the calls in flight.
  */
 #include "handle.h"
+#include "files.h"
+#include "inputs.h"
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <structmember.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -26,12 +29,19 @@
 PyObject *raise_status(mapped_file *h, const char *op, const status *s, uint64_t offset,
                        uint64_t length)
 {
+    return raise_status_given(h, op, s, NULL, NULL, offset, length);
+}
+
+PyObject *raise_status_given(mapped_file *h, const char *op, const status *s, PyObject *offset_obj,
+                             PyObject *length_obj, uint64_t offset, uint64_t length)
+{
     iommap_state *st = STATE(h);
     switch (s->what) {
     case FAIL_CLOSED:
         return iommap_err_closed(st, op);
     case FAIL_OUT_OF_BOUNDS:
-        return iommap_err_out_of_bounds(st, op, offset, length, s->size);
+        return iommap_err_out_of_bounds_given(st, op, offset_obj, length_obj, offset, length,
+                                              s->size);
     case FAIL_SIGBUS:
         return iommap_err_sigbus(st, op);
     case FAIL_OS:
@@ -134,22 +144,7 @@ PyObject *refuse_mode(mapped_file *h, const char *op, const char *why)
  * buffer is badarg (struct field names, between colons, are skipped). */
 int get_destination(PyObject *obj, Py_buffer *buf)
 {
-    if (PyObject_GetBuffer(obj, buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
-        PyErr_Clear();
-        return -1;
-    }
-    for (const char *f = buf->format; f != NULL && *f != '\0'; f++) {
-        if (*f == ':') {
-            const char *end = strchr(f + 1, ':');
-            if (end == NULL)
-                break;
-            f = end;
-        } else if (*f == 'O') {
-            PyBuffer_Release(buf);
-            return -1;
-        }
-    }
-    return 0;
+    return iommap_get_buffer(obj, buf, 1);
 }
 
 /* Copies [offset, offset + n) of the current mapping into dst under the
@@ -200,7 +195,8 @@ static PyObject *mf_pread(mapped_file *h, PyObject *const *args, Py_ssize_t narg
      * than MemoryError; the locked check below is the one that counts. */
     size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
     if (!in_bounds(offset, length, hint))
-        return iommap_err_out_of_bounds(STATE(h), "pread", offset, length, hint);
+        return iommap_err_out_of_bounds_given(STATE(h), "pread", args[0], args[1], offset, length,
+                                              hint);
 
     PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
     if (result == NULL)
@@ -208,7 +204,7 @@ static PyObject *mf_pread(mapped_file *h, PyObject *const *args, Py_ssize_t narg
     status s = copy_out(h, offset, (size_t)length, PyBytes_AS_STRING(result));
     if (s.what != DONE) {
         Py_DECREF(result);
-        return raise_status(h, "pread", &s, offset, length);
+        return raise_status_given(h, "pread", &s, args[0], args[1], offset, length);
     }
     return result;
 }
@@ -219,7 +215,10 @@ static PyObject *mf_readinto(mapped_file *h, PyObject *const *args, Py_ssize_t n
     if (check_nargs(h, "readinto", nargs, 2) || to_u64(h, "readinto", "offset", args[0], &offset))
         return NULL;
     Py_buffer buf;
-    if (get_destination(args[1], &buf) != 0) {
+    int got = get_destination(args[1], &buf);
+    if (got < 0)
+        return NULL; /* the exporter's own exception */
+    if (got > 0) {
         return iommap_err_bad_type(STATE(h),
                                    "readinto: buffer must be a writable C-contiguous "
                                    "buffer of plain data, not %.100s",
@@ -235,7 +234,7 @@ static PyObject *mf_readinto(mapped_file *h, PyObject *const *args, Py_ssize_t n
         if (s.what == DONE)
             result = PyLong_FromSsize_t(buf.len);
         else
-            raise_status(h, "readinto", &s, offset, (uint64_t)buf.len);
+            raise_status_given(h, "readinto", &s, args[0], NULL, offset, (uint64_t)buf.len);
     }
     PyBuffer_Release(&buf);
     return result;
@@ -320,8 +319,10 @@ static int chunks_add(mapped_file *h, chunks *c, PyObject *obj, int depth)
     }
     if (c->count == c->capacity && chunks_grow(c) != 0)
         return -1;
-    if (PyObject_GetBuffer(obj, &c->views[c->count], PyBUF_SIMPLE) != 0) {
-        PyErr_Clear();
+    int got = iommap_get_buffer(obj, &c->views[c->count], 0);
+    if (got < 0)
+        return -1; /* the exporter's own exception */
+    if (got > 0) {
         iommap_err_bad_type(STATE(h),
                             "pwrite: data must be bytes-like (contiguous) or a list of "
                             "them, not %.100s",
@@ -382,6 +383,26 @@ static PyObject *mf_pwrite(mapped_file *h, PyObject *const *args, Py_ssize_t nar
         return NULL;
     chunks c;
     chunks_init(&c);
+    if (PyList_Check(args[1]) || PyTuple_Check(args[1])) {
+        /* Measured before it is expanded: a list that shares its sublists
+         * can expand to far more than its own size. */
+        iommap_iolist_size size;
+        if (iommap_iolist_measure(STATE(h), "pwrite", args[1], &size) != 0)
+            return NULL;
+        if (is_closing(h))
+            return iommap_err_closed(STATE(h), "pwrite");
+        if (!IOMMAP_CAN_WRITE(h->opts.mode))
+            return refuse_mode(h, "pwrite", "the handle is read-only");
+        size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
+        if (!in_bounds(offset, size.bytes, hint))
+            return iommap_err_out_of_bounds_given(STATE(h), "pwrite", args[0], NULL, offset,
+                                                  size.bytes, hint);
+        if (iommap_too_many(size.pieces, sizeof(Py_buffer)))
+            return iommap_err_bad_value(STATE(h),
+                                        "pwrite: data holds %llu pieces, more than memory "
+                                        "could hold",
+                                        (unsigned long long)size.pieces);
+    }
     if (chunks_add(h, &c, args[1], 0) != 0)
         goto fail;
 
@@ -395,7 +416,7 @@ static PyObject *mf_pwrite(mapped_file *h, PyObject *const *args, Py_ssize_t nar
     }
     status s = copy_in(h, offset, &c);
     if (s.what != DONE) {
-        raise_status(h, "pwrite", &s, offset, c.total);
+        raise_status_given(h, "pwrite", &s, args[0], NULL, offset, c.total);
         goto fail;
     }
     chunks_release(&c);
@@ -429,7 +450,7 @@ static status resize_locked(mapped_file *h, size_t new_size, iommap_mapping *fre
         return s;
     }
     size_t file_size = (size_t)st.st_size;
-    if (new_size > file_size && iommap_platform_reserve(h->fd, file_size, new_size) != 0) {
+    if (new_size > file_size && iommap_grow_file(h->fd, file_size, new_size) != 0) {
         s = (status){FAIL_OS, errno, "fallocate()", 0};
         return s;
     }
@@ -482,6 +503,8 @@ static PyObject *mf_truncate(mapped_file *h, PyObject *const *args, Py_ssize_t n
         return refuse_mode(h, "truncate", "a private mapping cannot resize its file");
     if (new_size > (uint64_t)INT64_MAX || new_size > (uint64_t)SIZE_MAX)
         return iommap_err_os(STATE(h), "truncate", "ftruncate()", EFBIG, NULL);
+    if (h->is_device) /* as ftruncate(2) says of a block device */
+        return iommap_err_os(STATE(h), "truncate", "ftruncate()", EINVAL, NULL);
 
     iommap_mapping *fresh =
         iommap_mapping_wrap(STATE(h)->mapping_type, NULL, 0, iommap_mapping_writable(&h->opts));
@@ -500,6 +523,7 @@ static PyObject *mf_truncate(mapped_file *h, PyObject *const *args, Py_ssize_t n
     Py_XDECREF(old);      /* unmapped here unless a view still holds it */
     if (s.what != DONE)
         return raise_status(h, "truncate", &s, new_size, 0);
+    atomic_store_explicit(&h->unsynced_size, 1, memory_order_release);
     Py_RETURN_NONE;
 }
 
@@ -519,8 +543,9 @@ void page_align(const iommap_mapping *m, const range *r, char **start, size_t *l
 /* Checks `r` against the mapping under the shared lock and runs `call`
  * (msync or madvise) over its pages with the GIL released; a NULL `call`
  * only checks.  Raises and returns NULL on failure, else None. */
-static PyObject *call_on_range(mapped_file *h, const char *op, range r,
-                               int (*call)(void *, size_t, int), const char *call_name, int arg)
+static PyObject *call_on_range(mapped_file *h, const char *op, range r, PyObject *offset_obj,
+                               PyObject *length_obj, int (*call)(void *, size_t, int),
+                               const char *call_name, int arg)
 {
     status s = {DONE, 0, NULL, 0};
     lock_shared(h);
@@ -543,7 +568,44 @@ static PyObject *call_on_range(mapped_file *h, const char *op, range r,
     }
     unlock(h);
     if (s.what != DONE)
-        return raise_status(h, op, &s, r.offset, r.length);
+        return raise_status_given(h, op, &s, offset_obj, length_obj, r.offset, r.length);
+    Py_RETURN_NONE;
+}
+
+/* After msync: what msync does not cover.  The file's size, when it changed
+ * since the last sync (a grow, a shrink, an open that created, emptied or
+ * extended the file: msync has nothing to flush for an empty mapping, and
+ * is not required to write the size at all), then the directory entry of a
+ * file open() created, once.  Taken exclusive, so that a concurrent sync()
+ * returns only once all of it is durable; needed at most once per change. */
+static PyObject *make_durable(mapped_file *h)
+{
+    if (!atomic_load_explicit(&h->unsynced_size, memory_order_acquire) &&
+        atomic_load_explicit(&h->created_dir, memory_order_acquire) == NULL)
+        Py_RETURN_NONE;
+    status s = {DONE, 0, NULL, 0};
+    lock_exclusive(h);
+    if (h->mapping == NULL) {
+        s.what = FAIL_CLOSED;
+    } else {
+        int fd = h->fd;
+        char *dir = atomic_load_explicit(&h->created_dir, memory_order_relaxed);
+        int size = atomic_load_explicit(&h->unsynced_size, memory_order_relaxed);
+        Py_BEGIN_ALLOW_THREADS
+        if ((size || dir != NULL) && iommap_platform_sync_file(fd) != 0)
+            s = (status){FAIL_OS, errno, "fdatasync()", 0};
+        else if (dir != NULL && iommap_sync_directory(dir) != 0)
+            s = (status){FAIL_OS, errno, "fsync() of the directory", 0};
+        Py_END_ALLOW_THREADS
+        if (s.what == DONE) {
+            atomic_store_explicit(&h->unsynced_size, 0, memory_order_relaxed);
+            atomic_store_explicit(&h->created_dir, NULL, memory_order_relaxed);
+            PyMem_RawFree(dir);
+        }
+    }
+    unlock(h);
+    if (s.what != DONE)
+        return raise_status(h, "sync", &s, 0, 0);
     Py_RETURN_NONE;
 }
 
@@ -583,7 +645,11 @@ static PyObject *mf_sync(mapped_file *h, PyObject *args, PyObject *kwargs)
 
     /* A private mapping has nothing to write back: it never reaches the file. */
     int (*call)(void *, size_t, int) = h->opts.private_ ? NULL : msync;
-    return call_on_range(h, "sync", r, call, "msync()", flags);
+    PyObject *done = call_on_range(h, "sync", r, offset_obj, length_obj, call, "msync()", flags);
+    if (done == NULL || flags != MS_SYNC)
+        return done; /* "async" schedules the data and waits for nothing */
+    Py_DECREF(done);
+    return make_durable(h);
 }
 
 static int advice_of(mapped_file *h, PyObject *hint, int *advice)
@@ -632,7 +698,7 @@ static PyObject *mf_advise(mapped_file *h, PyObject *const *args, Py_ssize_t nar
 #endif
     }
 
-    return call_on_range(h, "advise", r, madvise, "madvise()", advice);
+    return call_on_range(h, "advise", r, args[0], args[1], madvise, "madvise()", advice);
 }
 
 /* ---- size, close, lifecycle --------------------------------------------- */
@@ -768,7 +834,10 @@ static void mf_dealloc(mapped_file *h)
     if (PyObject_CallFinalizerFromDealloc((PyObject *)h) < 0)
         return; /* resurrected */
     PyObject_GC_UnTrack(h);
+    if (h->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)h);
     mf_clear(h);
+    PyMem_RawFree(atomic_load_explicit(&h->created_dir, memory_order_relaxed));
     Py_CLEAR(h->mapping);
     if (h->fd >= 0)
         close(h->fd);
@@ -785,6 +854,10 @@ PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
         return NULL;
     int rc = init_lock(&h->lock);
     atomic_init(&h->lock_generation, atomic_load_explicit(&fork_generation, memory_order_relaxed));
+    h->weakrefs = NULL;
+    h->is_device = 0;
+    atomic_init(&h->unsynced_size, 0);
+    atomic_init(&h->created_dir, NULL);
     if (rc != 0) {
         h->fd = -1;
         h->mapping = NULL;
@@ -803,6 +876,19 @@ PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
     PyObject_GC_Track(h);
     return (PyObject *)h;
 }
+
+void iommap_handle_set_file_state(PyObject *handle, int kind, int size_changed, char *created_dir)
+{
+    mapped_file *h = (mapped_file *)handle;
+    h->is_device = kind == IOMMAP_FILE_BLOCK_DEVICE;
+    atomic_store_explicit(&h->unsynced_size, size_changed, memory_order_relaxed);
+    atomic_store_explicit(&h->created_dir, created_dir, memory_order_relaxed);
+}
+
+static PyMemberDef mf_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(mapped_file, weakrefs), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
 
 static PyMethodDef mf_methods[] = {
     {"pread", (PyCFunction)(void (*)(void))mf_pread, METH_FASTCALL,
@@ -903,7 +989,22 @@ static PyGetSetDef mf_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+#if PY_VERSION_HEX < 0x030A0000
+/* Python 3.9 has no Py_TPFLAGS_DISALLOW_INSTANTIATION: refuse here. */
+static PyObject *mf_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    (void)args;
+    (void)kwargs;
+    PyErr_Format(PyExc_TypeError, "cannot create '%.100s' instances: use iommap.open()",
+                 type->tp_name);
+    return NULL;
+}
+#endif
+
 static PyType_Slot mf_slots[] = {
+#if PY_VERSION_HEX < 0x030A0000
+    {Py_tp_new, mf_new},
+#endif
     {Py_tp_dealloc, mf_dealloc},
     {Py_tp_finalize, mf_finalize},
     {Py_tp_traverse, mf_traverse},
@@ -911,6 +1012,7 @@ static PyType_Slot mf_slots[] = {
     {Py_tp_repr, mf_repr},
     {Py_tp_methods, mf_methods},
     {Py_tp_getset, mf_getset},
+    {Py_tp_members, mf_members},
     {Py_sq_length, mf_len},
     {Py_tp_doc, "A memory-mapped file, made by iommap.open()."},
     {0, NULL},
@@ -919,6 +1021,7 @@ static PyType_Slot mf_slots[] = {
 PyType_Spec iommap_mapped_file_spec = {
     .name = "iommap.MappedFile",
     .basicsize = sizeof(mapped_file),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+             Py_TPFLAGS_IMMUTABLETYPE,
     .slots = mf_slots,
 };

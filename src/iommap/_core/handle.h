@@ -26,7 +26,12 @@ typedef struct {
     int fd;                      /* -1 once closed; guarded by lock */
     iommap_mapping *mapping;     /* NULL once closed; guarded by lock */
     iommap_map_options opts;
-    PyObject *path; /* as given to open() */
+    PyObject *path;              /* as given to open() */
+    PyObject *weakrefs;          /* weak references to the handle */
+    int is_device;               /* a block device: its size is its own */
+    atomic_int unsynced_size;    /* the file's size changed since the last sync */
+    _Atomic(char *) created_dir; /* until the first sync: the directory where
+                                    open() created the file (PyMem_Raw) */
 } mapped_file;
 
 /* What a locked section found; turned into an exception after unlocking. */
@@ -49,6 +54,9 @@ typedef struct {
 
 PyObject *raise_status(mapped_file *h, const char *op, const status *s, uint64_t offset,
                        uint64_t length);
+/* The same, naming offset and length as given (their objects, or NULL). */
+PyObject *raise_status_given(mapped_file *h, const char *op, const status *s, PyObject *offset_obj,
+                             PyObject *length_obj, uint64_t offset, uint64_t length);
 
 /* Reads an optional (offset, length) range argument pair where length 0
  * means to the end; checked against the mapping under the lock. */

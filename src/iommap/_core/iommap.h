@@ -23,6 +23,7 @@
 
 #if PY_VERSION_HEX < 0x030A0000 /* Python 3.9 */
 #define Py_TPFLAGS_DISALLOW_INSTANTIATION 0
+#define Py_TPFLAGS_IMMUTABLETYPE          0
 static inline PyObject *iommap_new_ref(PyObject *obj)
 {
     Py_INCREF(obj);
@@ -85,6 +86,11 @@ PyObject *iommap_err_bad_value(iommap_state *st, const char *fmt, ...);
 PyObject *iommap_err_closed(iommap_state *st, const char *op);
 PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t offset,
                                    uint64_t length, size_t size);
+/* The same, naming offset and length as the caller gave them where their
+ * objects are known (either may be NULL). */
+PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObject *offset_obj,
+                                         PyObject *length_obj, uint64_t offset, uint64_t length,
+                                         size_t size);
 /* The same, for record `index` of a gather or scatter. */
 PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
                                       uint64_t offset, uint64_t length, size_t size);
@@ -94,6 +100,9 @@ PyObject *iommap_err_sigbus(iommap_state *st, const char *op);
 PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why);
 PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int code,
                         PyObject *filename);
+/* A file of type `kind` ("a FIFO") that cannot be mapped: errno `code`. */
+PyObject *iommap_err_file_type(iommap_state *st, const char *op, const char *kind, int code,
+                               PyObject *filename);
 
 /* ---- the mapping (mapping.c) ------------------------------------------ *
  * One mmap'ed region of a file, immutable once made.  The handle holds one
@@ -179,5 +188,10 @@ int iommap_fork_handler_install(void);
 
 PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
                             const iommap_map_options *opts, PyObject *path);
+/* What open() knows of the file beyond the mapping: a block device (kind
+ * 1) is never resized; `size_changed` and `created_dir` (PyMem_Raw, taken
+ * over; NULL if open() did not create the file) tell the first sync() what
+ * to make durable besides the data. */
+void iommap_handle_set_file_state(PyObject *handle, int kind, int size_changed, char *created_dir);
 
 #endif

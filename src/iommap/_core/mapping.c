@@ -86,6 +86,6 @@ static PyType_Slot mapping_slots[] = {
 PyType_Spec iommap_mapping_spec = {
     .name = "iommap._core.Mapping",
     .basicsize = sizeof(iommap_mapping),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = mapping_slots,
 };

@@ -1,5 +1,5 @@
 /* The iommap._core module: its state, iommap.open(), and initialisation. */
-#include "iommap.h"
+#include "files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -92,20 +92,49 @@ static int parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given)
     return 0;
 }
 
-/* The path as bytes for open(2); any error is badarg of the matching kind. */
+/* The path as bytes for open(2).  A wrong type or a name no file can have
+ * is badarg; an exception raised by the path's own __fspath__ is the
+ * caller's, and comes out unchanged. */
 static PyObject *encode_path(iommap_state *st, PyObject *path)
 {
-    PyObject *encoded = NULL;
-    if (PyUnicode_FSConverter(path, &encoded))
-        return encoded;
-    int wrong_type = PyErr_ExceptionMatches(PyExc_TypeError);
-    PyErr_Clear();
-    if (wrong_type)
-        return iommap_err_bad_type(st,
-                                   "open: path must be str, bytes or os.PathLike, not "
-                                   "%.100s",
-                                   Py_TYPE(path)->tp_name);
-    return iommap_err_bad_value(st, "open: path %R cannot be used as a file name", path);
+    PyObject *name;
+    if (PyUnicode_Check(path) || PyBytes_Check(path)) {
+        name = Py_NewRef(path);
+    } else {
+        PyObject *fspath = PyObject_GetAttrString((PyObject *)Py_TYPE(path), "__fspath__");
+        if (fspath == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return NULL;
+            PyErr_Clear();
+            return iommap_err_bad_type(st,
+                                       "open: path must be str, bytes or os.PathLike, not "
+                                       "%.100s",
+                                       Py_TYPE(path)->tp_name);
+        }
+        name = PyObject_CallOneArg(fspath, path);
+        Py_DECREF(fspath);
+        if (name == NULL)
+            return NULL; /* raised by __fspath__ */
+        if (!PyUnicode_Check(name) && !PyBytes_Check(name)) {
+            iommap_err_bad_type(st, "open: %.100s.__fspath__() returned %.100s, not str or bytes",
+                                Py_TYPE(path)->tp_name, Py_TYPE(name)->tp_name);
+            Py_DECREF(name);
+            return NULL;
+        }
+    }
+    PyObject *encoded = PyUnicode_Check(name) ? PyUnicode_EncodeFSDefault(name) : Py_NewRef(name);
+    Py_DECREF(name);
+    if (encoded == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeError))
+            return NULL;
+        PyErr_Clear();
+        return iommap_err_bad_value(st, "open: path %R cannot be used as a file name", path);
+    }
+    if (strlen(PyBytes_AS_STRING(encoded)) != (size_t)PyBytes_GET_SIZE(encoded)) {
+        Py_DECREF(encoded);
+        return iommap_err_bad_value(st, "open: path %R contains a NUL byte", path);
+    }
+    return encoded;
 }
 
 static PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
@@ -132,65 +161,80 @@ static PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
     PyObject *encoded = encode_path(st, path);
     if (encoded == NULL)
         return NULL;
+    const char *name = PyBytes_AS_STRING(encoded);
+    char *created_dir = NULL;
+    if (create && (created_dir = iommap_parent_directory(name)) == NULL) {
+        Py_DECREF(encoded);
+        return PyErr_NoMemory();
+    }
 
     /* A private mapping never writes the file, so it needs write access only
-     * to set the file up (truncate, size). */
+     * to set the file up (truncate, size).  No O_TRUNC: the file is emptied
+     * only once everything that can fail has succeeded. */
     int needs_write = opts.mode != IOMMAP_READ && (!private_ || truncate || size_given);
-    int flags = (needs_write ? O_RDWR : O_RDONLY) | O_CLOEXEC | (create ? O_CREAT : 0) |
-                (truncate ? O_TRUNC : 0);
-    const char *call = NULL;
-    int fd, err = 0;
-    char *addr = NULL;
-    struct stat info;
+    int flags = (needs_write ? O_RDWR : O_RDONLY) | (create ? O_CREAT : 0);
+    iommap_setup setup = {truncate, size_given, size, nocache, &opts};
+    iommap_setup_result done = {IOMMAP_FILE_REGULAR, NULL, 0, 0, NULL, NULL};
+    int fd, created = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    fd = open(PyBytes_AS_STRING(encoded), flags, 0644);
+    fd = iommap_open_file(name, flags, &created, &done.refused_kind);
     if (fd < 0) {
-        call = "open()";
-    } else if (fstat(fd, &info) != 0) {
-        call = "fstat()";
-    } else if (S_ISDIR(info.st_mode)) {
-        call = "open()";
-        errno = EISDIR;
-    } else if (size_given && (size_t)info.st_size < size &&
-               iommap_platform_reserve(fd, (size_t)info.st_size, size) != 0) {
-        call = "fallocate()";
-    } else if (nocache && iommap_platform_set_nocache(fd) != 0) {
-        call = "fcntl(F_NOCACHE)";
-    } else {
-        size_t length = (size_t)info.st_size;
-        if (size_given && length < size)
-            length = size;
-        if (iommap_map_region(fd, length, &opts, &addr, &call) == 0) {
-            size = length;
-            call = NULL;
-        }
+        if (done.refused_kind == NULL)
+            done.call = "open()";
+    } else if (iommap_setup_file(fd, &setup, &done) != 0) {
+        if (done.call == NULL && done.refused_kind == NULL)
+            done.call = "open()";
+    } else if (iommap_clear_nonblock(fd) != 0) {
+        done.call = "fcntl()";
+        if (done.addr != NULL)
+            munmap(done.addr, done.length);
+        done.addr = NULL;
     }
     err = errno;
-    if (call != NULL && fd >= 0)
+    if ((done.call != NULL || done.refused_kind != NULL) && fd >= 0) {
+        if (created)
+            iommap_remove_created(name, fd);
         close(fd);
+    }
     Py_END_ALLOW_THREADS
     Py_DECREF(encoded);
-    if (call != NULL)
-        return iommap_err_os(st, "open", call, err, path);
+    if (done.refused_kind != NULL) {
+        PyMem_RawFree(created_dir);
+        return iommap_err_file_type(st, "open", done.refused_kind, err, path);
+    }
+    if (done.call != NULL) {
+        PyMem_RawFree(created_dir);
+        return iommap_err_os(st, "open", done.call, err, path);
+    }
+    if (!created) {
+        PyMem_RawFree(created_dir);
+        created_dir = NULL;
+    }
 
     /* Put the SIGBUS handler back in front if another was installed since. */
     if (iommap_guard_install() != 0) {
         err = errno;
-        if (addr != NULL)
-            munmap(addr, size);
+        if (done.addr != NULL)
+            munmap(done.addr, done.length);
         close(fd);
+        PyMem_RawFree(created_dir);
         return iommap_err_os(st, "open", "sigaction()", err, NULL);
     }
-    iommap_mapping *mapping =
-        iommap_mapping_wrap(st->mapping_type, addr, size, iommap_mapping_writable(&opts));
+    iommap_mapping *mapping = iommap_mapping_wrap(st->mapping_type, done.addr, done.length,
+                                                  iommap_mapping_writable(&opts));
     if (mapping == NULL) {
         close(fd);
+        PyMem_RawFree(created_dir);
         return NULL;
     }
     PyObject *handle = iommap_handle_new(st, fd, mapping, &opts, path);
     Py_DECREF(mapping);
-    if (handle == NULL)
+    if (handle == NULL) {
         close(fd);
+        PyMem_RawFree(created_dir);
+        return NULL;
+    }
+    iommap_handle_set_file_state(handle, done.kind, done.size_changed || created, created_dir);
     return handle;
 }
 

@@ -41,7 +41,8 @@ PyObject *mf_view(mapped_file *h, PyObject *args, PyObject *kwargs)
     }
     unlock(h);
     if (s.what != DONE)
-        return raise_status(h, "view", &s, offset, length);
+        return raise_status_given(h, "view", &s, offset_obj,
+                                  length_obj != Py_None ? length_obj : NULL, offset, length);
 
     int whole_mapping = offset == 0 && length == m->size;
     PyObject *whole = PyMemoryView_FromObject((PyObject *)m);
@@ -97,13 +98,18 @@ static status page_residency(mapped_file *h, range r, unsigned char **vec, size_
     return s;
 }
 
-static int parse_range(mapped_file *h, const char *op, PyObject *args, PyObject *kwargs, range *r)
+/* *given receives the offset and length objects (borrowed; NULL when not
+ * given), for messages that name them as given. */
+static int parse_range(mapped_file *h, const char *op, PyObject *args, PyObject *kwargs, range *r,
+                       PyObject **given)
 {
     static char *keywords[] = {"offset", "length", NULL};
     PyObject *offset_obj = NULL, *length_obj = NULL;
     r->offset = r->length = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO", keywords, &offset_obj, &length_obj))
         return -1;
+    given[0] = offset_obj;
+    given[1] = length_obj;
     if ((offset_obj != NULL && to_u64(h, op, "offset", offset_obj, &r->offset) != 0) ||
         (length_obj != NULL && to_u64(h, op, "length", length_obj, &r->length) != 0))
         return -1;
@@ -117,13 +123,14 @@ static int parse_range(mapped_file *h, const char *op, PyObject *args, PyObject 
 PyObject *mf_resident(mapped_file *h, PyObject *args, PyObject *kwargs)
 {
     range r;
-    if (parse_range(h, "resident", args, kwargs, &r) != 0)
+    PyObject *given[2];
+    if (parse_range(h, "resident", args, kwargs, &r, given) != 0)
         return NULL;
     unsigned char *vec;
     size_t pages;
     status s = page_residency(h, r, &vec, &pages);
     if (s.what != DONE)
-        return raise_status(h, "resident", &s, r.offset, r.length);
+        return raise_status_given(h, "resident", &s, given[0], given[1], r.offset, r.length);
     size_t resident = 0;
     for (size_t i = 0; i < pages; i++)
         resident += vec[i] & 1;
@@ -134,13 +141,14 @@ PyObject *mf_resident(mapped_file *h, PyObject *args, PyObject *kwargs)
 PyObject *mf_residency(mapped_file *h, PyObject *args, PyObject *kwargs)
 {
     range r;
-    if (parse_range(h, "residency", args, kwargs, &r) != 0)
+    PyObject *given[2];
+    if (parse_range(h, "residency", args, kwargs, &r, given) != 0)
         return NULL;
     unsigned char *vec;
     size_t pages;
     status s = page_residency(h, r, &vec, &pages);
     if (s.what != DONE)
-        return raise_status(h, "residency", &s, r.offset, r.length);
+        return raise_status_given(h, "residency", &s, given[0], given[1], r.offset, r.length);
     for (size_t i = 0; i < pages; i++)
         vec[i] &= 1; /* the other bits are reserved */
     PyObject *result = PyBytes_FromStringAndSize((const char *)vec, (Py_ssize_t)pages);
