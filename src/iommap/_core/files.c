@@ -23,12 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if defined(__linux__)
-#include <linux/fs.h> /* BLKGETSIZE64 */
-#include <sys/ioctl.h>
-#include <sys/vfs.h> /* fstatfs */
-#endif
-
 /* ---- what a descriptor is ------------------------------------------------ */
 
 static const char *kind_of_mode(mode_t mode)
@@ -44,53 +38,6 @@ static const char *kind_of_mode(mode_t mode)
     return "not a regular file or block device";
 }
 
-/* Linux: the pseudo-file systems whose files report a size unrelated to
- * their content (and which do not support mmap as a file anyway). */
-static const char *pseudo_file_system(int fd)
-{
-#if defined(__linux__)
-    struct statfs fs;
-    if (fstatfs(fd, &fs) != 0)
-        return NULL;
-    switch ((unsigned long)fs.f_type) {
-    case 0x9fa0UL: /* PROC_SUPER_MAGIC */
-        return "a /proc pseudo-file";
-    case 0x62656572UL: /* SYSFS_MAGIC */
-        return "a /sys pseudo-file";
-    case 0x64626720UL: /* DEBUGFS_MAGIC */
-        return "a debugfs pseudo-file";
-    case 0x74726163UL: /* TRACEFS_MAGIC */
-        return "a tracefs pseudo-file";
-    case 0x73636673UL: /* SECURITYFS_MAGIC */
-        return "a securityfs pseudo-file";
-    case 0x27e0ebUL:   /* CGROUP_SUPER_MAGIC */
-    case 0x63677270UL: /* CGROUP2_SUPER_MAGIC */
-        return "a cgroup pseudo-file";
-    case 0x62656570UL: /* CONFIGFS_MAGIC */
-        return "a configfs pseudo-file";
-    default:
-        return NULL;
-    }
-#else
-    (void)fd;
-    return NULL;
-#endif
-}
-
-int iommap_platform_device_size(int fd, uint64_t *size)
-{
-#if defined(__linux__) && defined(BLKGETSIZE64)
-    return ioctl(fd, BLKGETSIZE64, size);
-#else
-    /* macOS and the BSDs either have no block devices or cannot mmap them:
-     * a clear refusal rather than a guess. */
-    (void)fd;
-    (void)size;
-    errno = ENODEV;
-    return -1;
-#endif
-}
-
 int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **what)
 {
     struct stat st;
@@ -100,7 +47,7 @@ int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **
         return -1;
     }
     if (S_ISREG(st.st_mode)) {
-        const char *pseudo = pseudo_file_system(fd);
+        const char *pseudo = iommap_platform_pseudo_file(fd);
         if (pseudo != NULL) {
             *what = pseudo;
             errno = ENODEV;
@@ -250,15 +197,6 @@ int iommap_refill_with_zeros(int fd, size_t size)
 }
 
 /* ---- durability ---------------------------------------------------------------- */
-
-int iommap_platform_sync_file(int fd)
-{
-#if defined(__linux__) || defined(__FreeBSD__)
-    return fdatasync(fd); /* data and the size needed to read it back */
-#else
-    return fsync(fd);
-#endif
-}
 
 int iommap_sync_directory(const char *dir)
 {

@@ -21,10 +21,6 @@ int iommap_clear_nonblock(int fd);
  * directory) and *what naming its type ("a FIFO", "a /proc pseudo-file"). */
 int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **what);
 
-/* A block device's size in bytes (BLKGETSIZE64 on Linux); ENODEV where the
- * platform cannot map block devices. */
-int iommap_platform_device_size(int fd, uint64_t *size);
-
 /* Grows a regular file from old_size to size, reserving the space; on
  * failure the file is cut back to old_size, which frees whatever the failed
  * reservation took, and its content is as it was. */
@@ -40,8 +36,6 @@ int iommap_refill_with_zeros(int fd, size_t size);
 /* Removes the file a failed open() created, if `path` still names it. */
 void iommap_remove_created(const char *path, int fd);
 
-/* Data and size durable: fdatasync where it exists, else fsync. */
-int iommap_platform_sync_file(int fd);
 /* fsync of a directory, so that an entry made in it survives a power cut. */
 int iommap_sync_directory(const char *dir);
 /* The directory part of `path` ("." for none), PyMem_RawMalloc'ed. */

@@ -243,11 +243,7 @@ int iommap_iolist_measure(iommap_state *st, const char *op, PyObject *data,
 static int is_native_int64(const Py_buffer *b)
 {
     const char *f = b->format != NULL ? b->format : "B";
-#if PY_LITTLE_ENDIAN
-    if (*f == '@' || *f == '=' || *f == '<')
-#else
-    if (*f == '@' || *f == '=' || *f == '>' || *f == '!')
-#endif
+    if (*f != '\0' && strchr(IOMMAP_NATIVE_ORDER_PREFIXES, *f) != NULL)
         f++;
     return b->itemsize == 8 && (f[0] == 'q' || f[0] == 'Q' || f[0] == 'l' || f[0] == 'L') &&
            f[1] == '\0';
@@ -347,17 +343,13 @@ static int offsets_from_iterable(iommap_state *st, const char *op, PyObject *obj
     int rc = 0;
     /* Re-read the size each step: converting an item can run Python code. */
     for (Py_ssize_t i = 0; rc == 0 && i < n && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
-        int overflow = 0;
-        long long value =
-            PyLong_CheckExact(item) ? PyLong_AsLongLongAndOverflow(item, &overflow) : -1;
-        if (PyLong_CheckExact(item) && overflow == 0 && value >= 0) {
-            v[i] = (uint64_t)value;
-        } else {
-            char name[32];
-            snprintf(name, sizeof(name), "offsets[%zd]", i);
-            rc = iommap_arg_to_u64(st, op, name, item, &v[i]);
-        }
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (iommap_small_int(item, &v[i]))
+            continue;
+        char name[32]; /* only the general path may need it, for its message */
+        snprintf(name, sizeof(name), "offsets[%zd]", i);
+        Py_INCREF(item);
+        rc = iommap_arg_to_u64(st, op, name, item, &v[i]);
         Py_DECREF(item);
     }
     if (rc == 0 && n != PySequence_Fast_GET_SIZE(seq)) {

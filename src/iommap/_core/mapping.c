@@ -83,9 +83,5 @@ static PyType_Slot mapping_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec iommap_mapping_spec = {
-    .name = "iommap._core.Mapping",
-    .basicsize = sizeof(iommap_mapping),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = mapping_slots,
-};
+PyType_Spec iommap_mapping_spec =
+    IOMMAP_TYPE_SPEC("iommap._core.Mapping", iommap_mapping, 0, mapping_slots);

@@ -1,242 +1,8 @@
-/* The iommap._core module: its state, iommap.open(), and initialisation. */
-#include "files.h"
+/* The iommap._core module: its state, its types and functions, and
+ * initialisation. */
+#include "iommap.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-iommap_state *iommap_state_of_type(PyTypeObject *type)
-{
-    return (iommap_state *)PyType_GetModuleState(type);
-}
-
-const char *iommap_mode_name(iommap_mode mode)
-{
-    switch (mode) {
-    case IOMMAP_READ:
-        return "read";
-    case IOMMAP_WRITE:
-        return "write";
-    case IOMMAP_READ_WRITE:
-        break;
-    }
-    return "read_write";
-}
-
-static int parse_mode(iommap_state *st, PyObject *obj, iommap_mode *mode)
-{
-    if (obj == NULL) {
-        *mode = IOMMAP_READ_WRITE;
-        return 0;
-    }
-    if (!PyUnicode_Check(obj)) {
-        iommap_err_bad_type(st, "open: mode must be a str, not %.100s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    static const iommap_mode modes[] = {IOMMAP_READ, IOMMAP_WRITE, IOMMAP_READ_WRITE};
-    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-        if (PyUnicode_CompareWithASCIIString(obj, iommap_mode_name(modes[i])) == 0) {
-            *mode = modes[i];
-            return 0;
-        }
-    }
-    iommap_err_bad_value(st, "open: mode must be \"read\", \"write\" or \"read_write\", not %R",
-                         obj);
-    return -1;
-}
-
-int iommap_arg_to_u64(iommap_state *st, const char *op, const char *name, PyObject *obj,
-                      uint64_t *out)
-{
-    PyObject *index;
-    if (PyLong_CheckExact(obj)) {
-        index = Py_NewRef(obj);
-    } else if (PyIndex_Check(obj) && !PyFloat_Check(obj)) {
-        index = PyNumber_Index(obj);
-        if (index == NULL)
-            return -1;
-    } else {
-        iommap_err_bad_type(st, "%s: %s must be an int, not %.100s", op, name,
-                            Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    int overflow;
-    long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
-    Py_DECREF(index);
-    if (overflow == 0 && v == -1 && PyErr_Occurred())
-        return -1;
-    if (overflow < 0 || (overflow == 0 && v < 0)) {
-        iommap_err_bad_value(st, "%s: %s must not be negative", op, name);
-        return -1;
-    }
-    *out = overflow > 0 ? UINT64_MAX : (uint64_t)v;
-    return 0;
-}
-
-/* size=None, or a non-negative int; *size is 0 and *given 0 for None. */
-static int parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given)
-{
-    uint64_t value;
-    *size = 0;
-    *given = 0;
-    if (obj == NULL || obj == Py_None)
-        return 0;
-    if (iommap_arg_to_u64(st, "open", "size", obj, &value) != 0)
-        return -1;
-    /* Larger than a file can be: the reservation fails with EFBIG. */
-    *size = value > SIZE_MAX ? SIZE_MAX : (size_t)value;
-    *given = 1;
-    return 0;
-}
-
-/* The path as bytes for open(2).  A wrong type or a name no file can have
- * is badarg; an exception raised by the path's own __fspath__ is the
- * caller's, and comes out unchanged. */
-static PyObject *encode_path(iommap_state *st, PyObject *path)
-{
-    PyObject *name;
-    if (PyUnicode_Check(path) || PyBytes_Check(path)) {
-        name = Py_NewRef(path);
-    } else {
-        PyObject *fspath = PyObject_GetAttrString((PyObject *)Py_TYPE(path), "__fspath__");
-        if (fspath == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-                return NULL;
-            PyErr_Clear();
-            return iommap_err_bad_type(st,
-                                       "open: path must be str, bytes or os.PathLike, not "
-                                       "%.100s",
-                                       Py_TYPE(path)->tp_name);
-        }
-        name = PyObject_CallOneArg(fspath, path);
-        Py_DECREF(fspath);
-        if (name == NULL)
-            return NULL; /* raised by __fspath__ */
-        if (!PyUnicode_Check(name) && !PyBytes_Check(name)) {
-            iommap_err_bad_type(st, "open: %.100s.__fspath__() returned %.100s, not str or bytes",
-                                Py_TYPE(path)->tp_name, Py_TYPE(name)->tp_name);
-            Py_DECREF(name);
-            return NULL;
-        }
-    }
-    PyObject *encoded = PyUnicode_Check(name) ? PyUnicode_EncodeFSDefault(name) : Py_NewRef(name);
-    Py_DECREF(name);
-    if (encoded == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_UnicodeError))
-            return NULL;
-        PyErr_Clear();
-        return iommap_err_bad_value(st, "open: path %R cannot be used as a file name", path);
-    }
-    if (strlen(PyBytes_AS_STRING(encoded)) != (size_t)PyBytes_GET_SIZE(encoded)) {
-        Py_DECREF(encoded);
-        return iommap_err_bad_value(st, "open: path %R contains a NUL byte", path);
-    }
-    return encoded;
-}
-
-static PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
-{
-    static char *keywords[] = {"path",    "mode",   "private",  "lock", "populate",
-                               "nocache", "create", "truncate", "size", NULL};
-    iommap_state *st = PyModule_GetState(module);
-    PyObject *path, *mode_obj = NULL, *size_obj = NULL;
-    int private_ = 0, lock = 0, populate = 0, nocache = 0, create = 0, truncate = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppppppO:open", keywords, &path, &mode_obj,
-                                     &private_, &lock, &populate, &nocache, &create, &truncate,
-                                     &size_obj))
-        return NULL;
-
-    iommap_map_options opts = {IOMMAP_READ_WRITE, private_, populate, nocache, lock};
-    size_t size;
-    int size_given;
-    if (parse_mode(st, mode_obj, &opts.mode) != 0 ||
-        parse_size(st, size_obj, &size, &size_given) != 0)
-        return NULL;
-    if (opts.mode == IOMMAP_READ && (create || truncate || size_given))
-        return iommap_err_bad_value(st, "open: mode \"read\" cannot create, truncate or size "
-                                        "a file");
-    PyObject *encoded = encode_path(st, path);
-    if (encoded == NULL)
-        return NULL;
-    const char *name = PyBytes_AS_STRING(encoded);
-    char *created_dir = NULL;
-    if (create && (created_dir = iommap_parent_directory(name)) == NULL) {
-        Py_DECREF(encoded);
-        return PyErr_NoMemory();
-    }
-
-    /* A private mapping never writes the file, so it needs write access only
-     * to set the file up (truncate, size).  No O_TRUNC: the file is emptied
-     * only once everything that can fail has succeeded. */
-    int needs_write = opts.mode != IOMMAP_READ && (!private_ || truncate || size_given);
-    int flags = (needs_write ? O_RDWR : O_RDONLY) | (create ? O_CREAT : 0);
-    iommap_setup setup = {truncate, size_given, size, nocache, &opts};
-    iommap_setup_result done = {IOMMAP_FILE_REGULAR, NULL, 0, 0, NULL, NULL};
-    int fd, created = 0, err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    fd = iommap_open_file(name, flags, &created, &done.refused_kind);
-    if (fd < 0) {
-        if (done.refused_kind == NULL)
-            done.call = "open()";
-    } else if (iommap_setup_file(fd, &setup, &done) != 0) {
-        if (done.call == NULL && done.refused_kind == NULL)
-            done.call = "open()";
-    } else if (iommap_clear_nonblock(fd) != 0) {
-        done.call = "fcntl()";
-        if (done.addr != NULL)
-            munmap(done.addr, done.length);
-        done.addr = NULL;
-    }
-    err = errno;
-    if ((done.call != NULL || done.refused_kind != NULL) && fd >= 0) {
-        if (created)
-            iommap_remove_created(name, fd);
-        close(fd);
-    }
-    Py_END_ALLOW_THREADS
-    Py_DECREF(encoded);
-    if (done.refused_kind != NULL) {
-        PyMem_RawFree(created_dir);
-        return iommap_err_file_type(st, "open", done.refused_kind, err, path);
-    }
-    if (done.call != NULL) {
-        PyMem_RawFree(created_dir);
-        return iommap_err_os(st, "open", done.call, err, path);
-    }
-    if (!created) {
-        PyMem_RawFree(created_dir);
-        created_dir = NULL;
-    }
-
-    /* Put the SIGBUS handler back in front if another was installed since. */
-    if (iommap_guard_install() != 0) {
-        err = errno;
-        if (done.addr != NULL)
-            munmap(done.addr, done.length);
-        close(fd);
-        PyMem_RawFree(created_dir);
-        return iommap_err_os(st, "open", "sigaction()", err, NULL);
-    }
-    iommap_mapping *mapping = iommap_mapping_wrap(st->mapping_type, done.addr, done.length,
-                                                  iommap_mapping_writable(&opts));
-    if (mapping == NULL) {
-        close(fd);
-        PyMem_RawFree(created_dir);
-        return NULL;
-    }
-    PyObject *handle = iommap_handle_new(st, fd, mapping, &opts, path);
-    Py_DECREF(mapping);
-    if (handle == NULL) {
-        close(fd);
-        PyMem_RawFree(created_dir);
-        return NULL;
-    }
-    iommap_handle_set_file_state(handle, done.kind, done.size_changed || created, created_dir);
-    return handle;
-}
 
 static PyMethodDef module_functions[] = {
     {"open", (PyCFunction)(void (*)(void))iommap_open, METH_VARARGS | METH_KEYWORDS,
@@ -298,31 +64,20 @@ static int module_exec(PyObject *module)
     return 0;
 }
 
+#define VISIT_FIELD(field) Py_VISIT(st->field);
+#define CLEAR_FIELD(field) Py_CLEAR(st->field);
+
 static int module_traverse(PyObject *module, visitproc visit, void *arg)
 {
     iommap_state *st = PyModule_GetState(module);
-    Py_VISIT(st->mapped_file_type);
-    Py_VISIT(st->mapping_type);
-    Py_VISIT(st->bad_type_error);
-    Py_VISIT(st->bad_value_error);
-    Py_VISIT(st->closed_error);
-    Py_VISIT(st->out_of_bounds_error);
-    Py_VISIT(st->sigbus_error);
-    Py_VISIT(st->os_error_factory);
+    IOMMAP_STATE_OBJECTS(VISIT_FIELD)
     return 0;
 }
 
 static int module_clear(PyObject *module)
 {
     iommap_state *st = PyModule_GetState(module);
-    Py_CLEAR(st->mapped_file_type);
-    Py_CLEAR(st->mapping_type);
-    Py_CLEAR(st->bad_type_error);
-    Py_CLEAR(st->bad_value_error);
-    Py_CLEAR(st->closed_error);
-    Py_CLEAR(st->out_of_bounds_error);
-    Py_CLEAR(st->sigbus_error);
-    Py_CLEAR(st->os_error_factory);
+    IOMMAP_STATE_OBJECTS(CLEAR_FIELD)
     return 0;
 }
 
