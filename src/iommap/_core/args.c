@@ -128,10 +128,8 @@ PyObject *iommap_encode_path(iommap_state *st, PyObject *path)
     return encoded;
 }
 
-int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
+int iommap_err_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
 {
-    if (nargs == want)
-        return 0;
     PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)", op, want, nargs);
     return -1;
 }

@@ -118,8 +118,13 @@ int iommap_parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given)
  * have is badarg; an exception from the path's own __fspath__ comes out
  * unchanged. */
 PyObject *iommap_encode_path(iommap_state *st, PyObject *path);
-/* TypeError unless a fast-call method got exactly `want` arguments. */
-int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want);
+/* TypeError unless a fast-call method got exactly `want` arguments (inline:
+ * every hot call makes this check). */
+int iommap_err_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want);
+static inline int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
+{
+    return nargs == want ? 0 : iommap_err_nargs(op, nargs, want);
+}
 /* A writable, C-contiguous destination holding no object pointers:
  * iommap_get_buffer(obj, buf, 1) of inputs.h (0; 1 refused; -1 the
  * exporter's own exception). */
