@@ -91,21 +91,29 @@ def format_size(n: float, *, exact: bool = False) -> str:
 
 
 def parse_size(text: str, *, allow_zero: bool = False) -> int:
-    """``'1G'``, ``'256MiB'``, ``'4k'``, ``'65536'`` -> bytes (binary units).
+    """``'1G'``, ``'1.5G'``, ``'256MiB'``, ``'4k'``, ``'65536'`` -> bytes.
 
     Units: B, K/KB/KiB, M/MB/MiB, G/GB/GiB, T/TB/TiB, P/PB/PiB, any case, all
-    powers of 1024 (as vmtouch and dd read them). Raises ``ValueError`` with a
-    message fit to show a user for anything else, and for 0 unless
-    ``allow_zero``.
+    powers of 1024 (as vmtouch and dd read them); a fraction is rounded down
+    to a whole byte. Raises ``ValueError`` with a message fit to show a user
+    for anything else, and for 0 unless ``allow_zero``.
     """
     s = text.strip().upper()
     i = len(s)
     while i and not s[i - 1].isdigit():
         i -= 1
     number, unit = s[:i], s[i:].strip()
-    if not number.isdigit() or unit not in _PARSE_UNITS:
-        raise ValueError(f"not a size: {text!r} (try 4096, 4K, 256M, 1G)")
-    value = int(number) * _PARSE_UNITS[unit]
+    whole, dot, fraction = number.partition(".")
+    if (
+        not (whole.isdigit() or (dot and not whole and fraction))
+        or (dot and not fraction.isdigit())
+        or unit not in _PARSE_UNITS
+    ):
+        raise ValueError(f"not a size: {text!r} (try 4096, 4K, 256M, 1.5G)")
+    scale = _PARSE_UNITS[unit]
+    value = int(whole or 0) * scale
+    if fraction:
+        value += int(fraction) * scale // 10 ** len(fraction)
     if value == 0 and not allow_zero:
         raise ValueError(f"a size must be positive: {text!r}")
     return value
