@@ -14,7 +14,6 @@ Internal: nothing here is public API, and it may change with the callers.
 
 from __future__ import annotations
 
-import mmap
 import os
 import shutil
 import sys
@@ -24,12 +23,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Final, TextIO
 
 import iommap
+from iommap import _core
 
-# The page size the core maps with and mincore(2) counts in: sysconf
-# (_SC_PAGESIZE), as the core itself asks (the standard library's
-# mmap.PAGESIZE is that same call). 4 KiB on most machines, 16 KiB on Apple
-# silicon and some arm64 kernels, 64 KiB on some ppc64 ones: never assume.
-PAGE_SIZE: Final[int] = mmap.PAGESIZE
+# The page size the core maps with and mincore(2) counts in, as the core
+# itself has it (sysconf). 4 KiB on most machines, 16 KiB on Apple silicon
+# and some arm64 kernels, 64 KiB on some ppc64 ones: never assume.
+PAGE_SIZE: Final[int] = _core.PAGE_SIZE
 
 KiB: Final[int] = 1 << 10
 MiB: Final[int] = 1 << 20

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, NamedTuple, Union
 
-from . import _toolkit
+from . import _core, _toolkit
 from ._core import MappedFile
 from ._core import open as _open
 from ._errors import Error
@@ -64,8 +64,6 @@ PAGE_SIZE: Final[int] = _toolkit.PAGE_SIZE
 # answer for a 1 TiB file needs 256 KiB of memory (mincore's vector), and
 # Ctrl-C is seen between two ranges.
 _CHUNK: Final[int] = 1 << 30
-# cachestat needs no vector; its ranges only bound the time of one call.
-_CACHESTAT_CHUNK: Final[int] = 64 << 30
 
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -175,83 +173,38 @@ class Totals(NamedTuple):
 
 # ---- counting one file ---------------------------------------------------------
 
+# Set once the kernel has said it has no cachestat(2): from then on, counts
+# come from mincore(2) on a mapping.
+_cachestat_missing = not sys.platform.startswith("linux")
 
-class _CacheStat:
-    """cachestat(2) through ctypes, where the kernel has it (Linux 6.5+)."""
-
-    available: bool | None = None  # None: not probed yet
-
-    def __init__(self) -> None:
-        import ctypes
-
-        class Range(ctypes.Structure):
-            _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
-
-        class Stat(ctypes.Structure):
-            _fields_ = [
-                (name, ctypes.c_uint64)
-                for name in ("cache", "dirty", "writeback", "evicted", "recently_evicted")
-            ]
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._syscall = libc.syscall
-        # syscall(2) is variadic; on the Linux ABIs every argument here goes
-        # in a register as declared.
-        self._syscall.argtypes = [
-            ctypes.c_long,
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_uint,
-        ]
-        self._syscall.restype = ctypes.c_long
-        self._get_errno = ctypes.get_errno
-        self._range = Range()
-        self._stat = Stat()
-        self._range_ref = ctypes.addressof(self._range)
-        self._stat_ref = ctypes.addressof(self._stat)
-
-    def __call__(self, fd: int, offset: int, length: int) -> tuple[int, int, int, int, int]:
-        """Counts for [offset, offset + length); raises OSError."""
-        r = self._range
-        r.off = offset
-        r.len = length
-        if self._syscall(451, fd, self._range_ref, self._stat_ref, 0):
-            err = self._get_errno()
-            raise OSError(err, os.strerror(err))
-        s = self._stat
-        return (s.cache, s.dirty, s.writeback, s.evicted, s.recently_evicted)
-
-
-_cachestat: _CacheStat | None = None
+# file_cache_stat's first item.
+_COUNTED, _HIDDEN, _UNSUPPORTED, _NOT_REGULAR = 0, 1, 2, 3
 
 
 def cachestat_available() -> bool:
-    """Whether this kernel has ``cachestat(2)`` (Linux 6.5 and later)."""
-    global _cachestat
-    if _CacheStat.available is None:
-        _CacheStat.available = False
-        # 451 is cachestat's number on every Linux architecture but alpha.
-        if sys.platform.startswith("linux") and os.uname().machine != "alpha":
-            try:
-                probe = _CacheStat()
-                fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    probe(fd, 0, 0)
-                except OSError as exc:
-                    # /dev/null has no page cache: any answer but ENOSYS
-                    # (EBADF, EOPNOTSUPP...) shows the call exists.
-                    if exc.errno != _errno.ENOSYS:
-                        _CacheStat.available = True
-                else:
-                    _CacheStat.available = True
-                finally:
-                    os.close(fd)
-                if _CacheStat.available:
-                    _cachestat = probe
-            except (OSError, AttributeError):
-                pass
-    return bool(_CacheStat.available)
+    """Whether this kernel has ``cachestat(2)`` (Linux 6.5 and later), so
+    results carry the dirty, writeback and evicted counts."""
+    global _cachestat_missing
+    if not _cachestat_missing:
+        try:
+            status = _core.file_cache_stat(os.devnull, 0, None, True)[0]
+        except OSError:
+            return True  # cannot tell from here; the first real file will
+        # /dev/null is not a regular file: ask for a regular one we own.
+        if status == _NOT_REGULAR:
+            status = _probe_cachestat()
+        if status == _UNSUPPORTED:
+            _cachestat_missing = True
+    return not _cachestat_missing
+
+
+def _probe_cachestat() -> int:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(b"\0")
+        f.flush()
+        return _core.file_cache_stat(f.name, 0, None, True)[0]
 
 
 def _has_capability(bit: int) -> bool:
@@ -290,9 +243,8 @@ def _mincore_visible(path: PathLike, st: os.stat_result) -> bool:
 
 
 def _page_range(size: int, offset: int, length: int | None) -> tuple[int, int]:
-    """[start, end) in bytes: the range, starting on a page, within the file."""
-    if offset < 0 or (length is not None and length < 0):
-        raise ValueError("offset and length must not be negative")
+    """[start, end) in bytes: the range, starting on a page, within the file
+    (as file_cache_stat computes it)."""
     start = min(offset - offset % PAGE_SIZE, size)
     end = size if length is None else min(size, offset + length)
     return start, max(start, end)
@@ -302,190 +254,175 @@ def _pages(nbytes: int) -> int:
     return -(-nbytes // PAGE_SIZE)
 
 
-class _Counter:
-    """Counts the resident pages of ranges of one open file."""
+class _NotRegular(OSError):
+    pass
 
-    def __init__(self, path: PathLike, fd: int, st: os.stat_result) -> None:
-        self.path = path
-        self.fd = fd
-        self.size = st.st_size
-        self.mapping: MappedFile | None = None
-        self.known = True
-        self.detailed = cachestat_available()
-        if not self.detailed:
-            self.known = _mincore_visible(path, st)
 
-    def count(self, start: int, end: int) -> tuple[int, ...] | None:
-        """(cached, dirty, writeback, evicted, recently evicted), or
-        (cached,) without cachestat; None when the system hides it."""
-        if not self.known:
-            return None
-        if self.detailed and _cachestat is not None:
-            sums = [0, 0, 0, 0, 0]
-            pos = start
-            while pos < end:
-                n = min(_CACHESTAT_CHUNK, end - pos)
-                try:
-                    got = _cachestat(self.fd, pos, n)
-                except OSError as exc:
-                    if exc.errno == _errno.EPERM:
-                        self.known = False  # the kernel hides this file's pages
-                        return None
-                    raise
-                for i in range(5):
-                    sums[i] += got[i]
-                pos += n
-            return tuple(sums)
-        if start >= end:
-            return (0,)
-        if self.mapping is None:
-            self.mapping = _open(self.path, "read")
-        pos, cached, m = start, 0, self.mapping
-        end = min(end, len(m))
+def _not_regular(mode: int) -> OSError:
+    if _stat.S_ISDIR(mode):
+        return IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR))
+    return _NotRegular(_errno.ENODEV, "not a regular file")
+
+
+def _check_regular(st: os.stat_result) -> None:
+    if not _stat.S_ISREG(st.st_mode):
+        raise _not_regular(st.st_mode)
+
+
+_Stat = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
+
+
+_new_tuple = tuple.__new__
+
+
+def _counted(given: str | bytes, t: _Stat, before: int | None = None) -> FileResidency:
+    """The result of a file_cache_stat tuple whose status is counted or hidden.
+
+    Built with tuple.__new__, as FileResidency._make is: the walk makes one
+    per file, and the generated __new__ costs more than the system calls."""
+    size, start, end = t[2], t[5], t[6]
+    length = end - start
+    total = -(-length // PAGE_SIZE)
+    if t[0] == _HIDDEN:
+        fields: tuple[object, ...] = (
+            given, size, start, length, total, False, None, None, None, None, None, None, before
+        )  # fmt: skip
+    else:
+        resident = t[7] if t[7] < total else total
+        nbytes = resident * PAGE_SIZE
+        fields = (
+            given, size, start, length, total, True, resident,
+            nbytes if nbytes < length else length, t[8], t[9], t[10], t[11], before,
+        )  # fmt: skip
+    result: FileResidency = _new_tuple(FileResidency, fields)
+    return result
+
+
+def _mincore_count(path: PathLike, start: int, end: int) -> int:
+    """Resident pages of [start, end) by mincore(2) on a mapping, in chunks:
+    the vector for 1 GiB of file is 256 KiB, whatever the file's size."""
+    if start >= end:
+        return 0
+    cached = 0
+    with _open(path, "read") as m:
+        pos, end = start, min(end, len(m))
         while pos < end:
             n = min(_CHUNK, end - pos)
             cached += m.resident(pos, n) // PAGE_SIZE
             pos += n
-        return (cached,)
+    return cached
 
-    def result(
-        self, path: str | bytes, start: int, end: int, before: int | None = None
-    ) -> FileResidency:
-        counts = self.count(start, end)
-        total = _pages(end - start)
-        if counts is None:
-            return FileResidency(
-                path, self.size, start, end - start, total, False, None, None,
-                resident_pages_before=before,
-            )  # fmt: skip
-        resident = min(counts[0], total)
-        detail = len(counts) == 5
+
+def _count(
+    path: PathLike, offset: int, length: int | None, follow: bool = True
+) -> tuple[_Stat | None, os.stat_result | None, int | None]:
+    """Count one file: (file_cache_stat's tuple, None, None) with cachestat;
+    (None, stat, resident pages or None if hidden) with mincore."""
+    if not _cachestat_missing:
+        t = _core.file_cache_stat(path, offset, length, follow)
+        if t[0] == _NOT_REGULAR:
+            raise _not_regular(t[1])
+        if t[0] != _UNSUPPORTED:
+            return t, None, None
+        _mark_cachestat_missing()
+    st = os.stat(path, follow_symlinks=follow)
+    _check_regular(st)
+    if not _mincore_visible(path, st):
+        return None, st, None
+    start, end = _page_range(st.st_size, offset, length)
+    return None, st, _mincore_count(path, start, end)
+
+
+def _mark_cachestat_missing() -> None:
+    global _cachestat_missing
+    _cachestat_missing = True
+
+
+def _result(
+    given: str | bytes,
+    counted: tuple[_Stat | None, os.stat_result | None, int | None],
+    offset: int,
+    length: int | None,
+    before: int | None = None,
+) -> FileResidency:
+    t, st, resident = counted
+    if t is not None:
+        return _counted(given, t, before)
+    assert st is not None
+    start, end = _page_range(st.st_size, offset, length)
+    total = _pages(end - start)
+    if resident is None:
         return FileResidency(
-            path,
-            self.size,
-            start,
-            end - start,
-            total,
-            True,
-            resident,
-            min(resident * PAGE_SIZE, end - start),
-            counts[1] if detail else None,
-            counts[2] if detail else None,
-            counts[3] if detail else None,
-            counts[4] if detail else None,
-            before,
-        )
+            given, st.st_size, start, end - start, total, False, None, None,
+            resident_pages_before=before,
+        )  # fmt: skip
+    resident = min(resident, total)
+    return FileResidency(
+        given,
+        st.st_size,
+        start,
+        end - start,
+        total,
+        True,
+        resident,
+        min(resident * PAGE_SIZE, end - start),
+        resident_pages_before=before,
+    )
+
+
+def _resident_of(counted: tuple[_Stat | None, os.stat_result | None, int | None]) -> int | None:
+    t, _, resident = counted
+    if t is not None:
+        return None if t[0] == _HIDDEN else t[7]
+    return resident
 
 
 # ---- one file ----------------------------------------------------------------------
 
 
+def _check_range(offset: int, length: int | None) -> None:
+    if offset < 0 or (length is not None and length < 0):
+        raise ValueError("offset and length must not be negative")
+
+
 def _run(
     action: str,
     path: PathLike,
-    fd: int,
-    st: os.stat_result,
     offset: int,
     length: int | None,
+    follow: bool = True,
     writeback: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> FileResidency:
-    """``action`` on an open regular file; the descriptor stays open."""
+    """``action`` on one file, ``path`` a regular file (else OSError)."""
     given = _as_given(path)
-    size = st.st_size
+    before = _count(path, offset, length, follow)
+    if action == "residency":
+        return _result(given, before, offset, length)
+    t, st, _ = before
+    size = t[2] if t is not None else st.st_size if st is not None else 0
     start, end = _page_range(size, offset, length)
-    if action == "residency" and _cachestat is not None and end - start <= _CACHESTAT_CHUNK:
-        # The common case, kept short: one system call, no object but the result.
-        total = _pages(end - start)
+    if action == "evict":
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            c = _cachestat(fd, start, end - start)
-        except OSError as exc:
-            if exc.errno != _errno.EPERM:
-                raise
-            # The kernel hides the page cache of this file from this process.
-            return FileResidency(given, size, start, end - start, total, False, None, None)
-        resident = min(c[0], total)
-        return FileResidency(
-            given,
-            size,
-            start,
-            end - start,
-            total,
-            True,
-            resident,
-            min(resident * PAGE_SIZE, end - start),
-            c[1],
-            c[2],
-            c[3],
-            c[4],
-        )
-    counter = _Counter(path, fd, st)
-    try:
-        if action == "residency":
-            return counter.result(given, start, end)
-        before = counter.count(start, end)
-        if action == "evict":
+            _check_regular(os.fstat(fd))
             if writeback:
                 os.fdatasync(fd)
             if hasattr(os, "posix_fadvise") and end > start:
                 os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
-        elif end > start:
-            with _open(path, "read") as m:
-                total = end - start
+        finally:
+            os.close(fd)
+    elif end > start:
+        with _open(path, "read") as m:
+            total = end - start
 
-                def progress(done: int) -> None:
-                    if on_progress is not None:
-                        on_progress(done, total)
+            def progress(done: int) -> None:
+                if on_progress is not None:
+                    on_progress(done, total)
 
-                _toolkit.warm_range(m, start, total, on_progress=progress)
-        return counter.result(given, start, end, None if before is None else before[0])
-    finally:
-        if counter.mapping is not None:
-            counter.mapping.close()
-
-
-def _open_regular(path: PathLike, follow: bool = True) -> tuple[int, os.stat_result]:
-    """An O_RDONLY descriptor of a regular file, and its stat; raises OSError."""
-    # O_NONBLOCK: opening a FIFO must not hang (it is refused just after);
-    # it changes nothing for a regular file.
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
-    fd = os.open(path, flags)
-    try:
-        st = os.fstat(fd)
-        _check_regular(st)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, st
-
-
-class _NotRegular(OSError):
-    pass
-
-
-def _check_regular(st: os.stat_result) -> None:
-    if _stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR))
-    if not _stat.S_ISREG(st.st_mode):
-        raise _NotRegular(_errno.ENODEV, "not a regular file")
-
-
-def _one(
-    action: str,
-    path: PathLike,
-    offset: int,
-    length: int | None,
-    writeback: bool = False,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> FileResidency:
-    if offset < 0 or (length is not None and length < 0):
-        raise ValueError("offset and length must not be negative")
-    cachestat_available()
-    fd, st = _open_regular(path)
-    try:
-        return _run(action, path, fd, st, offset, length, writeback, on_progress)
-    finally:
-        os.close(fd)
+            _toolkit.warm_range(m, start, total, on_progress=progress)
+    after = _count(path, start, end - start, follow)
+    return _result(given, after, start, end - start, _resident_of(before))
 
 
 def residency(path: PathLike, *, offset: int = 0, length: int | None = None) -> FileResidency:
@@ -495,7 +432,8 @@ def residency(path: PathLike, *, offset: int = 0, length: int | None = None) -> 
     ``IsADirectoryError``, ...) for a path that is not a readable regular
     file, ``ValueError`` for a negative offset or length.
     """
-    return _one("residency", path, offset, length)
+    _check_range(offset, length)
+    return _run("residency", path, offset, length)
 
 
 def warm(
@@ -514,7 +452,8 @@ def warm(
     ``iommap.SigbusError``; Ctrl-C raises ``KeyboardInterrupt`` between two
     chunks. ``resident_pages_before`` is set in the result.
     """
-    return _one("warm", path, offset, length, on_progress=on_progress)
+    _check_range(offset, length)
+    return _run("warm", path, offset, length, on_progress=on_progress)
 
 
 def evict(
@@ -530,7 +469,8 @@ def evict(
     :func:`memory_filesystem`): the residency after tells.
     ``resident_pages_before`` is set in the result.
     """
-    return _one("evict", path, offset, length, writeback=writeback)
+    _check_range(offset, length)
+    return _run("evict", path, offset, length, writeback=writeback)
 
 
 def residency_map(
@@ -543,27 +483,23 @@ def residency_map(
     some, a space none, ``?`` unknown. Memory stays bounded: one count per
     cell.
     """
-    cachestat_available()
-    fd, st = _open_regular(path)
-    counter = _Counter(path, fd, st)
-    try:
-        start, end = _page_range(st.st_size, offset, length)
-        pages = _pages(end - start)
-        n = min(cells, pages)
-        out = []
-        for i in range(n):
-            first = start + (i * pages // n) * PAGE_SIZE
-            last = min(end, start + ((i + 1) * pages // n) * PAGE_SIZE)
-            got = counter.count(first, last)
-            if got is None:
-                return "?" * n
-            want = _pages(last - first)
-            out.append(" " if got[0] == 0 else "O" if got[0] >= want else "o")
-        return "".join(out)
-    finally:
-        if counter.mapping is not None:
-            counter.mapping.close()
-        os.close(fd)
+    _check_range(offset, length)
+    whole = residency(path, offset=offset, length=length)
+    start, end = whole.offset, whole.offset + whole.length
+    pages = whole.total_pages
+    n = min(cells, pages)
+    if not whole.known:
+        return "?" * n
+    out = []
+    for i in range(n):
+        first = start + (i * pages // n) * PAGE_SIZE
+        last = min(end, start + ((i + 1) * pages // n) * PAGE_SIZE)
+        got = _resident_of(_count(path, first, last - first))
+        if got is None:
+            return "?" * n
+        want = _pages(last - first)
+        out.append(" " if got == 0 else "O" if got >= want else "o")
+    return "".join(out)
 
 
 def resident_ranges(
@@ -575,48 +511,35 @@ def resident_ranges(
     ``mincore``, so memory stays bounded; yields nothing when the system
     hides the file's residency (see :func:`residency`).
     """
-    fd, st = _open_regular(path)
-    try:
-        if not _mincore_visible(path, st) and not _cachestat_tells(fd, st.st_size):
-            return
-        start, end = _page_range(st.st_size, offset, length)
-        if end <= start:
-            return
-        run: int | None = None
-        with _open(path, "read") as m:
-            pos = start
-            while pos < end:
-                n = min(_CHUNK, end - pos)
-                vec = m.residency(pos, n)
-                base = pos // PAGE_SIZE
-                i = 0
-                while i < len(vec):
-                    if run is None:
-                        j = vec.find(1, i)
-                        if j < 0:
-                            break
-                        run, i = base + j, j
-                    else:
-                        j = vec.find(0, i)
-                        if j < 0:
-                            break
-                        yield (run, base + j)
-                        run, i = None, j
-                pos += n
-        if run is not None:
-            yield (run, _pages(end))
-    finally:
-        os.close(fd)
-
-
-def _cachestat_tells(fd: int, size: int) -> bool:
-    if not cachestat_available() or _cachestat is None:
-        return False
-    try:
-        _cachestat(fd, 0, 1)
-    except OSError:
-        return False
-    return True
+    _check_range(offset, length)
+    whole = residency(path, offset=offset, length=length)
+    if not whole.known or not whole.length:
+        return
+    start, end = whole.offset, whole.offset + whole.length
+    run: int | None = None
+    with _open(path, "read") as m:
+        end = min(end, len(m))
+        pos = start
+        while pos < end:
+            n = min(_CHUNK, end - pos)
+            vec = m.residency(pos, n)
+            base = pos // PAGE_SIZE
+            i = 0
+            while i < len(vec):
+                if run is None:
+                    j = vec.find(1, i)
+                    if j < 0:
+                        break
+                    run, i = base + j, j
+                else:
+                    j = vec.find(0, i)
+                    if j < 0:
+                        break
+                    yield (run, base + j)
+                    run, i = None, j
+            pos += n
+    if run is not None:
+        yield (run, _pages(end))
 
 
 def memory_filesystem(path: PathLike) -> str | None:
@@ -864,36 +787,48 @@ class Walk:
         if self._include and self._excluded(self._name_of(path)):
             counts[3] += 1
             return None
+        self._current = path
         try:
-            fd, st = _open_regular(path, follow)
-        except OSError as exc:
-            return self._error(path, exc)
-        try:
-            if self._max_size is not None and st.st_size > self._max_size:
+            if self._action == "residency" and not _cachestat_missing:
+                # The common case in one call: open, fstat, cachestat, close.
+                t = _core.file_cache_stat(path, self._offset, self._length, follow)
+                status, size = t[0], t[2]
+                if status == _NOT_REGULAR:
+                    raise _not_regular(t[1])
+                if status == _UNSUPPORTED:
+                    _mark_cachestat_missing()
+                    return self._file(path, follow)
+                key = t[3] << 64 | t[4]
+                result = None
+            else:
+                st = os.stat(path, follow_symlinks=follow)
+                _check_regular(st)
+                size, key = st.st_size, st.st_dev << 64 | st.st_ino
+                t = None
+            if self._max_size is not None and size > self._max_size:
                 counts[3] += 1
                 return None
             if not self._count_links:
-                key = st.st_dev << 64 | st.st_ino
                 if key in self._seen:
                     counts[3] += 1
                     return None
                 self._seen.add(key)
-            self._current = path
-            result = _run(
-                self._action,
-                path,
-                fd,
-                st,
-                self._offset,
-                self._length,
-                self._writeback,
-                self._progress_for(path),
-            )
+            if t is not None:
+                result = _counted(path, t)
+            else:
+                result = _run(
+                    self._action,
+                    path,
+                    self._offset,
+                    self._length,
+                    follow,
+                    self._writeback,
+                    self._progress_for(path),
+                )
         except OSError as exc:
             return self._error(path, exc)
         finally:
             self._current = None
-            os.close(fd)
         counts[0] += 1
         counts[4] += result.length
         counts[5] += result.total_pages

@@ -10,6 +10,7 @@
  *   guard.c     the SIGBUS guard around raw copies
  *   errors.c    every exception the core raises
  *   platform.c  OS-specific calls behind feature tests
+ *   pagecache.c page-cache counts of a file by path (cachestat)
  */
 #ifndef IOMMAP_H
 #define IOMMAP_H
@@ -179,5 +180,11 @@ int iommap_fork_handler_install(void);
 
 PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
                             const iommap_map_options *opts, PyObject *path);
+
+/* ---- page-cache counts by path (pagecache.c) ------------------------- */
+
+/* _core.file_cache_stat(path, offset, length, follow): see pagecache.c. */
+PyObject *iommap_file_cache_stat(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_file_cache_stat_doc[];
 
 #endif
