@@ -41,8 +41,9 @@ TARGETS = {
 @dataclass
 class Run:
     seconds: float
-    max_rss: int  # bytes
+    max_rss: int  # bytes; -1 unknown
     status: int
+    cpu: float = -1.0  # user + system seconds; -1 unknown
 
 
 @dataclass
@@ -58,8 +59,13 @@ class Contender:
         return statistics.median(ok) if ok else None
 
     @property
+    def cpu(self) -> float | None:
+        ok = [r.cpu for r in self.runs if r.status == 0 and r.cpu >= 0]
+        return statistics.median(ok) if ok else None
+
+    @property
     def rss(self) -> int | None:
-        ok = [r.max_rss for r in self.runs if r.status == 0]
+        ok = [r.max_rss for r in self.runs if r.status == 0 and r.max_rss >= 0]
         return max(ok) if ok else None
 
     @property
@@ -82,18 +88,42 @@ def iommap_command() -> list[str]:
     return [sys.executable, "-m", "iommap"]
 
 
+TIME = shutil.which("time", path="/usr/bin:/bin")
+
+
 def measure(argv: Sequence[str]) -> Run:
-    """Run ``argv`` with its output discarded; wall time and peak RSS."""
+    """Run ``argv`` with its output discarded; wall time and peak RSS.
+
+    The peak RSS comes from GNU time (``/usr/bin/time -f %M``), which starts
+    the command from its own small process: a child started straight from
+    this interpreter inherits the interpreter's high-water mark, and
+    ``ru_maxrss`` would report that instead. Without GNU time, no RSS."""
+    rss_file = None
+    command = list(argv)
+    if TIME is not None:
+        fd, rss_file = tempfile.mkstemp(prefix="iommap-rss-")
+        os.close(fd)
+        command = [TIME, "-f", "%M %U %S", "-o", rss_file, *command]
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+    status = subprocess.call(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
     )
-    _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    # ru_maxrss is in KiB on Linux (bytes on macOS).
-    rss = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
-    return Run(seconds, rss, proc.returncode)
+    rss, cpu = -1, -1.0
+    if rss_file is not None:
+        try:
+            with open(rss_file) as f:
+                words = f.read().split()
+            # The last line: "KiB user system" (a first line may say the
+            # command exited with a non-zero status).
+            if len(words) >= 3 and words[-3].isdigit():
+                rss = int(words[-3]) * 1024
+                cpu = float(words[-2]) + float(words[-1])
+        except ValueError:
+            pass
+        finally:
+            os.unlink(rss_file)
+    return Run(seconds, rss, status, cpu)
 
 
 # ---- the test data ----------------------------------------------------------------
@@ -184,7 +214,7 @@ def build_cases(work: str, args: argparse.Namespace) -> list[Case]:
                 Contender("iommap info", [*me, "info", sparse]),
                 peer("fincore", fincore, sparse),
                 # vmtouch skips files over its -m limit (500 MiB by default).
-                peer("vmtouch -m 2T", vmtouch, "-m", "2T", sparse),
+                peer("vmtouch -m 4096G", vmtouch, "-m", "4096G", sparse),
             ],
         ),
         Case(
@@ -192,7 +222,7 @@ def build_cases(work: str, args: argparse.Namespace) -> list[Case]:
             f"warm, one {size} file, cold",
             [
                 Contender("iommap warm", [*me, "warm", "--no-progress", large]),
-                peer("vmtouch -t", vmtouch, "-t", "-m", "2T", large),
+                peer("vmtouch -t", vmtouch, "-t", "-m", "4096G", large),
             ],
             before=lambda: drop(large),
         ),
@@ -201,7 +231,7 @@ def build_cases(work: str, args: argparse.Namespace) -> list[Case]:
             f"evict, one {size} file, all cached",
             [
                 Contender("iommap evict", [*me, "evict", large]),
-                peer("vmtouch -e", vmtouch, "-e", "-m", "2T", large),
+                peer("vmtouch -e", vmtouch, "-e", "-m", "4096G", large),
             ],
             before=lambda: load(large),
         ),
@@ -278,7 +308,9 @@ def report(cases: list[Case], floor: float, out: Any) -> list[dict[str, Any]]:
         mine = case.contenders[0]
         for c in case.contenders:
             if c.missing is not None:
-                rows.append([case.title if c is mine else "", c.name, "-", "-", "-", c.missing])
+                rows.append(
+                    [case.title if c is mine else "", c.name, "-", "-", "-", "-", c.missing]
+                )
                 continue
             med = c.median
             ratio = "" if c is mine or med is None or not mine.median else mine.median / med
@@ -287,16 +319,21 @@ def report(cases: list[Case], floor: float, out: Any) -> list[dict[str, Any]]:
                     case.title if c is mine else "",
                     c.name,
                     "-" if med is None else f"{med * 1000:.1f}",
+                    "-" if c.cpu is None else f"{c.cpu * 1000:.0f}",
                     "-" if c.rss is None else format_size(c.rss),
                     "" if ratio == "" else f"{ratio:.2f}x",
                     f"{c.failed} failed runs" if c.failed else "",
                 ]
             )
-    header = ["case", "command", "ms (median)", "peak RSS", "iommap/this", "note"]
-    for line in _toolkit.render_table(header, rows, align="llrrrl"):
+    header = ["case", "command", "wall ms", "cpu ms", "peak RSS", "iommap/this", "note"]
+    for line in _toolkit.render_table(header, rows, align="llrrrrl"):
         out.write(line + "\n")
     out.write(f"\nstart-up floor of iommap (info on an empty directory): {floor * 1000:.1f} ms\n")
-    out.write("\nTargets (iommap's median / the slowest-to-beat peer's; memory: peak RSS):\n")
+    out.write(
+        "\nwall ms and cpu ms (user + system, from GNU time) are medians; iommap/this is the"
+        " ratio of wall-time medians.\n"
+        "Targets (iommap's median wall time / each peer's, the largest ratio; memory: peak RSS):\n"
+    )
     verdicts = []
     for case in cases:
         v = verdict(case, floor)
@@ -348,6 +385,7 @@ def main(args: argparse.Namespace) -> int:
                                 "missing": c.missing,
                                 "seconds": [r.seconds for r in c.runs],
                                 "max_rss": [r.max_rss for r in c.runs],
+                                "cpu": [r.cpu for r in c.runs],
                                 "status": [r.status for r in c.runs],
                                 "median": c.median,
                             }

@@ -15,10 +15,8 @@ Internal: nothing here is public API, and it may change with the callers.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
-from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final, TextIO
 
@@ -128,8 +126,11 @@ def terminal_columns(stream: TextIO) -> int:
     except (OSError, ValueError, AttributeError):
         columns = 0
     if columns <= 0:  # a pseudo-terminal without a size says 0
-        columns = shutil.get_terminal_size((80, 24)).columns or 80
-    return columns
+        try:
+            columns = int(os.environ.get("COLUMNS", "80"))
+        except ValueError:
+            columns = 80
+    return columns if columns > 0 else 80
 
 
 def fit(text: str, width: int) -> str:
@@ -304,8 +305,9 @@ def warm_range(
 ) -> int:
     """Bring ``[offset, offset + length)`` of a mapped file into the page cache.
 
-    For each chunk: a will-need hint (the kernel starts reading the chunk),
-    then one byte of each page copied out with ``m.gather`` (SIGBUS-guarded:
+    For each chunk: a will-need hint (the kernel starts reading the chunk,
+    and the next one while this one is touched), then one byte of each page
+    copied out with ``m.gather`` (SIGBUS-guarded:
     a file that shrinks meanwhile raises ``iommap.SigbusError``, it does not
     kill the process). Touching a byte per page waits for each page without
     copying the data, as ``vmtouch -t`` does. ``length=None`` means to the
@@ -313,14 +315,22 @@ def warm_range(
     (``KeyboardInterrupt``) is seen between chunks. Returns the bytes
     covered.
     """
+    from array import array
+
     size = len(m)
     end = size if length is None else min(size, offset + length)
     chunk = max(PAGE_SIZE, chunk - chunk % PAGE_SIZE)
     start = offset - offset % PAGE_SIZE
     pos = start
+    if pos < end:
+        m.advise(pos, min(chunk, end - pos), "willneed")
     while pos < end:
         n = min(chunk, end - pos)
-        m.advise(pos, n, "willneed")
+        ahead = pos + n
+        if ahead < end:
+            # Ask for the next chunk before waiting for this one: the disk
+            # keeps reading while the pages of this chunk are touched.
+            m.advise(ahead, min(chunk, end - ahead), "willneed")
         m.gather(array("q", range(pos, pos + n, PAGE_SIZE)), 1)
         pos += n
         if on_progress is not None:

@@ -60,10 +60,11 @@ __all__ = [
 PAGE_SIZE: Final[int] = _toolkit.PAGE_SIZE
 """The system's page size in bytes: the unit of every page count here."""
 
-# Residency is asked in ranges of at most this many bytes of file, so the
-# answer for a 1 TiB file needs 256 KiB of memory (mincore's vector), and
-# Ctrl-C is seen between two ranges.
-_CHUNK: Final[int] = 1 << 30
+# mincore is asked about ranges of at most this many bytes of file: its
+# vector takes 64 KiB whatever the file's size, and Ctrl-C is seen between
+# two ranges (one takes about 20 ms on a sparse range, where the kernel looks
+# up every page).
+_CHUNK: Final[int] = 256 << 20
 
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -79,7 +80,8 @@ class FileResidency(NamedTuple):
     """
 
     path: str | bytes
-    """The path as given, or as found under a directory given."""
+    """The path as given (``os.fspath`` of it: ``str`` or ``bytes``), or as found
+    under a directory given."""
     size: int
     """The file's size in bytes."""
     offset: int
@@ -807,10 +809,12 @@ class Walk:
                 t = None
             if self._max_size is not None and size > self._max_size:
                 counts[3] += 1
+                self._current = None
                 return None
             if not self._count_links:
                 if key in self._seen:
                     counts[3] += 1
+                    self._current = None
                     return None
                 self._seen.add(key)
             if t is not None:
@@ -826,9 +830,10 @@ class Walk:
                     self._progress_for(path),
                 )
         except OSError as exc:
-            return self._error(path, exc)
-        finally:
             self._current = None
+            return self._error(path, exc)
+        # Left set when Ctrl-C interrupts the file, to say which it was.
+        self._current = None
         counts[0] += 1
         counts[4] += result.length
         counts[5] += result.total_pages
