@@ -91,7 +91,15 @@ class ArgumentParser(argparse.ArgumentParser):
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv``; arguments no parser knows are blamed on the sub-command
     they follow, whose usage is then shown (argparse blames the main one)."""
-    args, extra = parser.parse_known_args(argv)
+    # vmtouch writes `-p -5M` (the first 5 MiB); argparse would take -5M for
+    # an option, since -0 is one.
+    fixed: list[str] = []
+    for arg in argv:
+        if fixed and fixed[-1] in ("-p", "--range") and arg.startswith("-"):
+            fixed[-1] = f"--range={arg}"
+        else:
+            fixed.append(arg)
+    args, extra = parser.parse_known_args(fixed)
     if extra:
         owner: argparse.ArgumentParser = getattr(args, "parser", parser)
         owner.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -792,7 +800,9 @@ class Printer:
                         text.append(f"[{self.maps[i]}]")
                 self.out.write("\n".join(text) + "\n")
             several = totals.files + totals.errors > 1 or totals.directories > 0
-            if self.summary_only or several or interrupted:
+            # -r and -n are for scripts, which want the rows alone (unless -s).
+            plain = not self.raw and self.headings
+            if self.summary_only or (several and plain) or interrupted:
                 self.out.write(summary_line(totals, interrupted) + "\n")
         self.out.flush()
         if self.unknown:

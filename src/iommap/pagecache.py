@@ -95,7 +95,8 @@ class FileResidency(NamedTuple):
     resident_pages: int | None
     """Pages in the page cache now (fincore's PAGES)."""
     resident_bytes: int | None
-    """Bytes of the range in the page cache now (fincore's RES)."""
+    """``resident_pages`` times the page size: whole pages, as fincore's RES and
+    ``MappedFile.resident()`` count (so a partly used last page counts whole)."""
     dirty_pages: int | None = None
     """Resident pages not yet written back."""
     writeback_pages: int | None = None
@@ -291,10 +292,9 @@ def _counted(given: str | bytes, t: _Stat, before: int | None = None) -> FileRes
         )  # fmt: skip
     else:
         resident = t[7] if t[7] < total else total
-        nbytes = resident * PAGE_SIZE
         fields = (
             given, size, start, length, total, True, resident,
-            nbytes if nbytes < length else length, t[8], t[9], t[10], t[11], before,
+            resident * PAGE_SIZE, t[8], t[9], t[10], t[11], before,
         )  # fmt: skip
     result: FileResidency = _new_tuple(FileResidency, fields)
     return result
@@ -367,7 +367,7 @@ def _result(
         total,
         True,
         resident,
-        min(resident * PAGE_SIZE, end - start),
+        resident * PAGE_SIZE,
         resident_pages_before=before,
     )
 
@@ -628,6 +628,10 @@ def lock(paths: Iterable[PathLike]) -> Locked:
 Result = Union[FileResidency, FileError]
 
 
+def _entry_name(entry: os.DirEntry[Any]) -> Any:
+    return entry.name
+
+
 class Walk:
     """Files under paths, each processed as the walk reaches it.
 
@@ -739,49 +743,43 @@ class Walk:
             return  # a loop through followed symlinks, or a tree given twice
         self._dirs_seen.add(key)
         self._counts[1] += 1
-        entries: Iterator[os.DirEntry[Any]]
+        # Name order within a directory: the same tree always gives the same
+        # output. Only the entries of the directories on the way down are held.
         try:
-            entries = os.scandir(path)
+            with os.scandir(path) as it:
+                entries: list[os.DirEntry[Any]] = sorted(it, key=_entry_name)
         except OSError as exc:
             yield self._error(path, exc)
             return
         follow = self._follow
-        with entries:
-            while True:
-                try:
-                    entry = next(entries)
-                except StopIteration:
-                    break
-                except OSError as exc:
-                    yield self._error(path, exc)
-                    break
-                if self._ignore and self._ignored(os.fsdecode(entry.name)):
-                    self._counts[3] += 1
-                    continue
-                try:
-                    # The directory entry's type needs no system call.
-                    if entry.is_file(follow_symlinks=follow):
-                        if not follow or not entry.is_symlink():
-                            result = self._file(entry.path, follow)
-                            if result is not None:
-                                yield result
-                            continue
-                        result = self._file(entry.path, True)
+        for entry in entries:
+            if self._ignore and self._ignored(os.fsdecode(entry.name)):
+                self._counts[3] += 1
+                continue
+            try:
+                # The directory entry's type needs no system call.
+                if entry.is_file(follow_symlinks=follow):
+                    if not follow or not entry.is_symlink():
+                        result = self._file(entry.path, follow)
                         if result is not None:
                             yield result
                         continue
-                    if entry.is_dir(follow_symlinks=follow):
-                        sub = entry.stat(follow_symlinks=follow)
-                        if self._one_fs and sub.st_dev != device:
-                            self._counts[3] += 1
-                            continue
-                        yield from self._directory(entry.path, sub, device)
-                        continue
-                except OSError as exc:
-                    yield self._error(entry.path, exc)
+                    result = self._file(entry.path, True)
+                    if result is not None:
+                        yield result
                     continue
-                # Symlinks not followed, FIFOs, sockets, devices.
-                self._counts[3] += 1
+                if entry.is_dir(follow_symlinks=follow):
+                    sub = entry.stat(follow_symlinks=follow)
+                    if self._one_fs and sub.st_dev != device:
+                        self._counts[3] += 1
+                        continue
+                    yield from self._directory(entry.path, sub, device)
+                    continue
+            except OSError as exc:
+                yield self._error(entry.path, exc)
+                continue
+            # Symlinks not followed, FIFOs, sockets, devices.
+            self._counts[3] += 1
 
     def _file(self, path: str | bytes, follow: bool) -> Result | None:
         """The result for one regular file, or None when it is left out."""
