@@ -4,8 +4,8 @@
  * call with the GIL released, so a walk over a tree of small files pays one
  * Python call per file instead of four.  It never maps the file: a walk
  * over 10,000 files makes no mapping at all.  Where cachestat(2) is missing
- * (before Linux 6.5, other systems) it says so, and iommap.pagecache counts
- * with mincore(2) on a mapping instead.
+ * (before Linux 6.5, other systems; platform.c tells) it says so, and
+ * iommap.pagecache counts with mincore(2) on a mapping instead.
  */
 #include "iommap.h"
 
@@ -15,15 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if defined(__linux__)
-#include <sys/syscall.h>
-/* cachestat is 451 on every architecture that shares the generic syscall
- * table (all but alpha); older headers do not name it. */
-#if !defined(__NR_cachestat) && !defined(__alpha__)
-#define __NR_cachestat 451
-#endif
-#endif
-
 /* What file_cache_stat() found, its tuple's first item. */
 enum {
     CACHE_COUNTED = 0,     /* the counts are the kernel's */
@@ -31,29 +22,6 @@ enum {
     CACHE_UNSUPPORTED = 2, /* no cachestat(2) here: count with mincore */
     CACHE_NOT_REGULAR = 3, /* a directory, FIFO, socket or device: not counted */
 };
-
-struct cache_counts {
-    uint64_t cache, dirty, writeback, evicted, recently_evicted;
-};
-
-/* cachestat(2) over [off, off + len) of fd, len > 0: 0, or an errno. */
-static int cache_counts_of(int fd, uint64_t off, uint64_t len, struct cache_counts *out)
-{
-#ifdef __NR_cachestat
-    struct {
-        uint64_t off, len;
-    } range = {off, len};
-    if (syscall(__NR_cachestat, fd, &range, out, 0) == 0)
-        return 0;
-    return errno;
-#else
-    (void)fd;
-    (void)off;
-    (void)len;
-    (void)out;
-    return ENOSYS;
-#endif
-}
 
 /* file_cache_stat(path, offset, length, follow, /) -> tuple
  *
@@ -92,7 +60,7 @@ PyObject *iommap_file_cache_stat(PyObject *module, PyObject *const *args, Py_ssi
     int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW);
     struct stat sb;
     memset(&sb, 0, sizeof sb);
-    struct cache_counts counts = {0, 0, 0, 0, 0};
+    uint64_t counts[5] = {0, 0, 0, 0, 0};
     int status = CACHE_COUNTED;
     int err = 0;
     uint64_t start = 0, end = 0;
@@ -119,7 +87,9 @@ PyObject *iommap_file_cache_stat(PyObject *module, PyObject *const *args, Py_ssi
             if (end < start)
                 end = start;
             /* cachestat reads a zero length as "to the end": skip it. */
-            int rc = end > start ? cache_counts_of(fd, start, end - start, &counts) : 0;
+            int rc = 0;
+            if (end > start && iommap_platform_cachestat(fd, start, end - start, counts) != 0)
+                rc = errno;
             if (rc == EPERM)
                 status = CACHE_HIDDEN;
             else if (rc == ENOSYS)
@@ -138,12 +108,12 @@ PyObject *iommap_file_cache_stat(PyObject *module, PyObject *const *args, Py_ssi
         return NULL;
     }
     Py_DECREF(encoded);
-    return Py_BuildValue(
-        "(iKKKKKKKKKKK)", status, (unsigned long long)sb.st_mode, (unsigned long long)sb.st_size,
-        (unsigned long long)sb.st_dev, (unsigned long long)sb.st_ino, (unsigned long long)start,
-        (unsigned long long)end, (unsigned long long)counts.cache, (unsigned long long)counts.dirty,
-        (unsigned long long)counts.writeback, (unsigned long long)counts.evicted,
-        (unsigned long long)counts.recently_evicted);
+    return Py_BuildValue("(iKKKKKKKKKKK)", status, (unsigned long long)sb.st_mode,
+                         (unsigned long long)sb.st_size, (unsigned long long)sb.st_dev,
+                         (unsigned long long)sb.st_ino, (unsigned long long)start,
+                         (unsigned long long)end, (unsigned long long)counts[0],
+                         (unsigned long long)counts[1], (unsigned long long)counts[2],
+                         (unsigned long long)counts[3], (unsigned long long)counts[4]);
 }
 
 const char iommap_file_cache_stat_doc[] =
