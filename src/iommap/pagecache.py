@@ -138,6 +138,9 @@ class FileError(NamedTuple):
         else:
             reason = _errno.errorcode.get(exc.errno or 0, "oserror").lower()
         message = os.strerror(exc.errno) if exc.errno else str(exc)
+        if isinstance(exc, Error) and reason in ("enodev", "enxio") and exc.strerror:
+            # iommap.open names the type of file it cannot map.
+            message = exc.strerror[6:] if exc.strerror.startswith("open: ") else exc.strerror
         if reason == "sigbus":
             message = "the file shrank (or an I/O error struck) while it was being read"
         return cls(path, reason, message, exc.errno)
@@ -267,11 +270,6 @@ def _not_regular(mode: int) -> OSError:
     return _NotRegular(_errno.ENODEV, "not a regular file")
 
 
-def _check_regular(st: os.stat_result) -> None:
-    if not _stat.S_ISREG(st.st_mode):
-        raise _not_regular(st.st_mode)
-
-
 _Stat = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
 
 
@@ -315,24 +313,41 @@ def _mincore_count(path: PathLike, start: int, end: int) -> int:
     return cached
 
 
-def _count(
-    path: PathLike, offset: int, length: int | None, follow: bool = True
-) -> tuple[_Stat | None, os.stat_result | None, int | None]:
-    """Count one file: (file_cache_stat's tuple, None, None) with cachestat;
-    (None, stat, resident pages or None if hidden) with mincore."""
+_Counted = tuple[Union[_Stat, None], int, Union[int, None]]
+
+
+def _count(path: PathLike, offset: int, length: int | None, follow: bool = True) -> _Counted:
+    """Count one file: (file_cache_stat's tuple, size, None) with cachestat;
+    (None, size, resident pages or None if hidden) with mincore."""
     if not _cachestat_missing:
         t = _core.file_cache_stat(path, offset, length, follow)
         if t[0] == _NOT_REGULAR:
-            raise _not_regular(t[1])
+            return _count_mapped(path, offset, length, t[1])
         if t[0] != _UNSUPPORTED:
-            return t, None, None
+            return t, t[2], None
         _mark_cachestat_missing()
     st = os.stat(path, follow_symlinks=follow)
-    _check_regular(st)
+    if not _stat.S_ISREG(st.st_mode):
+        return _count_mapped(path, offset, length, st.st_mode)
     if not _mincore_visible(path, st):
-        return None, st, None
+        return None, st.st_size, None
     start, end = _page_range(st.st_size, offset, length)
-    return None, st, _mincore_count(path, start, end)
+    return None, st.st_size, _mincore_count(path, start, end)
+
+
+def _count_mapped(path: PathLike, offset: int, length: int | None, mode: int) -> _Counted:
+    """A file that is not a regular one: iommap.open decides whether it can
+    be mapped (a block device can, at its size) and names the type of what it
+    refuses (a FIFO, a socket, a character device...), without ever blocking."""
+    if _stat.S_ISDIR(mode):
+        raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR))
+    with _open(path, "read") as m:
+        size = len(m)
+        st = os.stat(path)
+    if not _mincore_visible(path, st):
+        return None, size, None
+    start, end = _page_range(size, offset, length)
+    return None, size, _mincore_count(path, start, end)
 
 
 def _mark_cachestat_missing() -> None:
@@ -342,26 +357,25 @@ def _mark_cachestat_missing() -> None:
 
 def _result(
     given: str | bytes,
-    counted: tuple[_Stat | None, os.stat_result | None, int | None],
+    counted: _Counted,
     offset: int,
     length: int | None,
     before: int | None = None,
 ) -> FileResidency:
-    t, st, resident = counted
+    t, size, resident = counted
     if t is not None:
         return _counted(given, t, before)
-    assert st is not None
-    start, end = _page_range(st.st_size, offset, length)
+    start, end = _page_range(size, offset, length)
     total = _pages(end - start)
     if resident is None:
         return FileResidency(
-            given, st.st_size, start, end - start, total, False, None, None,
+            given, size, start, end - start, total, False, None, None,
             resident_pages_before=before,
         )  # fmt: skip
     resident = min(resident, total)
     return FileResidency(
         given,
-        st.st_size,
+        size,
         start,
         end - start,
         total,
@@ -372,7 +386,7 @@ def _result(
     )
 
 
-def _resident_of(counted: tuple[_Stat | None, os.stat_result | None, int | None]) -> int | None:
+def _resident_of(counted: _Counted) -> int | None:
     t, _, resident = counted
     if t is not None:
         return None if t[0] == _HIDDEN else t[7]
@@ -401,13 +415,14 @@ def _run(
     before = _count(path, offset, length, follow)
     if action == "residency":
         return _result(given, before, offset, length)
-    t, st, _ = before
-    size = t[2] if t is not None else st.st_size if st is not None else 0
+    size = before[1]
     start, end = _page_range(size, offset, length)
     if action == "evict":
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            _check_regular(os.fstat(fd))
+            mode = os.fstat(fd).st_mode
+            if not (_stat.S_ISREG(mode) or _stat.S_ISBLK(mode)):
+                raise _not_regular(mode)  # swapped since it was counted
             if writeback:
                 os.fdatasync(fd)
             if hasattr(os, "posix_fadvise") and end > start:
@@ -610,8 +625,9 @@ def lock(paths: Iterable[PathLike]) -> Locked:
     files: list[FileResidency] = []
     try:
         for path in paths:
-            _check_regular(os.stat(path))
-            m = _open(path, "read", lock=True)
+            if _stat.S_ISDIR(os.stat(path).st_mode):
+                raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR), path)
+            m = _open(path, "read", lock=True)  # it decides what can be mapped
             handles.append(m)
             size = len(m)
             pages = _pages(size)
@@ -730,8 +746,6 @@ class Walk:
             return
         if _stat.S_ISDIR(st.st_mode):
             yield from self._directory(given, st, st.st_dev)
-        elif not _stat.S_ISREG(st.st_mode):
-            yield self._error(given, _NotRegular(_errno.ENODEV, "not a regular file"))
         else:
             result = self._file(given, True)
             if result is not None:
@@ -789,22 +803,28 @@ class Walk:
             return None
         self._current = path
         try:
+            t: _Stat | None = None
             if self._action == "residency" and not _cachestat_missing:
                 # The common case in one call: open, fstat, cachestat, close.
                 t = _core.file_cache_stat(path, self._offset, self._length, follow)
                 status, size = t[0], t[2]
-                if status == _NOT_REGULAR:
+                if status == _NOT_REGULAR and _stat.S_ISDIR(t[1]):
                     raise _not_regular(t[1])
-                if status == _UNSUPPORTED:
+                if status == _NOT_REGULAR:
+                    # A device or a FIFO named on the command line, or one
+                    # swapped in since the directory was read: the library
+                    # decides, as for any other file it is asked to map.
+                    t = None
+                elif status == _UNSUPPORTED:
                     _mark_cachestat_missing()
                     return self._file(path, follow)
-                key = t[3] << 64 | t[4]
-                result = None
-            else:
+                else:
+                    key = t[3] << 64 | t[4]
+            if t is None:
                 st = os.stat(path, follow_symlinks=follow)
-                _check_regular(st)
+                if _stat.S_ISDIR(st.st_mode):
+                    raise _not_regular(st.st_mode)
                 size, key = st.st_size, st.st_dev << 64 | st.st_ino
-                t = None
             if self._max_size is not None and size > self._max_size:
                 counts[3] += 1
                 self._current = None

@@ -78,5 +78,14 @@ int iommap_platform_rwlock_init(pthread_rwlock_t *lock);
  * cached, dirty, writeback, evicted and recently evicted pages.  ENOSYS
  * where the kernel or the OS has no such call. */
 int iommap_platform_cachestat(int fd, uint64_t off, uint64_t len, uint64_t counts[5]);
+/* A block device's size in bytes: Linux BLKGETSIZE64.  Elsewhere ENODEV:
+ * macOS and the BSDs cannot map their disk devices as files. */
+int iommap_platform_device_size(int fd, uint64_t *size);
+/* For a regular file of a pseudo-file system whose sizes are made up (Linux
+ * /proc, /sys, debugfs, ...), the kind of file it is ("a /proc
+ * pseudo-file"); NULL for a real file (and on the other systems). */
+const char *iommap_platform_pseudo_file(int fd);
+/* The file's data and size durable: fdatasync (Linux, FreeBSD), else fsync. */
+int iommap_platform_sync_file(int fd);
 
 #endif
