@@ -3,8 +3,10 @@
  * read.c, write.c, resize.c, view.c and batch.c; the locking rules are at
  * the top of handle.h. */
 #include "handle.h"
+#include "files.h"
 
 #include <errno.h>
+#include <structmember.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +21,10 @@ static PyObject *handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
     if (h == NULL)
         return NULL;
     int rc = iommap_lock_init(h);
+    h->weakrefs = NULL;
+    h->is_device = 0;
+    atomic_init(&h->unsynced_size, 0);
+    atomic_init(&h->created_dir, NULL);
     if (rc != 0) {
         h->fd = -1;
         h->mapping = NULL;
@@ -62,65 +68,79 @@ PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
     PyObject *encoded = iommap_encode_path(st, path);
     if (encoded == NULL)
         return NULL;
+    const char *name = PyBytes_AS_STRING(encoded);
+    char *created_dir = NULL; /* for the first sync(), if this call creates the file */
+    if (create && (created_dir = iommap_parent_directory(name)) == NULL) {
+        Py_DECREF(encoded);
+        return PyErr_NoMemory();
+    }
 
     /* A private mapping never writes the file, so it needs write access only
-     * to set the file up (truncate, size). */
+     * to set the file up (truncate, size).  No O_TRUNC: iommap_setup_file
+     * empties the file once everything that can fail has succeeded. */
     int needs_write = opts.mode != IOMMAP_READ && (!private_ || truncate || size_given);
-    int flags = (needs_write ? O_RDWR : O_RDONLY) | O_CLOEXEC | (create ? O_CREAT : 0) |
-                (truncate ? O_TRUNC : 0);
-    const char *call = NULL;
-    int fd, err = 0;
-    char *addr = NULL;
-    struct stat info;
+    int flags = (needs_write ? O_RDWR : O_RDONLY) | (create ? O_CREAT : 0);
+    iommap_setup setup = {truncate, size_given, size, nocache, &opts};
+    iommap_setup_result done = {IOMMAP_FILE_REGULAR, NULL, 0, 0, NULL, NULL};
+    int fd, created = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    fd = open(PyBytes_AS_STRING(encoded), flags, 0644);
+    fd = iommap_open_file(name, flags, &created, &done.refused_kind);
     if (fd < 0) {
-        call = "open()";
-    } else if (fstat(fd, &info) != 0) {
-        call = "fstat()";
-    } else if (S_ISDIR(info.st_mode)) {
-        call = "open()";
-        errno = EISDIR;
-    } else if (size_given && (size_t)info.st_size < size &&
-               iommap_platform_reserve(fd, (size_t)info.st_size, size) != 0) {
-        call = "fallocate()";
-    } else if (nocache && iommap_platform_set_nocache(fd) != 0) {
-        call = "fcntl(F_NOCACHE)";
-    } else {
-        size_t length = (size_t)info.st_size;
-        if (size_given && length < size)
-            length = size;
-        if (iommap_map_region(fd, length, &opts, &addr, &call) == 0) {
-            size = length;
-            call = NULL;
-        }
+        if (done.refused_kind == NULL)
+            done.call = "open()";
+    } else if (iommap_setup_file(fd, &setup, &done) != 0) {
+        if (done.call == NULL && done.refused_kind == NULL)
+            done.call = "open()";
+    } else if (iommap_clear_nonblock(fd) != 0) {
+        done.call = "fcntl()";
+        if (done.addr != NULL)
+            munmap(done.addr, done.length);
+        done.addr = NULL;
     }
     err = errno;
-    if (call != NULL && fd >= 0)
+    if ((done.call != NULL || done.refused_kind != NULL) && fd >= 0) {
+        if (created) /* a failed open leaves no file it made */
+            iommap_remove_created(name, fd);
         close(fd);
+    }
     Py_END_ALLOW_THREADS
     Py_DECREF(encoded);
-    if (call != NULL)
-        return iommap_err_os(st, "open", call, err, path);
+    if (!created || done.call != NULL || done.refused_kind != NULL) {
+        PyMem_RawFree(created_dir);
+        created_dir = NULL;
+    }
+    if (done.refused_kind != NULL)
+        return iommap_err_file_type(st, "open", done.refused_kind, err, path);
+    if (done.call != NULL)
+        return iommap_err_os(st, "open", done.call, err, path);
 
     /* Put the SIGBUS handler back in front if another was installed since. */
     if (iommap_guard_install() != 0) {
         err = errno;
-        if (addr != NULL)
-            munmap(addr, size);
+        if (done.addr != NULL)
+            munmap(done.addr, done.length);
         close(fd);
+        PyMem_RawFree(created_dir);
         return iommap_err_os(st, "open", "sigaction()", err, NULL);
     }
-    iommap_mapping *mapping =
-        iommap_mapping_wrap(st->mapping_type, addr, size, iommap_mapping_writable(&opts));
+    iommap_mapping *mapping = iommap_mapping_wrap(st->mapping_type, done.addr, done.length,
+                                                  iommap_mapping_writable(&opts));
     if (mapping == NULL) {
         close(fd);
+        PyMem_RawFree(created_dir);
         return NULL;
     }
     PyObject *handle = handle_new(st, fd, mapping, &opts, path);
     Py_DECREF(mapping);
-    if (handle == NULL)
+    if (handle == NULL) {
         close(fd);
+        PyMem_RawFree(created_dir);
+        return NULL;
+    }
+    iommap_handle *h = (iommap_handle *)handle;
+    h->is_device = done.kind == IOMMAP_FILE_BLOCK_DEVICE;
+    atomic_store_explicit(&h->unsynced_size, done.size_changed || created, memory_order_relaxed);
+    atomic_store_explicit(&h->created_dir, created_dir, memory_order_relaxed);
     return handle;
 }
 
@@ -258,7 +278,10 @@ static void mf_dealloc(iommap_handle *h)
     if (PyObject_CallFinalizerFromDealloc((PyObject *)h) < 0)
         return; /* resurrected */
     PyObject_GC_UnTrack(h);
+    if (h->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)h);
     mf_clear(h);
+    PyMem_RawFree(atomic_load_explicit(&h->created_dir, memory_order_relaxed));
     Py_CLEAR(h->mapping);
     if (h->fd >= 0)
         close(h->fd);
@@ -359,6 +382,12 @@ static PyMethodDef mf_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* Weak references, as to files and mmap.mmap: caches can key on handles. */
+static PyMemberDef mf_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(iommap_handle, weakrefs), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyGetSetDef mf_getset[] = {
     {"closed", (getter)mf_get_closed, NULL, "True once close() has been called.", NULL},
     {"mode", (getter)mf_get_mode, NULL, "'read', 'write' or 'read_write'.", NULL},
@@ -374,6 +403,7 @@ static PyType_Slot mf_slots[] = {
     {Py_tp_repr, mf_repr},
     {Py_tp_methods, mf_methods},
     {Py_tp_getset, mf_getset},
+    {Py_tp_members, mf_members},
     {Py_sq_length, mf_len},
     {Py_tp_doc, "A memory-mapped file, made by iommap.open()."},
     {0, NULL},

@@ -3,15 +3,30 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#if defined(__linux__)
+#include <linux/fs.h> /* BLKGETSIZE64 */
+#include <sys/ioctl.h>
+#include <sys/vfs.h> /* fstatfs */
+#endif
+
+/* Read once, lazily.  Threads of interpreters that each have their own GIL
+ * (or of a free-threaded build) may all ask for the first time at once.
+ * Each would find and store the same value, so relaxed atomic accesses are
+ * enough: they turn what would be a data race on a plain static (undefined
+ * behaviour in C11) into well-defined concurrent stores of one value. */
 size_t iommap_page_size(void)
 {
-    static size_t page_size;
-    if (page_size == 0)
-        page_size = (size_t)sysconf(_SC_PAGESIZE);
-    return page_size;
+    static atomic_size_t page_size;
+    size_t size = atomic_load_explicit(&page_size, memory_order_relaxed);
+    if (size == 0) {
+        size = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&page_size, size, memory_order_relaxed);
+    }
+    return size;
 }
 
 int iommap_platform_map_flags(int populate, int nocache)
@@ -75,4 +90,87 @@ int iommap_platform_reserve(int fd, size_t old_size, size_t size)
     }
 #endif
     return ftruncate(fd, (off_t)size);
+}
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+/* cachestat is 451 on every architecture that shares the generic syscall
+ * table (all but alpha); older headers do not name it. */
+#if !defined(__NR_cachestat) && !defined(__alpha__)
+#define __NR_cachestat 451
+#endif
+#endif
+
+int iommap_platform_cachestat(int fd, uint64_t off, uint64_t len, uint64_t counts[5])
+{
+#ifdef __NR_cachestat
+    struct {
+        uint64_t off, len;
+    } range = {off, len};
+    /* struct cachestat is five __u64 in this order: cache, dirty,
+     * writeback, evicted, recently_evicted. */
+    return syscall(__NR_cachestat, fd, &range, counts, 0) == 0 ? 0 : -1;
+#else
+    (void)fd;
+    (void)off;
+    (void)len;
+    (void)counts;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+/* Linux: the pseudo-file systems whose files report a size unrelated to
+ * their content (and which do not support mmap as a file anyway). */
+const char *iommap_platform_pseudo_file(int fd)
+{
+#if defined(__linux__)
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0)
+        return NULL;
+    switch ((unsigned long)fs.f_type) {
+    case 0x9fa0UL: /* PROC_SUPER_MAGIC */
+        return "a /proc pseudo-file";
+    case 0x62656572UL: /* SYSFS_MAGIC */
+        return "a /sys pseudo-file";
+    case 0x64626720UL: /* DEBUGFS_MAGIC */
+        return "a debugfs pseudo-file";
+    case 0x74726163UL: /* TRACEFS_MAGIC */
+        return "a tracefs pseudo-file";
+    case 0x73636673UL: /* SECURITYFS_MAGIC */
+        return "a securityfs pseudo-file";
+    case 0x27e0ebUL:   /* CGROUP_SUPER_MAGIC */
+    case 0x63677270UL: /* CGROUP2_SUPER_MAGIC */
+        return "a cgroup pseudo-file";
+    case 0x62656570UL: /* CONFIGFS_MAGIC */
+        return "a configfs pseudo-file";
+    default:
+        return NULL;
+    }
+#else
+    (void)fd;
+    return NULL;
+#endif
+}
+
+int iommap_platform_device_size(int fd, uint64_t *size)
+{
+#if defined(__linux__) && defined(BLKGETSIZE64)
+    return ioctl(fd, BLKGETSIZE64, size);
+#else
+    /* macOS and the BSDs either have no block devices or cannot mmap them:
+     * a clear refusal rather than a guess. */
+    (void)fd;
+    (void)size;
+    errno = ENODEV;
+    return -1;
+#endif
+}
+
+int iommap_platform_sync_file(int fd)
+{
+#if defined(__linux__) || defined(__FreeBSD__)
+    return fdatasync(fd); /* data and the size needed to read it back */
+#else
+    return fsync(fd);
+#endif
 }
