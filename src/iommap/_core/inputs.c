@@ -86,6 +86,11 @@ int iommap_get_buffer(PyObject *obj, Py_buffer *view, int writable)
     return 0;
 }
 
+int iommap_get_destination(PyObject *obj, Py_buffer *buf)
+{
+    return iommap_get_buffer(obj, buf, 1);
+}
+
 /* ---- counts ----------------------------------------------------------------- */
 
 static uint64_t physical_memory(void)

@@ -11,9 +11,9 @@
  *   pagecache.c file_cache_stat(): a file's page-cache counts by path
  *   lock.c      the handle lock, fork, and how a locked section reports
  *   handle.h    what the MappedFile files share: layout, locked sections
- *   args.c      argument conversion: integers, modes, paths, buffers
  *   inputs.c    inputs that run the caller's code or outgrow their length:
  *               buffers, pwrite's nested lists, offsets (inputs.h)
+ *   args.c      argument conversion: integers, modes, paths, argument counts
  *   files.c     the file behind a handle: opening without blocking, what can
  *               be mapped, growing with undo, durability (files.h)
  *   mapping.c   the Mapping type: one mmap'ed region, reference counted
@@ -126,9 +126,9 @@ static inline int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_
 {
     return nargs == want ? 0 : iommap_err_nargs(op, nargs, want);
 }
-/* A writable, C-contiguous destination holding no object pointers:
- * iommap_get_buffer(obj, buf, 1) of inputs.h (0; 1 refused; -1 the
- * exporter's own exception). */
+/* A writable, C-contiguous destination holding no object pointers
+ * (inputs.c): iommap_get_buffer(obj, buf, 1) of inputs.h (0; 1 refused; -1
+ * the exporter's own exception). */
 int iommap_get_destination(PyObject *obj, Py_buffer *buf);
 
 /* A non-negative integer argument (an int or any __index__ object; not a
