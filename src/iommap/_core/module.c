@@ -14,6 +14,8 @@ static PyMethodDef module_functions[] = {
      "prefaults them; create=True creates a missing file (0o644 before umask);\n"
      "truncate=True empties it first; size=N extends a shorter file to N bytes,\n"
      "reserving disk space."},
+    {"file_cache_stat", (PyCFunction)(void (*)(void))iommap_file_cache_stat, METH_FASTCALL,
+     iommap_file_cache_stat_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -48,7 +50,8 @@ static int module_exec(PyObject *module)
         return -1;
     if (PyModule_AddObjectRef(module, "MappedFile", (PyObject *)st->mapped_file_type) != 0 ||
         PyModule_AddObjectRef(module, "Mapping", (PyObject *)st->mapping_type) != 0 ||
-        PyModule_AddIntConstant(module, "GIL_RELEASE_BYTES", IOMMAP_GIL_RELEASE_BYTES) != 0)
+        PyModule_AddIntConstant(module, "GIL_RELEASE_BYTES", IOMMAP_GIL_RELEASE_BYTES) != 0 ||
+        PyModule_AddIntConstant(module, "PAGE_SIZE", (long)iommap_page_size()) != 0)
         return -1;
 
     if (iommap_guard_install() != 0) {
@@ -88,10 +91,14 @@ static void module_free(void *module)
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
-#ifdef Py_mod_gil
-    /* Every handle field is guarded by the handle's own lock or atomic. */
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#ifdef Py_mod_multiple_interpreters
+    /* Every interpreter gets its own module object, state, types and
+     * exception classes; what the core shares across interpreters is
+     * process-wide by nature and safe in parallel (see iommap.h). */
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
+    /* No Py_mod_gil: a free-threaded CPython re-enables the GIL on import,
+     * since the suite has never run on a free-threaded build. */
     {0, NULL},
 };
 

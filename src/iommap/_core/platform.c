@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -12,12 +13,20 @@
 #include <sys/vfs.h> /* fstatfs */
 #endif
 
+/* Read once, lazily.  Threads of interpreters that each have their own GIL
+ * (or of a free-threaded build) may all ask for the first time at once.
+ * Each would find and store the same value, so relaxed atomic accesses are
+ * enough: they turn what would be a data race on a plain static (undefined
+ * behaviour in C11) into well-defined concurrent stores of one value. */
 size_t iommap_page_size(void)
 {
-    static size_t page_size;
-    if (page_size == 0)
-        page_size = (size_t)sysconf(_SC_PAGESIZE);
-    return page_size;
+    static atomic_size_t page_size;
+    size_t size = atomic_load_explicit(&page_size, memory_order_relaxed);
+    if (size == 0) {
+        size = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&page_size, size, memory_order_relaxed);
+    }
+    return size;
 }
 
 int iommap_platform_map_flags(int populate, int nocache)
@@ -83,6 +92,33 @@ int iommap_platform_reserve(int fd, size_t old_size, size_t size)
     return ftruncate(fd, (off_t)size);
 }
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+/* cachestat is 451 on every architecture that shares the generic syscall
+ * table (all but alpha); older headers do not name it. */
+#if !defined(__NR_cachestat) && !defined(__alpha__)
+#define __NR_cachestat 451
+#endif
+#endif
+
+int iommap_platform_cachestat(int fd, uint64_t off, uint64_t len, uint64_t counts[5])
+{
+#ifdef __NR_cachestat
+    struct {
+        uint64_t off, len;
+    } range = {off, len};
+    /* struct cachestat is five __u64 in this order: cache, dirty,
+     * writeback, evicted, recently_evicted. */
+    return syscall(__NR_cachestat, fd, &range, counts, 0) == 0 ? 0 : -1;
+#else
+    (void)fd;
+    (void)off;
+    (void)len;
+    (void)counts;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
 /* Linux: the pseudo-file systems whose files report a size unrelated to
  * their content (and which do not support mmap as a file anyway). */
 const char *iommap_platform_pseudo_file(int fd)
