@@ -17,6 +17,8 @@ static PyMethodDef module_functions[] = {
      "A regular file or a block device is mapped; anything else (FIFO, socket,\n"
      "character device, /proc file) raises an iommap.Error naming its type,\n"
      "without ever blocking. A failed open leaves the file as it was."},
+    {"file_cache_stat", (PyCFunction)(void (*)(void))iommap_file_cache_stat, METH_FASTCALL,
+     iommap_file_cache_stat_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -51,7 +53,8 @@ static int module_exec(PyObject *module)
         return -1;
     if (PyModule_AddObjectRef(module, "MappedFile", (PyObject *)st->mapped_file_type) != 0 ||
         PyModule_AddObjectRef(module, "Mapping", (PyObject *)st->mapping_type) != 0 ||
-        PyModule_AddIntConstant(module, "GIL_RELEASE_BYTES", IOMMAP_GIL_RELEASE_BYTES) != 0)
+        PyModule_AddIntConstant(module, "GIL_RELEASE_BYTES", IOMMAP_GIL_RELEASE_BYTES) != 0 ||
+        PyModule_AddIntConstant(module, "PAGE_SIZE", (long)iommap_page_size()) != 0)
         return -1;
 
     if (iommap_guard_install() != 0) {
