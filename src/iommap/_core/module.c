@@ -13,7 +13,10 @@ static PyMethodDef module_functions[] = {
      "is never modified through the handle); lock=True mlocks the pages; populate=True\n"
      "prefaults them; create=True creates a missing file (0o644 before umask);\n"
      "truncate=True empties it first; size=N extends a shorter file to N bytes,\n"
-     "reserving disk space."},
+     "reserving disk space.\n\n"
+     "A regular file or a block device is mapped; anything else (FIFO, socket,\n"
+     "character device, /proc file) raises an iommap.Error naming its type,\n"
+     "without ever blocking. A failed open leaves the file as it was."},
     {"file_cache_stat", (PyCFunction)(void (*)(void))iommap_file_cache_stat, METH_FASTCALL,
      iommap_file_cache_stat_doc},
     {NULL, NULL, 0, NULL},
