@@ -450,7 +450,10 @@ def add_walk_options(parser: argparse.ArgumentParser) -> None:
         help="print one JSON document, on one line of stdout, instead of text",
     )
     out.add_argument(
-        "-q", "--quiet", action="store_true", help="print nothing on stdout (errors still go)"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing on stdout but --json's document (errors still go to stderr)",
     )
     out.add_argument(
         "-s",
@@ -583,35 +586,51 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def read_list(source: IO[bytes], nul: bool) -> Iterator[str]:
-    """Paths from a list, streamed: NUL- or newline-separated, empty ones
-    skipped; bytes that are not UTF-8 kept exactly (surrogateescape)."""
+    """Paths from a list, streamed as they arrive (a pipe from a running
+    `find` is read as it writes): NUL- or newline-separated, empty entries
+    skipped, bytes that are not UTF-8 kept exactly (surrogateescape)."""
     sep = b"\0" if nul else b"\n"
+    read = getattr(source, "read1", source.read)
     pending = b""
     while True:
-        block = source.read(1 << 16)
+        block = read(1 << 16)
         if not block:
             break
         pending += block
         *complete, pending = pending.split(sep)
         for item in complete:
-            if not nul:
-                item = item.rstrip(b"\r")
             if item:
                 yield os.fsdecode(item)
-    if pending and not (not nul and not pending.rstrip(b"\r")):
-        yield os.fsdecode(pending.rstrip(b"\r") if not nul else pending)
+    if pending:
+        yield os.fsdecode(pending)
 
 
 def paths_of(args: argparse.Namespace) -> Iterator[str]:
     yield from args.files
-    if args.files_from is not None:
-        if args.files_from == "-":
-            stdin = sys.stdin.buffer if sys.stdin is not None else None
-            if stdin is not None:
-                yield from read_list(stdin, args.null)
-        else:
-            with open(args.files_from, "rb") as f:
-                yield from read_list(f, args.null)
+    source: IO[bytes] | None = getattr(args, "list_source", None)
+    if source is not None:
+        try:
+            yield from read_list(source, args.null)
+        finally:
+            if source is not getattr(sys.stdin, "buffer", None):
+                source.close()
+
+
+def open_list(args: argparse.Namespace) -> bool:
+    """Open -b's list before the walk starts; False (and a message) if it
+    cannot be read."""
+    args.list_source = None
+    if args.files_from is None:
+        return True
+    if args.files_from == "-":
+        args.list_source = sys.stdin.buffer if sys.stdin is not None else None
+        return True
+    try:
+        args.list_source = open(args.files_from, "rb")
+    except OSError as exc:
+        warn_command(args.command, f"{shown(args.files_from)}: {describe(exc)}")
+        return False
+    return True
 
 
 def check_paths_given(args: argparse.Namespace) -> None:
@@ -859,11 +878,15 @@ def run_walk(
 
 def run_info(args: argparse.Namespace) -> int:
     check_paths_given(args)
+    if not open_list(args):
+        return EXIT_FAILED
     return run_walk(args, new_walk(args, "residency"))
 
 
 def run_warm(args: argparse.Namespace) -> int:
     check_paths_given(args)
+    if not open_list(args):
+        return EXIT_FAILED
     progress = _toolkit.Progress(enabled=False if args.no_progress else None)
     args.progress = progress
 
@@ -876,6 +899,8 @@ def run_warm(args: argparse.Namespace) -> int:
 
 def run_evict(args: argparse.Namespace) -> int:
     check_paths_given(args)
+    if not open_list(args):
+        return EXIT_FAILED
     noted: set[str] = set()
 
     def note_memory_fs(r: pagecache.FileResidency) -> None:
@@ -897,6 +922,8 @@ def run_evict(args: argparse.Namespace) -> int:
 
 def run_lock(args: argparse.Namespace) -> int:
     check_paths_given(args)
+    if not open_list(args):
+        return EXIT_FAILED
     walk = new_walk(args, "residency")
     paths: list[str | bytes] = []
     errors: list[pagecache.FileError] = []
