@@ -519,8 +519,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         commands,
         "warm",
         "read files into the page cache",
-        "Bring each file into the page cache: advise will-need on each chunk, then\n"
-        "touch a byte of each page through iommap's SIGBUS-guarded copies, so\n"
+        "Bring each file into the page cache: advise sequential access on its\n"
+        "mapping, then touch a byte of each page through iommap's SIGBUS-guarded\n"
+        "copies, a chunk at a time, so\n"
         "every page is in memory when the command returns (as far as memory\n"
         "allows: the counts after say). A progress bar shows on a terminal for\n"
         f"files of {format_size(PROGRESS_MIN_BYTES)} and more. Ctrl-C prints what was "

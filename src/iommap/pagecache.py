@@ -462,8 +462,8 @@ def warm(
 ) -> FileResidency:
     """Read a file (or a range of it) into the page cache; its residency after.
 
-    Each chunk gets a will-need hint, then a byte of each page is read
-    through iommap's SIGBUS-guarded copies, so the pages are in memory when
+    A sequential-access hint, then a byte of each page is read, a chunk at a
+    time, through iommap's SIGBUS-guarded copies, so the pages are in memory when
     it returns, as far as memory allows. ``on_progress(done, total)`` gets
     the bytes covered after each chunk. A file that shrinks meanwhile raises
     ``iommap.SigbusError``; Ctrl-C raises ``KeyboardInterrupt`` between two
