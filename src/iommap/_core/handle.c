@@ -15,6 +15,7 @@
  *    lock exclusive, which waits for the calls in flight.
  */
 #include "handle.h"
+#include "hints.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -445,8 +446,8 @@ static status resize_locked(mapped_file *h, size_t new_size, iommap_mapping *fre
     }
     if (new_size < file_size && ftruncate(h->fd, (off_t)new_size) != 0) {
         s = (status){FAIL_OS, errno, "ftruncate()", 0};
-        if (addr != NULL && addr != h->mapping->addr)
-            munmap(addr, new_size);
+        if (addr != h->mapping->addr)
+            iommap_unmap_region(addr, new_size);
         return s;
     }
     /* Shrinking the file can unmap locked pages below the new end too (Linux
@@ -476,6 +477,9 @@ static PyObject *mf_truncate(mapped_file *h, PyObject *const *args, Py_ssize_t n
         return NULL;
     if (is_closing(h))
         return iommap_err_closed(STATE(h), "truncate");
+    if (IOMMAP_IS_WINDOW(&h->opts))
+        return iommap_err_bad_value(STATE(h), "truncate: a window (opened with offset= or "
+                                              "length=) never resizes its file");
     if (!IOMMAP_CAN_WRITE(h->opts.mode))
         return refuse_mode(h, "truncate", "the handle is read-only");
     if (h->opts.private_)
@@ -503,24 +507,122 @@ static PyObject *mf_truncate(mapped_file *h, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* ---- remap -------------------------------------------------------------- */
+
+/* The size a handle maps when its file is `file_size` bytes: the whole
+ * file, or as much of the window as the file now holds. */
+static size_t size_to_map(const iommap_map_options *opts, size_t file_size)
+{
+    if (opts->offset >= file_size)
+        return 0;
+    size_t rest = file_size - (size_t)opts->offset;
+    return opts->length != 0 && opts->length < rest ? (size_t)opts->length : rest;
+}
+
+/* Maps the file's current size anew, leaving the file as it is; under the
+ * exclusive lock with the GIL released, as resize_locked.  *new_size gets
+ * the size now mapped; *old the replaced mapping, NULL if the size is the
+ * same (the mapping stays: it covers the same pages). */
+static status remap_locked(mapped_file *h, iommap_mapping *fresh, iommap_mapping **old,
+                           size_t *new_size)
+{
+    status s = {DONE, 0, NULL, 0};
+    *old = NULL;
+    if (h->mapping == NULL) {
+        s.what = FAIL_CLOSED;
+        return s;
+    }
+    struct stat st;
+    if (fstat(h->fd, &st) != 0)
+        return (status){FAIL_OS, errno, "fstat()", 0};
+    size_t size = size_to_map(&h->opts, (size_t)st.st_size);
+    *new_size = size;
+    if (size == h->mapping->size)
+        return s;
+    char *addr;
+    const char *call = NULL;
+    if (iommap_map_region(h->fd, size, &h->opts, &addr, &call) != 0)
+        return (status){FAIL_OS, errno, call, 0};
+    fresh->addr = addr;
+    fresh->size = size;
+    *old = h->mapping;
+    h->mapping = fresh;
+    atomic_store_explicit(&h->size_hint, size, memory_order_relaxed);
+    return s;
+}
+
+static PyObject *mf_remap(mapped_file *h, PyObject *Py_UNUSED(ignored))
+{
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "remap");
+    iommap_mapping *fresh =
+        iommap_mapping_wrap(STATE(h)->mapping_type, NULL, 0, iommap_mapping_writable(&h->opts));
+    if (fresh == NULL)
+        return NULL;
+    iommap_mapping *old = NULL;
+    size_t size = 0;
+    status s;
+    ensure_lock_current(h);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_wrlock(&h->lock);
+    s = remap_locked(h, fresh, &old, &size);
+    pthread_rwlock_unlock(&h->lock);
+    Py_END_ALLOW_THREADS
+    if (s.what != DONE || old == NULL)
+        Py_DECREF(fresh); /* unused: addr NULL, so nothing is unmapped */
+    Py_XDECREF(old);      /* unmapped here unless a view still holds it */
+    if (s.what != DONE)
+        return raise_status(h, "remap", &s, 0, 0);
+    return PyLong_FromSize_t(size);
+}
+
+/* The handle's own descriptor (a duplicate when open() was given one). */
+static PyObject *mf_fileno(mapped_file *h, PyObject *Py_UNUSED(ignored))
+{
+    if (is_closing(h))
+        return iommap_err_closed(STATE(h), "fileno");
+    lock_shared(h);
+    int fd = h->fd;
+    unlock(h);
+    if (fd < 0)
+        return iommap_err_closed(STATE(h), "fileno");
+    return PyLong_FromLong(fd);
+}
+
 /* ---- sync / advise ------------------------------------------------------ */
 
-/* Page-aligns [offset, offset + length) inside a mapping starting at a page
- * boundary: the start moves down to its page, the kernel rounds the end up. */
+/* Page-aligns [offset, offset + length) of a mapping: the start moves down
+ * to its page, the kernel rounds the end up.  Pages are the machine's: a
+ * window's mapping may start inside one. */
 void page_align(const iommap_mapping *m, const range *r, char **start, size_t *len)
 {
-    size_t page = iommap_page_size();
+    uintptr_t page = iommap_page_size();
     size_t length = r->length != 0 ? (size_t)r->length : m->size - (size_t)r->offset;
-    size_t aligned = (size_t)r->offset & ~(page - 1);
-    *start = m->addr + aligned;
-    *len = length + ((size_t)r->offset - aligned);
+    uintptr_t first = (uintptr_t)(m->addr + r->offset);
+    uintptr_t aligned = first & ~(page - 1);
+    *start = (char *)aligned;
+    *len = length + (size_t)(first - aligned);
+}
+
+/* The whole pages inside [offset, offset + length): the start moves up to a
+ * page boundary, the end down; *len may be 0. */
+static void page_align_inward(const iommap_mapping *m, const range *r, char **start, size_t *len)
+{
+    uintptr_t page = iommap_page_size();
+    size_t length = r->length != 0 ? (size_t)r->length : m->size - (size_t)r->offset;
+    uintptr_t first = (uintptr_t)(m->addr + r->offset);
+    uintptr_t end = (first + length) & ~(page - 1);
+    first = (first + page - 1) & ~(page - 1);
+    *start = (char *)first;
+    *len = end > first ? (size_t)(end - first) : 0;
 }
 
 /* Checks `r` against the mapping under the shared lock and runs `call`
  * (msync or madvise) over its pages with the GIL released; a NULL `call`
  * only checks.  Raises and returns NULL on failure, else None. */
 static PyObject *call_on_range(mapped_file *h, const char *op, range r,
-                               int (*call)(void *, size_t, int), const char *call_name, int arg)
+                               int (*call)(void *, size_t, int), const char *call_name, int arg,
+                               int inward)
 {
     status s = {DONE, 0, NULL, 0};
     lock_shared(h);
@@ -533,11 +635,16 @@ static PyObject *call_on_range(mapped_file *h, const char *op, range r,
     } else if (call != NULL && m->size > 0 && r.offset < m->size) {
         char *start;
         size_t len;
-        page_align(m, &r, &start, &len);
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = call(start, len, arg);
-        Py_END_ALLOW_THREADS
+        if (inward)
+            page_align_inward(m, &r, &start, &len);
+        else
+            page_align(m, &r, &start, &len);
+        int rc = 0;
+        if (len > 0) {
+            Py_BEGIN_ALLOW_THREADS
+            rc = call(start, len, arg);
+            Py_END_ALLOW_THREADS
+        }
         if (rc != 0)
             s = (status){FAIL_OS, errno, call_name, 0};
     }
@@ -583,56 +690,74 @@ static PyObject *mf_sync(mapped_file *h, PyObject *args, PyObject *kwargs)
 
     /* A private mapping has nothing to write back: it never reaches the file. */
     int (*call)(void *, size_t, int) = h->opts.private_ ? NULL : msync;
-    return call_on_range(h, "sync", r, call, "msync()", flags);
+    return call_on_range(h, "sync", r, call, "msync()", flags, 0);
 }
 
-static int advice_of(mapped_file *h, PyObject *hint, int *advice)
+static const iommap_hint *hint_of(mapped_file *h, PyObject *name)
 {
-    static const struct {
-        const char *name;
-        int advice;
-    } hints[] = {
-        {"normal", MADV_NORMAL},     {"random", MADV_RANDOM},     {"sequential", MADV_SEQUENTIAL},
-        {"willneed", MADV_WILLNEED}, {"dontneed", MADV_DONTNEED},
-    };
-    if (!PyUnicode_Check(hint)) {
+    if (!PyUnicode_Check(name)) {
         iommap_err_bad_type(STATE(h), "advise: hint must be a str, not %.100s",
-                            Py_TYPE(hint)->tp_name);
+                            Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    const iommap_hint *hint = iommap_hint_find(name);
+    if (hint == NULL)
+        iommap_err_bad_value(STATE(h), "advise: hint must be one of " IOMMAP_HINT_LIST ", not %R",
+                             name);
+    return hint;
+}
+
+/* What a known hint becomes on this handle: the advice to pass, or NULL
+ * with the exception that refuses it (the platform lacks it, or the
+ * handle's mode or kind forbids it). */
+static int advice_for(mapped_file *h, const iommap_hint *hint, int *advice)
+{
+    char why[160];
+    if (hint->advice == IOMMAP_HINT_ABSENT) {
+        snprintf(why, sizeof(why), "hint \"%s\" is not available on this platform (no %s)",
+                 hint->name, hint->call);
+        iommap_err_errno(STATE(h), ENOTSUP, "advise", why);
         return -1;
     }
-    for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
-        if (PyUnicode_CompareWithASCIIString(hint, hints[i].name) == 0) {
-            *advice = hints[i].advice;
-            return 0;
-        }
+    const char *refusal = NULL;
+    if ((hint->rules & IOMMAP_HINT_NEEDS_WRITE) && !IOMMAP_CAN_WRITE(h->opts.mode))
+        refusal = "needs a handle that may write";
+    else if ((hint->rules & IOMMAP_HINT_PRIVATE_ONLY) && !h->opts.private_)
+        refusal = "applies to private mappings only: it would discard the file's pages";
+    else if ((hint->rules & IOMMAP_HINT_SHARED_ONLY) && h->opts.private_)
+        refusal = "changes the file, which a private mapping never does";
+    if (refusal != NULL) {
+        snprintf(why, sizeof(why), "hint \"%s\" %s", hint->name, refusal);
+        refuse_mode(h, "advise", why);
+        return -1;
     }
-    iommap_err_bad_value(STATE(h),
-                         "advise: hint must be one of \"normal\", \"random\", "
-                         "\"sequential\", \"willneed\", \"dontneed\", not %R",
-                         hint);
-    return -1;
+    *advice = hint->advice;
+    if ((hint->rules & IOMMAP_HINT_KEEPS_PRIVATE) && h->opts.private_) {
+        /* On a private mapping MADV_DONTNEED throws this process's own
+         * changes away; a hint must never lose data. */
+#ifdef MADV_COLD
+        *advice = MADV_COLD;
+#else
+        *advice = MADV_NORMAL;
+#endif
+    }
+    return 0;
 }
 
 static PyObject *mf_advise(mapped_file *h, PyObject *const *args, Py_ssize_t nargs)
 {
     range r;
+    const iommap_hint *hint;
     int advice;
     if (check_nargs(h, "advise", nargs, 3) || to_u64(h, "advise", "offset", args[0], &r.offset) ||
-        to_u64(h, "advise", "length", args[1], &r.length) || advice_of(h, args[2], &advice))
+        to_u64(h, "advise", "length", args[1], &r.length) || (hint = hint_of(h, args[2])) == NULL)
         return NULL;
     if (is_closing(h))
         return iommap_err_closed(STATE(h), "advise");
-    if (advice == MADV_DONTNEED && h->opts.private_) {
-        /* On a private mapping MADV_DONTNEED throws this process's own
-         * changes away; a hint must never lose data. */
-#ifdef MADV_COLD
-        advice = MADV_COLD;
-#else
-        advice = MADV_NORMAL;
-#endif
-    }
-
-    return call_on_range(h, "advise", r, madvise, "madvise()", advice);
+    if (advice_for(h, hint, &advice) != 0)
+        return NULL;
+    int inward = (hint->rules & IOMMAP_HINT_INWARD) != 0;
+    return call_on_range(h, "advise", r, madvise, hint->call, advice, inward);
 }
 
 /* ---- size, close, lifecycle --------------------------------------------- */
@@ -726,6 +851,21 @@ static PyObject *mf_get_path(mapped_file *h, void *Py_UNUSED(closure))
 
 static PyObject *mf_repr(mapped_file *h)
 {
+    if (h->path == Py_None) {
+        /* Opened from a descriptor: the handle's own one names it. */
+        int fd = -1;
+        if (!is_closing(h)) {
+            lock_shared(h);
+            fd = h->fd;
+            unlock(h);
+        }
+        if (fd < 0)
+            return PyUnicode_FromFormat("<iommap.MappedFile fd mode=%s closed>",
+                                        iommap_mode_name(h->opts.mode));
+        return PyUnicode_FromFormat("<iommap.MappedFile fd=%d mode=%s size=%zu>", fd,
+                                    iommap_mode_name(h->opts.mode),
+                                    atomic_load_explicit(&h->size_hint, memory_order_relaxed));
+    }
     if (is_closing(h))
         return PyUnicode_FromFormat("<iommap.MappedFile %R mode=%s closed>", h->path,
                                     iommap_mode_name(h->opts.mode));
@@ -842,6 +982,25 @@ static PyMethodDef mf_methods[] = {
      "size, which restores service after a shrink from outside. Views made before\n"
      "keep the old mapping. A 'read' handle or a private mapping refuses with\n"
      "PermissionError (reason 'eacces')."},
+    {"flush", (PyCFunction)(void (*)(void))mf_sync, METH_VARARGS | METH_KEYWORDS,
+     "flush($self, /, mode='sync', offset=0, length=0)\n--\n\n"
+     "The same as sync(), for code written against mmap.mmap.\n\n"
+     "mmap's flush(offset, size) is sync(offset=offset, length=size) here."},
+    {"remap", (PyCFunction)mf_remap, METH_NOARGS,
+     "remap($self, /)\n--\n\n"
+     "Map the file's current size anew, without changing the file; return it.\n\n"
+     "Follows growth by another process (a log being appended to) and restores\n"
+     "service after a shrink from outside: reads past the new end are then\n"
+     "OutOfBoundsError, not SigbusError. A window maps as much of its range as\n"
+     "the file now holds. Views made before keep the old mapping. On a private\n"
+     "mapping the new mapping shows the file as it is: changes made through the\n"
+     "handle stay in the old views only."},
+    {"fileno", (PyCFunction)mf_fileno, METH_NOARGS,
+     "fileno($self, /)\n--\n\n"
+     "Return the handle's file descriptor, for os.fstat, fcntl locks, os.sendfile.\n\n"
+     "It belongs to the handle (open() duplicates a descriptor it is given) and\n"
+     "is closed by close(): do not close it yourself, and os.dup() it to keep it\n"
+     "longer. ClosedError once the handle is closed."},
     {"advise", (PyCFunction)(void (*)(void))mf_advise, METH_FASTCALL,
      "advise($self, offset, length, hint, /)\n--\n\n"
      "Tell the kernel how the range will be used (madvise).\n\n"
@@ -912,6 +1071,9 @@ static PyType_Slot mf_slots[] = {
     {Py_tp_methods, mf_methods},
     {Py_tp_getset, mf_getset},
     {Py_sq_length, mf_len},
+    {Py_mp_subscript, mf_subscript},
+    {Py_mp_ass_subscript, mf_ass_subscript},
+    {Py_nb_bool, mf_bool},
     {Py_tp_doc, "A memory-mapped file, made by iommap.open()."},
     {0, NULL},
 };

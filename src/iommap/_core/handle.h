@@ -173,5 +173,9 @@ PyObject *mf_resident(mapped_file *h, PyObject *args, PyObject *kwargs);
 PyObject *mf_residency(mapped_file *h, PyObject *args, PyObject *kwargs);
 PyObject *mf_gather(mapped_file *h, PyObject *args, PyObject *kwargs);
 PyObject *mf_scatter(mapped_file *h, PyObject *const *args, Py_ssize_t nargs);
+/* subscript.c: m[key], m[key] = value, bool(m) */
+PyObject *mf_subscript(mapped_file *h, PyObject *key);
+int mf_ass_subscript(mapped_file *h, PyObject *key, PyObject *value);
+int mf_bool(mapped_file *h);
 
 #endif

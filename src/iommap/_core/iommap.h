@@ -94,6 +94,8 @@ PyObject *iommap_err_sigbus(iommap_state *st, const char *op);
 PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why);
 PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int code,
                         PyObject *filename);
+/* errno `code` that iommap decides itself, with `why` as the message. */
+PyObject *iommap_err_errno(iommap_state *st, int code, const char *op, const char *why);
 
 /* ---- the mapping (mapping.c) ------------------------------------------ *
  * One mmap'ed region of a file, immutable once made.  The handle holds one
@@ -115,13 +117,23 @@ typedef struct {
     int populate;
     int nocache;
     int lock; /* mlock the pages */
+    /* The window: the file's bytes [offset, offset + length) are mapped;
+     * length 0 means to the end of the file.  Both 0 for a whole file. */
+    uint64_t offset;
+    uint64_t length;
 } iommap_map_options;
 
-/* Maps `size` bytes of `fd` from offset 0 into *addr (size 0 maps nothing:
- * NULL).  Returns 0, or -1 with errno set and *failed_call naming the system
+/* A handle on a window (offset= or length= given) rather than a whole file. */
+#define IOMMAP_IS_WINDOW(opts) ((opts)->offset != 0 || (opts)->length != 0)
+
+/* Maps `size` bytes of `fd` from the window's offset into *addr (size 0 maps
+ * nothing: NULL); *addr is not page-aligned when the offset is not.  Returns 0, or -1 with errno set and *failed_call naming the system
  * call.  Needs no GIL: open and truncate call it with the GIL released. */
 int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char **addr,
                       const char **failed_call);
+
+/* Unmaps a region made by iommap_map_region (NULL: nothing). */
+void iommap_unmap_region(char *addr, size_t size);
 
 /* Wraps a region from iommap_map_region in a new Mapping that owns it (and
  * unmaps it on failure).  Needs the GIL. */

@@ -18,6 +18,17 @@ int iommap_mapping_writable(const iommap_map_options *opts)
     return IOMMAP_CAN_WRITE(opts->mode);
 }
 
+/* A window that starts inside a page is mapped from that page's start (mmap
+ * wants a page-aligned file offset) and handed out from the window's first
+ * byte: `addr` is never page-aligned then, and the bytes before it in its
+ * first page are mapped but never reachable through the handle.  Since the
+ * lead-in is less than a page, the region's real start is `addr` rounded
+ * down, which is how iommap_unmap_region finds it again. */
+static size_t lead_in(uint64_t offset)
+{
+    return (size_t)(offset & (uint64_t)(iommap_page_size() - 1));
+}
+
 int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char **addr,
                       const char **failed_call)
 {
@@ -25,32 +36,45 @@ int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char 
     if (size == 0)
         return 0;
 
+    size_t skip = lead_in(opts->offset);
+    if (size > SIZE_MAX - skip) {
+        errno = ENOMEM;
+        *failed_call = "mmap()";
+        return -1;
+    }
     int prot = PROT_READ | (iommap_mapping_writable(opts) ? PROT_WRITE : 0);
     int flags = (opts->private_ ? MAP_PRIVATE : MAP_SHARED) |
                 iommap_platform_map_flags(opts->populate, opts->nocache);
-    void *p = mmap(NULL, size, prot, flags, fd, 0);
+    void *p = mmap(NULL, skip + size, prot, flags, fd, (off_t)(opts->offset - skip));
     if (p == MAP_FAILED) {
         *failed_call = "mmap()";
         return -1;
     }
-    if (opts->lock && mlock(p, size) != 0) {
+    if (opts->lock && mlock(p, skip + size) != 0) {
         int saved = errno;
-        munmap(p, size);
+        munmap(p, skip + size);
         errno = saved;
         *failed_call = "mlock()";
         return -1;
     }
-    iommap_platform_after_map(p, size, opts->populate);
-    *addr = p;
+    iommap_platform_after_map(p, skip + size, opts->populate);
+    *addr = (char *)p + skip;
     return 0;
+}
+
+void iommap_unmap_region(char *addr, size_t size)
+{
+    if (addr == NULL)
+        return;
+    size_t skip = (size_t)((uintptr_t)addr & (uintptr_t)(iommap_page_size() - 1));
+    munmap(addr - skip, skip + size);
 }
 
 iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable)
 {
     iommap_mapping *m = PyObject_New(iommap_mapping, type);
     if (m == NULL) {
-        if (addr != NULL)
-            munmap(addr, size);
+        iommap_unmap_region(addr, size);
         return NULL;
     }
     m->addr = addr;
@@ -62,8 +86,7 @@ iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size,
 static void mapping_dealloc(iommap_mapping *m)
 {
     PyTypeObject *type = Py_TYPE(m);
-    if (m->addr != NULL)
-        munmap(m->addr, m->size);
+    iommap_unmap_region(m->addr, m->size);
     PyObject_Free(m);
     Py_DECREF(type);
 }

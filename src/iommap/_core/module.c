@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -108,42 +109,187 @@ static PyObject *encode_path(iommap_state *st, PyObject *path)
     return iommap_err_bad_value(st, "open: path %R cannot be used as a file name", path);
 }
 
+/* ---- what open() maps: a path, or a descriptor the caller holds ---------- */
+
+/* Looks `name` up on obj's type: 1 found (*out a new reference to the bound
+ * attribute), 0 absent, -1 with an exception the lookup raised. */
+static int optional_attr(PyObject *obj, const char *name, PyObject **out)
+{
+    *out = NULL;
+    PyObject *found = PyObject_GetAttrString(obj, name);
+    if (found != NULL) {
+        *out = found;
+        return 1;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+        return -1;
+    PyErr_Clear();
+    return 0;
+}
+
+/* The descriptor named by `source` when it is not a path: an int, or an
+ * object with fileno() (whose own exceptions pass through unchanged).
+ * Returns the descriptor (>= 0), -2 when `source` is a path, or -1 with an
+ * exception set. */
+static int descriptor_of(iommap_state *st, PyObject *source)
+{
+    if (PyUnicode_Check(source) || PyBytes_Check(source))
+        return -2;
+    PyObject *attr;
+    int found = optional_attr((PyObject *)Py_TYPE(source), "__fspath__", &attr);
+    Py_XDECREF(attr);
+    if (found != 0)
+        return found < 0 ? -1 : -2;
+
+    PyObject *number;
+    if (PyBool_Check(source)) {
+        iommap_err_bad_type(st, "open: a file descriptor must be an int, not bool");
+        return -1;
+    }
+    if (PyLong_Check(source)) {
+        number = Py_NewRef(source);
+    } else {
+        PyObject *fileno;
+        found = optional_attr(source, "fileno", &fileno);
+        if (found < 0)
+            return -1;
+        if (found == 0) {
+            iommap_err_bad_type(st,
+                                "open: path must be str, bytes, os.PathLike, a file "
+                                "descriptor or an object with fileno(), not %.100s",
+                                Py_TYPE(source)->tp_name);
+            return -1;
+        }
+        number = PyObject_CallNoArgs(fileno);
+        Py_DECREF(fileno);
+        if (number == NULL)
+            return -1;
+        if (!PyLong_Check(number) || PyBool_Check(number)) {
+            iommap_err_bad_type(st, "open: fileno() returned %.100s, not an int",
+                                Py_TYPE(number)->tp_name);
+            Py_DECREF(number);
+            return -1;
+        }
+    }
+    int overflow;
+    long value = PyLong_AsLongAndOverflow(number, &overflow);
+    Py_DECREF(number);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow != 0 || value < 0 || value > INT_MAX) {
+        iommap_err_bad_value(st, "open: %ld%s is not a file descriptor", value,
+                             overflow != 0 ? " (or more)" : "");
+        return -1;
+    }
+    return (int)value;
+}
+
+/* The handle's own copy of the caller's descriptor `fd`, close-on-exec, once
+ * its access mode allows what the handle will do with it: mmap always needs
+ * it readable, and a shared writable mapping (or a size= to set) needs it
+ * writable too.  The two descriptors share the open file (offset, status
+ * flags) but closing either leaves the other open.  Returns it, or -1 with
+ * an exception set. */
+static int dup_descriptor(iommap_state *st, int fd, int needs_write, iommap_mode mode)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return iommap_err_os(st, "open", "fcntl(F_GETFL)", errno, NULL), -1;
+    int access = flags & O_ACCMODE;
+    const char *has = access == O_RDONLY   ? "read-only (O_RDONLY)"
+                      : access == O_WRONLY ? "write-only (O_WRONLY)"
+                                           : NULL;
+    if (access == O_WRONLY || (needs_write && access != O_RDWR)) {
+        char why[200];
+        snprintf(why, sizeof(why), "descriptor %d is open %s; mode \"%s\" needs it open %s", fd,
+                 has != NULL ? has : "without read access", iommap_mode_name(mode),
+                 needs_write ? "for reading and writing (O_RDWR)"
+                             : "for reading (O_RDONLY or O_RDWR)");
+        iommap_err_refused(st, "open", why);
+        return -1;
+    }
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0)
+        return iommap_err_os(st, "open", "fcntl(F_DUPFD_CLOEXEC)", errno, NULL), -1;
+    return copy;
+}
+
+/* The window [offset, offset + length) of a file of `file_size` bytes, as
+ * the size to map (length 0: to the end); -1 if it passes the end. */
+static int window_size(const iommap_map_options *opts, size_t file_size, size_t *size)
+{
+    if (opts->offset > file_size)
+        return -1;
+    size_t rest = file_size - (size_t)opts->offset;
+    if (opts->length == 0) {
+        *size = rest;
+        return 0;
+    }
+    if (opts->length > rest)
+        return -1;
+    *size = (size_t)opts->length;
+    return 0;
+}
+
 static PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"path",    "mode",   "private",  "lock", "populate",
-                               "nocache", "create", "truncate", "size", NULL};
+    static char *keywords[] = {"path",     "mode", "private", "lock",   "populate", "nocache",
+                               "create",   "truncate", "size", "offset", "length",  NULL};
     iommap_state *st = PyModule_GetState(module);
-    PyObject *path, *mode_obj = NULL, *size_obj = NULL;
+    PyObject *path, *mode_obj = NULL, *size_obj = NULL, *offset_obj = NULL, *length_obj = NULL;
     int private_ = 0, lock = 0, populate = 0, nocache = 0, create = 0, truncate = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppppppO:open", keywords, &path, &mode_obj,
-                                     &private_, &lock, &populate, &nocache, &create, &truncate,
-                                     &size_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppppppOOO:open", keywords, &path,
+                                     &mode_obj, &private_, &lock, &populate, &nocache, &create,
+                                     &truncate, &size_obj, &offset_obj, &length_obj))
         return NULL;
 
-    iommap_map_options opts = {IOMMAP_READ_WRITE, private_, populate, nocache, lock};
+    iommap_map_options opts = {IOMMAP_READ_WRITE, private_, populate, nocache, lock, 0, 0};
     size_t size;
     int size_given;
     if (parse_mode(st, mode_obj, &opts.mode) != 0 ||
-        parse_size(st, size_obj, &size, &size_given) != 0)
+        parse_size(st, size_obj, &size, &size_given) != 0 ||
+        (offset_obj != NULL && iommap_arg_to_u64(st, "open", "offset", offset_obj,
+                                                 &opts.offset) != 0) ||
+        (length_obj != NULL && length_obj != Py_None &&
+         iommap_arg_to_u64(st, "open", "length", length_obj, &opts.length) != 0))
         return NULL;
     if (opts.mode == IOMMAP_READ && (create || truncate || size_given))
         return iommap_err_bad_value(st, "open: mode \"read\" cannot create, truncate or size "
                                         "a file");
-    PyObject *encoded = encode_path(st, path);
-    if (encoded == NULL)
+    int given_fd = descriptor_of(st, path);
+    if (given_fd == -1)
         return NULL;
+    if (given_fd >= 0 && (create || truncate))
+        return iommap_err_bad_value(st, "open: create and truncate need a path, not a "
+                                        "descriptor");
 
     /* A private mapping never writes the file, so it needs write access only
      * to set the file up (truncate, size). */
     int needs_write = opts.mode != IOMMAP_READ && (!private_ || truncate || size_given);
+    PyObject *encoded = NULL;
+    PyObject *filename = NULL; /* for OS errors: the path, when there is one */
+    int fd = -1;
+    if (given_fd >= 0) {
+        fd = dup_descriptor(st, given_fd, needs_write, opts.mode);
+        if (fd < 0)
+            return NULL;
+        path = Py_None; /* m.path: the handle was not opened by name */
+    } else {
+        encoded = encode_path(st, path);
+        if (encoded == NULL)
+            return NULL;
+        filename = path;
+    }
     int flags = (needs_write ? O_RDWR : O_RDONLY) | O_CLOEXEC | (create ? O_CREAT : 0) |
                 (truncate ? O_TRUNC : 0);
     const char *call = NULL;
-    int fd, err = 0;
+    int err = 0, beyond = 0;
     char *addr = NULL;
+    size_t file_size = 0;
     struct stat info;
     Py_BEGIN_ALLOW_THREADS
-    fd = open(PyBytes_AS_STRING(encoded), flags, 0644);
+    if (fd < 0)
+        fd = open(PyBytes_AS_STRING(encoded), flags, 0644);
     if (fd < 0) {
         call = "open()";
     } else if (fstat(fd, &info) != 0) {
@@ -157,27 +303,38 @@ static PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
     } else if (nocache && iommap_platform_set_nocache(fd) != 0) {
         call = "fcntl(F_NOCACHE)";
     } else {
-        size_t length = (size_t)info.st_size;
-        if (size_given && length < size)
-            length = size;
-        if (iommap_map_region(fd, length, &opts, &addr, &call) == 0) {
+        file_size = (size_t)info.st_size;
+        if (size_given && file_size < size)
+            file_size = size;
+        size_t length;
+        if (window_size(&opts, file_size, &length) != 0) {
+            beyond = 1;
+        } else if (iommap_map_region(fd, length, &opts, &addr, &call) == 0) {
             size = length;
             call = NULL;
         }
     }
     err = errno;
-    if (call != NULL && fd >= 0)
+    if ((call != NULL || beyond) && fd >= 0)
         close(fd);
     Py_END_ALLOW_THREADS
-    Py_DECREF(encoded);
+    Py_XDECREF(encoded);
+    if (beyond) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "open: the window at offset %llu, length %llu passes the end of the file "
+                 "(%zu bytes)",
+                 (unsigned long long)opts.offset, (unsigned long long)opts.length, file_size);
+        PyErr_SetString(st->out_of_bounds_error, msg);
+        return NULL;
+    }
     if (call != NULL)
-        return iommap_err_os(st, "open", call, err, path);
+        return iommap_err_os(st, "open", call, err, filename);
 
     /* Put the SIGBUS handler back in front if another was installed since. */
     if (iommap_guard_install() != 0) {
         err = errno;
-        if (addr != NULL)
-            munmap(addr, size);
+        iommap_unmap_region(addr, size);
         close(fd);
         return iommap_err_os(st, "open", "sigaction()", err, NULL);
     }
