@@ -87,7 +87,7 @@ SANITIZE_ENV = \
 	IOMMAP_TEST_SLOWDOWN=4
 # ASan intercepts mlock and makes it a no-op: the tests of `iommap lock` and
 # the CLI guide (which shows the pages lock brought in) cannot hold there.
-# (tests/conftest.py's needs_real_mlock skips the core's own mlock checks.)
+# (tests/helpers.py's needs_real_mlock skips the core's own mlock checks.)
 SANITIZE_DESELECT = \
 	--deselect 'tests/test_cli.py::test_lock_holds_pages_until_interrupted' \
 	--deselect 'tests/test_docs.py::test_doc_runs[docs/cli.md]'

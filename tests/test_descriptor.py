@@ -6,7 +6,7 @@ import os
 import socket
 
 import pytest
-from conftest import PAGE, assert_error, pattern, read_file
+from helpers import PAGE, assert_error, pattern, read_file
 
 import iommap
 

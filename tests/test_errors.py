@@ -5,7 +5,7 @@ import errno
 import pickle
 
 import pytest
-from conftest import PAGE, assert_error, read_file, run_ok
+from helpers import PAGE, assert_error, read_file, run_ok
 
 import iommap
 from iommap import _errors

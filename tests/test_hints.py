@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PAGE, assert_error, mappings_of, pattern, read_file
+from helpers import PAGE, assert_error, mappings_of, pattern, read_file
 
 import iommap
 

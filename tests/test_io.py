@@ -8,7 +8,7 @@ import tempfile
 import tracemalloc
 
 import pytest
-from conftest import PAGE, assert_error, read_file, run_ok
+from helpers import PAGE, assert_error, read_file, run_ok
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -6,7 +6,7 @@ import pickle
 import warnings
 
 import pytest
-from conftest import assert_error, fd_count, is_mapped, read_file
+from helpers import assert_error, fd_count, is_mapped, read_file
 
 import iommap
 

@@ -6,7 +6,7 @@ import pathlib
 import stat
 
 import pytest
-from conftest import (
+from helpers import (
     PAGE,
     assert_error,
     fd_count,

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import PAGE, assert_error, needs_real_mlock, pattern, read_file, run_ok
+from helpers import PAGE, assert_error, needs_real_mlock, pattern, read_file, run_ok
 
 import iommap
 
@@ -141,7 +141,7 @@ def test_private_remap_shows_the_file_as_it_is(tmp_path):
 
 @needs_real_mlock
 def test_locked_handle_stays_locked_after_remap(tmp_path):
-    from conftest import mappings_of
+    from helpers import mappings_of
 
     path = tmp_path / "f.bin"
     path.write_bytes(pattern(PAGE))

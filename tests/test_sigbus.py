@@ -12,7 +12,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import PAGE, run_ok, run_py
+from helpers import PAGE, run_ok, run_py
 
 # Common set-up for the children: a file of `pages` pages of distinct bytes,
 # a helper asserting a call raises SigbusError as SPEC.md describes.

@@ -2,7 +2,7 @@
 against mmap.mmap or bytes reaches for."""
 
 import pytest
-from conftest import PAGE, assert_error, pattern, read_file, run_ok
+from helpers import PAGE, assert_error, pattern, read_file, run_ok
 
 import iommap
 

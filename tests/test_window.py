@@ -5,7 +5,7 @@ import errno
 import os
 
 import pytest
-from conftest import (
+from helpers import (
     PAGE,
     _under_asan,
     assert_error,

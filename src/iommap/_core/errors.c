@@ -8,31 +8,16 @@
 #include <stdarg.h>
 #include <string.h>
 
-static PyObject *raise_formatted(PyObject *cls, const char *fmt, va_list ap)
+PyObject *iommap_err_format(PyObject *cls, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
     if (msg != NULL) {
         PyErr_SetObject(cls, msg);
         Py_DECREF(msg);
     }
-    return NULL;
-}
-
-PyObject *iommap_err_bad_type(iommap_state *st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    raise_formatted(st->bad_type_error, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-
-PyObject *iommap_err_bad_value(iommap_state *st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    raise_formatted(st->bad_value_error, fmt, ap);
-    va_end(ap);
     return NULL;
 }
 

@@ -70,6 +70,20 @@ void iommap_unmap_region(char *addr, size_t size)
     munmap(addr - skip, skip + size);
 }
 
+size_t iommap_window_size(const iommap_map_options *opts, size_t file_size, int *whole)
+{
+    *whole = 0;
+    if (opts->offset > file_size)
+        return 0;
+    size_t rest = file_size - (size_t)opts->offset;
+    if (opts->length == 0) {
+        *whole = 1;
+        return rest;
+    }
+    *whole = opts->length <= rest;
+    return *whole ? (size_t)opts->length : rest;
+}
+
 iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable)
 {
     iommap_mapping *m = PyObject_New(iommap_mapping, type);
@@ -106,9 +120,5 @@ static PyType_Slot mapping_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec iommap_mapping_spec = {
-    .name = "iommap._core.Mapping",
-    .basicsize = sizeof(iommap_mapping),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = mapping_slots,
-};
+PyType_Spec iommap_mapping_spec =
+    IOMMAP_TYPE_SPEC("iommap._core.Mapping", iommap_mapping, 0, mapping_slots);

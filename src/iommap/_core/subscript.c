@@ -26,7 +26,7 @@ typedef struct {
     int is_index; /* m[i]: one byte, returned or assigned as an int */
 } key_range;
 
-static int position_of(mapped_file *h, const char *op, PyObject *obj, position *out)
+static int position_of(iommap_handle *h, const char *op, PyObject *obj, position *out)
 {
     PyObject *index;
     if (PyLong_CheckExact(obj)) {
@@ -36,7 +36,7 @@ static int position_of(mapped_file *h, const char *op, PyObject *obj, position *
         if (index == NULL)
             return -1;
     } else {
-        iommap_err_bad_type(STATE(h), "%s: indices must be ints or slices of ints, not %.100s", op,
+        iommap_err_bad_type(IOMMAP_STATE(h), "%s: indices must be ints or slices of ints, not %.100s", op,
                             Py_TYPE(obj)->tp_name);
         return -1;
     }
@@ -60,7 +60,7 @@ static int position_of(mapped_file *h, const char *op, PyObject *obj, position *
 
 /* The key of m[key]: an int (or __index__ object), or a slice of them with
  * no step other than 1. */
-static int key_range_of(mapped_file *h, const char *op, PyObject *key, key_range *k)
+static int key_range_of(iommap_handle *h, const char *op, PyObject *key, key_range *k)
 {
     if (!PySlice_Check(key)) {
         if (position_of(h, op, key, &k->start) != 0)
@@ -76,7 +76,7 @@ static int key_range_of(mapped_file *h, const char *op, PyObject *key, key_range
         if (position_of(h, op, slice->step, &step) != 0)
             return -1;
         if (step.from_end || step.distance != 1) {
-            iommap_err_bad_value(STATE(h), "%s: a slice of a mapped file takes no step but 1",
+            iommap_err_bad_value(IOMMAP_STATE(h), "%s: a slice of a mapped file takes no step but 1",
                                  op);
             return -1;
         }
@@ -129,82 +129,95 @@ static int64_t fixed_length(const key_range *k)
     return (int64_t)(k->stop.distance - k->start.distance);
 }
 
-static PyObject *key_out_of_range(mapped_file *h, const char *op, PyObject *key, size_t size)
+static PyObject *key_out_of_range(iommap_handle *h, const char *op, PyObject *key, size_t size)
 {
-    PyErr_Format(STATE(h)->out_of_bounds_error,
-                 "%s: %R is out of range for a mapping of %zu bytes", op, key, size);
+    return iommap_err_format(IOMMAP_STATE(h)->out_of_bounds_error,
+                             "%s: %R is out of range for a mapping of %zu bytes", op, key, size);
+}
+
+/* The locked section of a subscript: takes the lock, then resolves `k`
+ * against the mapping's size.  Returns the mapping with the lock held and
+ * the range in *offset, *length; or NULL with the lock released and *s
+ * saying why. */
+static iommap_mapping *enter_key(iommap_handle *h, iommap_lock_kind kind, const key_range *k,
+                                 uint64_t *offset, uint64_t *length, iommap_status *s)
+{
+    *s = (iommap_status){IOMMAP_DONE, 0, NULL, 0};
+    iommap_lock(h, kind);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        s->what = IOMMAP_FAIL_CLOSED;
+    } else if (resolve(k, m->size, offset, length) != 0) {
+        s->what = IOMMAP_FAIL_OUT_OF_BOUNDS;
+        s->size = m->size;
+    } else {
+        return m;
+    }
+    iommap_unlock(h);
     return NULL;
 }
 
-/* Copies the bytes `k` names into dst, which holds `room` bytes, under the
- * shared lock.  If they are not `room` bytes (the size moved since the
- * caller guessed), copies nothing and sets *needed. */
-static status copy_key_out(mapped_file *h, const key_range *k, char *dst, size_t room,
-                           size_t *needed)
+typedef struct {
+    char *dst;
+    const char *src;
+    size_t n;
+    const iommap_mapping *m;
+} key_copy_work;
+
+static int run_key_copy(void *arg)
 {
-    status s = {DONE, 0, NULL, 0};
-    lock_shared(h);
-    iommap_mapping *m = h->mapping;
+    key_copy_work *w = arg;
+    if (w->n == 0)
+        return 0; /* an empty mapping's addr is NULL: no arithmetic on it */
+    return iommap_guarded_copy(w->dst, w->src, w->n, w->m->addr, w->m->size);
+}
+
+/* Copies the bytes `k` names into dst, which holds `room` bytes.  If they
+ * are not `room` bytes (the size moved since the caller guessed), copies
+ * nothing and sets *needed. */
+static iommap_status copy_key_out(iommap_handle *h, const key_range *k, char *dst, size_t room,
+                                  size_t *needed)
+{
+    iommap_status s;
     uint64_t offset, length;
-    if (m == NULL) {
-        unlock(h);
-        s.what = FAIL_CLOSED;
+    iommap_mapping *m = enter_key(h, IOMMAP_SHARED, k, &offset, &length, &s);
+    if (m == NULL)
         return s;
-    }
-    if (resolve(k, m->size, &offset, &length) != 0) {
-        unlock(h);
-        s.what = FAIL_OUT_OF_BOUNDS;
-        s.size = m->size;
-        return s;
-    }
     *needed = (size_t)length;
     if (length != room) {
-        unlock(h);
+        iommap_unlock(h);
         return s;
     }
-    int rc = 0;
-    if (length >= IOMMAP_GIL_RELEASE_BYTES) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = iommap_guarded_copy(dst, m->addr + offset, (size_t)length, m->addr, m->size);
-        unlock(h);
-        Py_END_ALLOW_THREADS
-    } else {
-        if (length > 0)
-            rc = iommap_guarded_copy(dst, m->addr + offset, (size_t)length, m->addr, m->size);
-        unlock(h);
-    }
-    if (rc != 0)
-        s.what = FAIL_SIGBUS;
+    key_copy_work w = {dst, m->addr + offset, (size_t)length, m};
+    if (iommap_finish_released(h, (size_t)length, run_key_copy, &w) != 0)
+        s.what = IOMMAP_FAIL_SIGBUS;
     return s;
 }
 
-PyObject *mf_subscript(mapped_file *h, PyObject *key)
+PyObject *iommap_mf_subscript(iommap_handle *h, PyObject *key)
 {
     const char *op = "__getitem__";
     key_range k;
-    if (key_range_of(h, op, key, &k) != 0)
+    if (key_range_of(h, op, key, &k) != 0 || iommap_check_usable(h, op, IOMMAP_READ) != 0)
         return NULL;
-    if (is_closing(h))
-        return iommap_err_closed(STATE(h), op);
-    if (!IOMMAP_CAN_READ(h->opts.mode))
-        return refuse_mode(h, op, "the handle is write-only");
 
+    /* A first guess of the length, from the size readable without the lock;
+     * a huge slice is out of range here rather than a MemoryError.  The
+     * locked section decides. */
+    size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
     int64_t fixed = fixed_length(&k);
-    size_t room;
+    size_t room = 0;
     if (fixed >= 0) {
-        /* Refuse early what cannot fit, so a huge slice is out of range
-         * rather than MemoryError; the locked check is the one that counts. */
-        size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
         if ((uint64_t)fixed > hint)
             return key_out_of_range(h, op, key, hint);
         room = (size_t)fixed;
     } else {
         uint64_t offset, length;
-        size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
-        room = resolve(&k, hint, &offset, &length) == 0 ? (size_t)length : 0;
+        if (resolve(&k, hint, &offset, &length) == 0)
+            room = (size_t)length;
     }
     for (;;) {
-        unsigned char byte;
+        unsigned char byte = 0;
         PyObject *result = NULL;
         char *dst = (char *)&byte;
         if (!k.is_index) {
@@ -214,12 +227,12 @@ PyObject *mf_subscript(mapped_file *h, PyObject *key)
             dst = PyBytes_AS_STRING(result);
         }
         size_t needed = room;
-        status s = copy_key_out(h, &k, dst, room, &needed);
-        if (s.what != DONE) {
+        iommap_status s = copy_key_out(h, &k, dst, room, &needed);
+        if (s.what != IOMMAP_DONE) {
             Py_XDECREF(result);
-            if (s.what == FAIL_OUT_OF_BOUNDS)
+            if (s.what == IOMMAP_FAIL_OUT_OF_BOUNDS)
                 return key_out_of_range(h, op, key, s.size);
-            return raise_status(h, op, &s, 0, 0);
+            return iommap_raise_status(h, op, &s, 0, 0);
         }
         if (needed == room)
             return k.is_index ? PyLong_FromLong(byte) : result;
@@ -228,99 +241,85 @@ PyObject *mf_subscript(mapped_file *h, PyObject *key)
     }
 }
 
-int mf_ass_subscript(mapped_file *h, PyObject *key, PyObject *value)
+/* The bytes m[key] = value writes: an int in range(256) for an index, a
+ * bytes-like object for a slice.  Returns 0 with *src, *n set (and *data
+ * to release for a slice), or -1 with the exception set. */
+static int value_bytes(iommap_handle *h, const char *op, const key_range *k, PyObject *value,
+                       unsigned char *byte, Py_buffer *data, const char **src, size_t *n)
+{
+    if (k->is_index) {
+        if (!PyLong_Check(value)) {
+            iommap_err_bad_type(IOMMAP_STATE(h), "%s: m[i] takes an int in range(256), not %.100s",
+                                op, Py_TYPE(value)->tp_name);
+            return -1;
+        }
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(value, &overflow);
+        if (v == -1 && overflow == 0 && PyErr_Occurred())
+            return -1;
+        if (overflow != 0 || v < 0 || v > 255) {
+            iommap_err_bad_value(IOMMAP_STATE(h), "%s: a byte must be in range(256)", op);
+            return -1;
+        }
+        *byte = (unsigned char)v;
+        *src = (const char *)byte;
+        *n = 1;
+        return 0;
+    }
+    if (PyUnicode_Check(value) || PyObject_GetBuffer(value, data, PyBUF_SIMPLE) != 0) {
+        PyErr_Clear();
+        iommap_err_bad_type(IOMMAP_STATE(h), "%s: m[a:b] takes a bytes-like object, not %.100s",
+                            op, Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    *src = data->buf;
+    *n = (size_t)data->len;
+    return 0;
+}
+
+int iommap_mf_ass_subscript(iommap_handle *h, PyObject *key, PyObject *value)
 {
     const char *op = "__setitem__";
     if (value == NULL) {
-        iommap_err_bad_type(STATE(h), "__delitem__: bytes cannot be deleted from a mapped file");
+        iommap_err_bad_type(IOMMAP_STATE(h),
+                            "__delitem__: bytes cannot be deleted from a mapped file");
         return -1;
     }
     key_range k;
-    if (key_range_of(h, op, key, &k) != 0)
-        return -1;
     unsigned char byte = 0;
     Py_buffer data = {0};
     const char *src;
     size_t n;
-    if (k.is_index) {
-        if (!PyLong_Check(value)) {
-            iommap_err_bad_type(STATE(h), "%s: m[i] takes an int in range(256), not %.100s", op,
-                                Py_TYPE(value)->tp_name);
-            return -1;
-        }
-        long v = PyLong_AsLong(value);
-        if (v == -1 && PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_OverflowError))
-                return -1;
-            PyErr_Clear();
-        }
-        if (v < 0 || v > 255) {
-            iommap_err_bad_value(STATE(h), "%s: a byte must be in range(256)", op);
-            return -1;
-        }
-        byte = (unsigned char)v;
-        src = (const char *)&byte;
-        n = 1;
-    } else {
-        if (PyUnicode_Check(value) || PyObject_GetBuffer(value, &data, PyBUF_SIMPLE) != 0) {
-            PyErr_Clear();
-            iommap_err_bad_type(STATE(h), "%s: m[a:b] takes a bytes-like object, not %.100s", op,
-                                Py_TYPE(value)->tp_name);
-            return -1;
-        }
-        src = data.buf;
-        n = (size_t)data.len;
-    }
+    if (key_range_of(h, op, key, &k) != 0 ||
+        value_bytes(h, op, &k, value, &byte, &data, &src, &n) != 0)
+        return -1;
 
     int rc = -1;
-    if (is_closing(h)) {
-        iommap_err_closed(STATE(h), op);
-        goto done;
-    }
-    if (!IOMMAP_CAN_WRITE(h->opts.mode)) {
-        refuse_mode(h, op, "the handle is read-only");
-        goto done;
-    }
-    status s = {DONE, 0, NULL, 0};
-    uint64_t offset = 0, length = 0;
-    int mismatch = 0, copied = 0;
-    lock_exclusive(h);
-    iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        s.what = FAIL_CLOSED;
-    } else if (resolve(&k, m->size, &offset, &length) != 0) {
-        s.what = FAIL_OUT_OF_BOUNDS;
-        s.size = m->size;
-    } else if (length != n) {
-        mismatch = 1;
-    } else if (n > 0) {
-        copied = 1;
-    }
-    if (copied) {
-        int failed;
-        if (n >= IOMMAP_GIL_RELEASE_BYTES) {
-            Py_BEGIN_ALLOW_THREADS
-            failed = iommap_guarded_copy(m->addr + offset, src, n, m->addr, m->size);
-            Py_END_ALLOW_THREADS
-        } else {
-            failed = iommap_guarded_copy(m->addr + offset, src, n, m->addr, m->size);
+    if (iommap_check_usable(h, op, IOMMAP_WRITE) == 0) {
+        iommap_status s;
+        uint64_t offset = 0, length = 0;
+        int mismatch = 0;
+        iommap_mapping *m = enter_key(h, IOMMAP_EXCLUSIVE, &k, &offset, &length, &s);
+        if (m != NULL && length != n) {
+            mismatch = 1; /* nothing written: the lengths must agree */
+            iommap_unlock(h);
+        } else if (m != NULL) {
+            key_copy_work w = {m->addr + offset, src, n, m};
+            if (iommap_finish_released(h, n, run_key_copy, &w) != 0)
+                s.what = IOMMAP_FAIL_SIGBUS;
         }
-        if (failed)
-            s.what = FAIL_SIGBUS;
+        if (s.what == IOMMAP_FAIL_OUT_OF_BOUNDS)
+            key_out_of_range(h, op, key, s.size);
+        else if (s.what != IOMMAP_DONE)
+            iommap_raise_status(h, op, &s, offset, length);
+        else if (mismatch)
+            iommap_err_bad_value(IOMMAP_STATE(h),
+                                 "%s: %R names %llu bytes but the data has %zu; a mapped file "
+                                 "cannot change size through a slice",
+                                 op, key, (unsigned long long)length, n);
+        else
+            rc = 0;
     }
-    unlock(h);
-    if (s.what == FAIL_OUT_OF_BOUNDS)
-        key_out_of_range(h, op, key, s.size);
-    else if (s.what != DONE)
-        raise_status(h, op, &s, offset, length);
-    else if (mismatch)
-        iommap_err_bad_value(STATE(h),
-                             "%s: %R names %llu bytes but the data has %zu; a mapped file "
-                             "cannot change size through a slice",
-                             op, key, (unsigned long long)length, n);
-    else
-        rc = 0;
-done:
     if (!k.is_index)
         PyBuffer_Release(&data);
     return rc;
@@ -328,7 +327,7 @@ done:
 
 /* A handle is true, open or closed, as a file object is: bool(m) never asks
  * for the size (an empty file is not false) and never raises. */
-int mf_bool(mapped_file *h)
+int iommap_mf_bool(iommap_handle *h)
 {
     (void)h;
     return 1;
