@@ -68,9 +68,11 @@ def kernel_answer(path, hint, *, private=False):
 def require(path, hint, *, private=False):
     code = kernel_answer(path, hint, private=private)
     if code != 0:
+        kind = "private" if private else "shared"
+        answer = errno.errorcode.get(code, code)
         pytest.skip(
             "this kernel (%s) answers %s to MADV %s on a %s file mapping"
-            % (os.uname().release, errno.errorcode.get(code, code), hint, "private" if private else "shared")
+            % (os.uname().release, answer, hint, kind)
         )
 
 

@@ -47,9 +47,7 @@ def test_positions_are_relative_to_the_window(path, offset, length):
         if length:
             assert m[0] == DATA[offset] and m[-1] == DATA[offset + length - 1]
             assert bytes(m.view()) == DATA[offset : offset + length]
-            assert m.gather([0, length - 1], 1) == bytes(
-                [DATA[offset], DATA[offset + length - 1]]
-            )
+            assert m.gather([0, length - 1], 1) == bytes([DATA[offset], DATA[offset + length - 1]])
 
 
 @pytest.mark.parametrize("length", [None, 0])
@@ -232,9 +230,10 @@ def test_a_window_of_a_sparse_file_larger_than_ram(tmp_path):
 def test_remap_of_a_window_follows_the_file_end(tmp_path):
     path = tmp_path / "grow.bin"
     path.write_bytes(pattern(2 * PAGE))
-    with iommap.open(path, "read", offset=PAGE + 10) as m, iommap.open(
-        path, "read", offset=PAGE + 10, length=PAGE - 20
-    ) as fixed:
+    with (
+        iommap.open(path, "read", offset=PAGE + 10) as m,
+        iommap.open(path, "read", offset=PAGE + 10, length=PAGE - 20) as fixed,
+    ):
         assert len(m) == PAGE - 10 and len(fixed) == PAGE - 20
         with open(path, "ab") as f:
             f.write(b"more")

@@ -40,14 +40,14 @@ static PyObject *handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
 
 PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"path",     "mode",     "private", "lock",   "populate", "nocache",
-                               "create",   "truncate", "size",    "offset", "length",   NULL};
+    static char *keywords[] = {"path",   "mode",     "private", "lock",   "populate", "nocache",
+                               "create", "truncate", "size",    "offset", "length",   NULL};
     iommap_state *st = PyModule_GetState(module);
     PyObject *path, *mode_obj = NULL, *size_obj = NULL, *offset_obj = NULL, *length_obj = NULL;
     int private_ = 0, lock = 0, populate = 0, nocache = 0, create = 0, truncate = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppppppOOO:open", keywords, &path,
-                                     &mode_obj, &private_, &lock, &populate, &nocache, &create,
-                                     &truncate, &size_obj, &offset_obj, &length_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppppppOOO:open", keywords, &path, &mode_obj,
+                                     &private_, &lock, &populate, &nocache, &create, &truncate,
+                                     &size_obj, &offset_obj, &length_obj))
         return NULL;
 
     iommap_map_options opts = {IOMMAP_READ_WRITE, private_, populate, nocache, lock, 0, 0};
@@ -130,8 +130,8 @@ PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
         return iommap_err_format(st->out_of_bounds_error,
                                  "open: the window at offset %llu, length %llu passes the end "
                                  "of the file (%zu bytes)",
-                                 (unsigned long long)opts.offset,
-                                 (unsigned long long)opts.length, file_size);
+                                 (unsigned long long)opts.offset, (unsigned long long)opts.length,
+                                 file_size);
 
     /* Put the SIGBUS handler back in front if another was installed since. */
     if (iommap_guard_install() != 0) {

@@ -55,7 +55,7 @@
 #define MADV_DODUMP   MADV_CORE
 #endif
 
-#define HINT(name, macro, rules) {name, macro, "madvise(" #macro ")", rules}
+#define HINT(name, macro, rules)   {name, macro, "madvise(" #macro ")", rules}
 #define ABSENT(name, macro, rules) {name, IOMMAP_HINT_ABSENT, "madvise(" #macro ")", rules}
 
 static const iommap_hint hints[] = {

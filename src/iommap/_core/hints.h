@@ -26,8 +26,8 @@ enum {
 #define IOMMAP_HINT_ABSENT (-1)
 
 typedef struct {
-    const char *name;  /* as advise() takes it */
-    int advice;        /* MADV_..., or IOMMAP_HINT_ABSENT */
+    const char *name; /* as advise() takes it */
+    int advice;       /* MADV_..., or IOMMAP_HINT_ABSENT */
     const char *call; /* "madvise(MADV_...)", for messages */
     unsigned rules;
 } iommap_hint;
@@ -36,9 +36,9 @@ typedef struct {
 const iommap_hint *iommap_hint_find(PyObject *name);
 
 /* Every hint's name, for messages. */
-#define IOMMAP_HINT_LIST                                                                        \
-    "\"normal\", \"random\", \"sequential\", \"willneed\", \"dontneed\", \"hugepage\", "          \
-    "\"nohugepage\", \"free\", \"cold\", \"pageout\", \"populate_read\", \"populate_write\", "   \
+#define IOMMAP_HINT_LIST                                                                           \
+    "\"normal\", \"random\", \"sequential\", \"willneed\", \"dontneed\", \"hugepage\", "           \
+    "\"nohugepage\", \"free\", \"cold\", \"pageout\", \"populate_read\", \"populate_write\", "     \
     "\"dontdump\", \"dodump\", \"dontfork\", \"dofork\", \"remove\""
 
 #endif

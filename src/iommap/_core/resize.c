@@ -271,9 +271,8 @@ static const iommap_hint *hint_of(iommap_handle *h, PyObject *name)
     }
     const iommap_hint *hint = iommap_hint_find(name);
     if (hint == NULL)
-        iommap_err_bad_value(IOMMAP_STATE(h), "advise: hint must be one of " IOMMAP_HINT_LIST
-                                              ", not %R",
-                             name);
+        iommap_err_bad_value(IOMMAP_STATE(h),
+                             "advise: hint must be one of " IOMMAP_HINT_LIST ", not %R", name);
     return hint;
 }
 

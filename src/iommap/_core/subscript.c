@@ -36,7 +36,8 @@ static int position_of(iommap_handle *h, const char *op, PyObject *obj, position
         if (index == NULL)
             return -1;
     } else {
-        iommap_err_bad_type(IOMMAP_STATE(h), "%s: indices must be ints or slices of ints, not %.100s", op,
+        iommap_err_bad_type(IOMMAP_STATE(h),
+                            "%s: indices must be ints or slices of ints, not %.100s", op,
                             Py_TYPE(obj)->tp_name);
         return -1;
     }
@@ -76,8 +77,8 @@ static int key_range_of(iommap_handle *h, const char *op, PyObject *key, key_ran
         if (position_of(h, op, slice->step, &step) != 0)
             return -1;
         if (step.from_end || step.distance != 1) {
-            iommap_err_bad_value(IOMMAP_STATE(h), "%s: a slice of a mapped file takes no step but 1",
-                                 op);
+            iommap_err_bad_value(IOMMAP_STATE(h),
+                                 "%s: a slice of a mapped file takes no step but 1", op);
             return -1;
         }
     }
@@ -268,8 +269,8 @@ static int value_bytes(iommap_handle *h, const char *op, const key_range *k, PyO
     }
     if (PyUnicode_Check(value) || PyObject_GetBuffer(value, data, PyBUF_SIMPLE) != 0) {
         PyErr_Clear();
-        iommap_err_bad_type(IOMMAP_STATE(h), "%s: m[a:b] takes a bytes-like object, not %.100s",
-                            op, Py_TYPE(value)->tp_name);
+        iommap_err_bad_type(IOMMAP_STATE(h), "%s: m[a:b] takes a bytes-like object, not %.100s", op,
+                            Py_TYPE(value)->tp_name);
         return -1;
     }
     *src = data->buf;
