@@ -97,10 +97,33 @@ iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size,
     return m;
 }
 
+typedef struct {
+    char *addr;
+    size_t size;
+} region;
+
+static int run_munmap(void *arg)
+{
+    region *r = arg;
+    iommap_unmap_region(r->addr, r->size); /* a window's lead-in page too */
+    return 0;
+}
+
+/* Unmapping costs time in proportion to the pages the region holds (a
+ * private mapping whose gigabyte was written frees a gigabyte of copies:
+ * hundreds of milliseconds), so a large region is unmapped with the GIL
+ * released.  The region is moved out of the object first and the object
+ * freed only after: nothing can reach it meanwhile (its count is zero and
+ * the collector does not track it), and what other threads run then never
+ * sees a half-unmapped Mapping. */
 static void mapping_dealloc(iommap_mapping *m)
 {
     PyTypeObject *type = Py_TYPE(m);
-    iommap_unmap_region(m->addr, m->size);
+    region r = {m->addr, m->size};
+    m->addr = NULL;
+    m->size = 0;
+    if (r.addr != NULL)
+        (void)iommap_run_released(r.size, run_munmap, &r);
     PyObject_Free(m);
     Py_DECREF(type);
 }
