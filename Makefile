@@ -7,7 +7,7 @@ DIST ?= dist
 DIST_VENV ?= .venv-dist
 CC ?= cc
 
-.PHONY: venv install dev test demo lint format dist dist-check clean \
+.PHONY: venv install dev test demo bench lint format dist dist-check clean \
 	sanitize valgrind stateful-long torture-long
 
 $(PY):
@@ -28,6 +28,16 @@ test: install
 
 demo: install
 	$(PY) -m iommap demo
+
+# The benchmark, then the project's speed targets judged on its figures
+# (tools/bench_targets.py: the wheel ships the benchmark, not the targets).
+# Options go in BENCH: make bench BENCH="--only workloads".
+BENCH ?=
+BENCH_JSON ?= build/bench.json
+bench: install
+	mkdir -p $(dir $(BENCH_JSON))
+	$(PY) -m iommap bench $(BENCH) --json $(BENCH_JSON)
+	$(PY) tools/bench_targets.py $(BENCH_JSON)
 
 # ruff (lint and format), clang-format, mypy --strict (the package and
 # examples/), and stubtest of the stubs against the installed module.
