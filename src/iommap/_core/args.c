@@ -98,10 +98,8 @@ PyObject *iommap_encode_path(iommap_state *st, PyObject *path)
     return iommap_err_bad_value(st, "open: path %R cannot be used as a file name", path);
 }
 
-int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
+int iommap_err_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
 {
-    if (nargs == want)
-        return 0;
     PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)", op, want, nargs);
     return -1;
 }

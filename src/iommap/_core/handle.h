@@ -179,8 +179,14 @@ int iommap_enter_whole_pages(iommap_handle *h, const iommap_range *r, iommap_sta
 
 /* ClosedError if close() has begun; PermissionError if the handle's mode
  * lacks `need` (IOMMAP_READ, IOMMAP_WRITE, or 0 for neither).  Returns 0,
- * or -1 with the exception set. */
-int iommap_check_usable(iommap_handle *h, const char *op, int need);
+ * or -1 with the exception set.  Inline: every call makes this check. */
+int iommap_err_unusable(iommap_handle *h, const char *op, int need);
+static inline int iommap_check_usable(iommap_handle *h, const char *op, int need)
+{
+    if (!iommap_is_closing(h) && (need & (int)h->opts.mode) == need)
+        return 0;
+    return iommap_err_unusable(h, op, need);
+}
 
 /* A non-negative integer argument as uint64 (see iommap_arg_to_u64). */
 static inline int iommap_to_u64(iommap_handle *h, const char *op, const char *name, PyObject *obj,

@@ -114,8 +114,13 @@ int iommap_parse_mode(iommap_state *st, PyObject *obj, iommap_mode *mode);
 int iommap_parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given);
 /* open()'s path as bytes for open(2); any error is badarg of the matching kind. */
 PyObject *iommap_encode_path(iommap_state *st, PyObject *path);
-/* TypeError unless a fast-call method got exactly `want` arguments. */
-int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want);
+/* TypeError unless a fast-call method got exactly `want` arguments (inline:
+ * every hot call makes this check). */
+int iommap_err_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want);
+static inline int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
+{
+    return nargs == want ? 0 : iommap_err_nargs(op, nargs, want);
+}
 /* A writable, C-contiguous destination holding no object pointers, or -1. */
 int iommap_get_destination(PyObject *obj, Py_buffer *buf);
 

@@ -62,7 +62,7 @@ void iommap_lock_refresh_after_fork(iommap_handle *h, unsigned generation)
 
 /* ---- before and after the locked section ------------------------------ */
 
-int iommap_check_usable(iommap_handle *h, const char *op, int need)
+int iommap_err_unusable(iommap_handle *h, const char *op, int need)
 {
     if (iommap_is_closing(h)) {
         iommap_err_closed(IOMMAP_STATE(h), op);
