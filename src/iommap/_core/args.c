@@ -1,7 +1,7 @@
 /* Argument conversion: integers, open()'s mode, size and path, argument
  * counts and destination buffers.  Each raises badarg (or TypeError, as
  * Python does for a wrong argument count) and returns -1 or NULL. */
-#include "iommap.h"
+#include "inputs.h"
 
 #include <string.h>
 
@@ -85,17 +85,47 @@ int iommap_parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given)
 
 PyObject *iommap_encode_path(iommap_state *st, PyObject *path)
 {
-    PyObject *encoded = NULL;
-    if (PyUnicode_FSConverter(path, &encoded))
-        return encoded;
-    int wrong_type = PyErr_ExceptionMatches(PyExc_TypeError);
-    PyErr_Clear();
-    if (wrong_type)
-        return iommap_err_bad_type(st,
-                                   "open: path must be str, bytes or os.PathLike, not "
-                                   "%.100s",
-                                   Py_TYPE(path)->tp_name);
-    return iommap_err_bad_value(st, "open: path %R cannot be used as a file name", path);
+    PyObject *name;
+    if (PyUnicode_Check(path) || PyBytes_Check(path)) {
+        name = Py_NewRef(path);
+    } else {
+        /* os.fspath()'s protocol, done here so that what __fspath__ raises
+         * stays the caller's (PyUnicode_FSConverter turns it into a
+         * TypeError we could not tell from a wrong type). */
+        PyObject *fspath = PyObject_GetAttrString((PyObject *)Py_TYPE(path), "__fspath__");
+        if (fspath == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return NULL;
+            PyErr_Clear();
+            return iommap_err_bad_type(st,
+                                       "open: path must be str, bytes or os.PathLike, not "
+                                       "%.100s",
+                                       Py_TYPE(path)->tp_name);
+        }
+        name = PyObject_CallOneArg(fspath, path);
+        Py_DECREF(fspath);
+        if (name == NULL)
+            return NULL; /* raised by __fspath__ */
+        if (!PyUnicode_Check(name) && !PyBytes_Check(name)) {
+            iommap_err_bad_type(st, "open: %.100s.__fspath__() returned %.100s, not str or bytes",
+                                Py_TYPE(path)->tp_name, Py_TYPE(name)->tp_name);
+            Py_DECREF(name);
+            return NULL;
+        }
+    }
+    PyObject *encoded = PyUnicode_Check(name) ? PyUnicode_EncodeFSDefault(name) : Py_NewRef(name);
+    Py_DECREF(name);
+    if (encoded == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeError))
+            return NULL;
+        PyErr_Clear();
+        return iommap_err_bad_value(st, "open: path %R cannot be used as a file name", path);
+    }
+    if (strlen(PyBytes_AS_STRING(encoded)) != (size_t)PyBytes_GET_SIZE(encoded)) {
+        Py_DECREF(encoded);
+        return iommap_err_bad_value(st, "open: path %R contains a NUL byte", path);
+    }
+    return encoded;
 }
 
 int iommap_err_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
@@ -104,27 +134,7 @@ int iommap_err_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
     return -1;
 }
 
-/* A destination buffer that file bytes may be copied into: writable,
- * C-contiguous, and holding no Python object pointers.  A numpy object
- * array exports its PyObject* slots as a writable buffer; filling them with
- * file bytes makes the interpreter crash when the array is freed, so such a
- * buffer is badarg (struct field names, between colons, are skipped). */
 int iommap_get_destination(PyObject *obj, Py_buffer *buf)
 {
-    if (PyObject_GetBuffer(obj, buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
-        PyErr_Clear();
-        return -1;
-    }
-    for (const char *f = buf->format; f != NULL && *f != '\0'; f++) {
-        if (*f == ':') {
-            const char *end = strchr(f + 1, ':');
-            if (end == NULL)
-                break;
-            f = end;
-        } else if (*f == 'O') {
-            PyBuffer_Release(buf);
-            return -1;
-        }
-    }
-    return 0;
+    return iommap_get_buffer(obj, buf, 1);
 }

@@ -2,112 +2,21 @@
  * range is checked before the first byte moves, under one lock acquisition,
  * and the copy runs in one SIGBUS guard scope. */
 #include "handle.h"
+#include "inputs.h"
 
 #include <string.h>
 
-/* gather/scatter's offsets, copied into an array of our own: the caller's
- * buffer could change under us while the GIL is released, after the ranges
- * were checked.  A C-contiguous buffer of native 64-bit integers (numpy
- * int64/uint64, array('q'/'Q')) is read without a Python int per element;
- * anything else is read as a sequence of ints. */
+/* gather/scatter's offsets, copied into an array of our own (inputs.c
+ * reads them): the caller's buffer could change under us while the GIL is
+ * released, after the ranges were checked. */
 typedef struct {
     uint64_t *values;
     size_t count;
 } offset_array;
 
-static int is_native_int64_format(const char *format)
-{
-    if (format == NULL)
-        return 0;
-    if (format[0] != '\0' && strchr(IOMMAP_NATIVE_ORDER_PREFIXES, format[0]) != NULL)
-        format++;
-    return (format[0] == 'q' || format[0] == 'Q' || format[0] == 'l' || format[0] == 'L') &&
-           format[1] == '\0';
-}
-
-static int offsets_from_buffer(iommap_handle *h, const char *op, Py_buffer *b, offset_array *out)
-{
-    size_t count = (size_t)b->len / 8;
-    int is_signed = strchr(b->format, 'q') != NULL || strchr(b->format, 'l') != NULL;
-    out->values = PyMem_Malloc(count ? count * sizeof(uint64_t) : 1);
-    if (out->values == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memcpy(out->values, b->buf, count * sizeof(uint64_t));
-    out->count = count;
-    if (is_signed) {
-        for (size_t i = 0; i < count; i++) {
-            if ((int64_t)out->values[i] < 0) {
-                iommap_err_bad_value(IOMMAP_STATE(h), "%s: offsets[%zu] is negative", op, i);
-                PyMem_Free(out->values);
-                out->values = NULL;
-                return -1;
-            }
-        }
-    }
-    return 0;
-}
-
-static int offsets_from_sequence(iommap_handle *h, const char *op, PyObject *obj, offset_array *out)
-{
-    PyObject *seq = PySequence_Fast(obj, "");
-    if (seq == NULL) {
-        PyErr_Clear();
-        iommap_err_bad_type(IOMMAP_STATE(h),
-                            "%s: offsets must be a sequence of ints or a buffer of 64-bit "
-                            "integers, not %.100s",
-                            op, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    out->values = PyMem_Malloc(count ? (size_t)count * sizeof(uint64_t) : 1);
-    if (out->values == NULL) {
-        Py_DECREF(seq);
-        PyErr_NoMemory();
-        return -1;
-    }
-    int rc = 0;
-    /* Re-read the size each step: converting an item can run Python code. */
-    for (Py_ssize_t i = 0; rc == 0 && i < count && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (iommap_small_int(item, &out->values[i]))
-            continue;
-        char name[32]; /* only the general path may need it, for its message */
-        snprintf(name, sizeof(name), "offsets[%zd]", i);
-        Py_INCREF(item);
-        rc = iommap_arg_to_u64(IOMMAP_STATE(h), op, name, item, &out->values[i]);
-        Py_DECREF(item);
-    }
-    if (rc == 0 && count != PySequence_Fast_GET_SIZE(seq)) {
-        iommap_err_bad_value(IOMMAP_STATE(h), "%s: offsets changed size while being read", op);
-        rc = -1;
-    }
-    Py_DECREF(seq);
-    if (rc != 0) {
-        PyMem_Free(out->values);
-        out->values = NULL;
-        return -1;
-    }
-    out->count = (size_t)count;
-    return 0;
-}
-
 static int read_offsets(iommap_handle *h, const char *op, PyObject *obj, offset_array *out)
 {
-    if (PyObject_CheckBuffer(obj)) {
-        Py_buffer b;
-        if (PyObject_GetBuffer(obj, &b, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) == 0) {
-            int native = b.itemsize == 8 && b.ndim <= 1 && is_native_int64_format(b.format);
-            int rc = native ? offsets_from_buffer(h, op, &b, out) : 0;
-            PyBuffer_Release(&b);
-            if (native)
-                return rc;
-        } else {
-            PyErr_Clear();
-        }
-    }
-    return offsets_from_sequence(h, op, obj, out);
+    return iommap_read_offsets(IOMMAP_STATE(h), op, obj, &out->values, &out->count);
 }
 
 /* Index of the first record out of bounds, or `count` if all are in. */
@@ -165,6 +74,10 @@ static PyObject *raise_batch_status(iommap_handle *h, const char *op, const iomm
 static int batch_total(iommap_handle *h, const char *op, size_t count, uint64_t length,
                        size_t *total)
 {
+    if (count == 0) { /* zero records of any length are zero bytes */
+        *total = 0;
+        return 0;
+    }
     if (length > (uint64_t)PY_SSIZE_T_MAX || __builtin_mul_overflow(count, (size_t)length, total) ||
         *total > PY_SSIZE_T_MAX) {
         iommap_err_bad_value(IOMMAP_STATE(h), "%s: len(offsets) * length is too large", op);
@@ -208,7 +121,13 @@ PyObject *iommap_mf_gather(iommap_handle *h, PyObject *args, PyObject *kwargs)
     } else {
         result = Py_NewRef(out_obj);
     }
-    if (iommap_get_destination(out_obj, &out) != 0) {
+    int got = iommap_get_destination(out_obj, &out);
+    if (got < 0) {
+        out.obj = NULL; /* the exporter's own exception */
+        Py_CLEAR(result);
+        goto done;
+    }
+    if (got > 0) {
         out.obj = NULL;
         iommap_err_bad_type(IOMMAP_STATE(h),
                             "gather: out must be a writable C-contiguous buffer of plain "
@@ -252,8 +171,10 @@ PyObject *iommap_mf_scatter(iommap_handle *h, PyObject *const *args, Py_ssize_t 
     size_t total, bad = 0;
     if (batch_total(h, "scatter", o.count, length, &total) != 0)
         goto free_offsets;
-    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) != 0) {
-        PyErr_Clear();
+    int got = iommap_get_buffer(args[2], &data, 0);
+    if (got < 0)
+        goto free_offsets; /* the exporter's own exception */
+    if (got > 0) {
         iommap_err_bad_type(IOMMAP_STATE(h),
                             "scatter: data must be bytes-like (contiguous), not %.100s",
                             Py_TYPE(args[2])->tp_name);

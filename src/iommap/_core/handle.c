@@ -3,8 +3,10 @@
  * read.c, write.c, resize.c, view.c and batch.c; the locking rules are at
  * the top of handle.h. */
 #include "handle.h"
+#include "files.h"
 
 #include <errno.h>
+#include <structmember.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +21,10 @@ static PyObject *handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
     if (h == NULL)
         return NULL;
     int rc = iommap_lock_init(h);
+    h->weakrefs = NULL;
+    h->is_device = 0;
+    atomic_init(&h->unsynced_size, 0);
+    atomic_init(&h->created_dir, NULL);
     if (rc != 0) {
         h->fd = -1;
         h->mapping = NULL;
@@ -71,10 +77,12 @@ PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
                                         "descriptor");
 
     /* A private mapping never writes the file, so it needs write access only
-     * to set the file up (truncate, size). */
+     * to set the file up (truncate, size).  No O_TRUNC: iommap_setup_file
+     * empties the file once everything that can fail has succeeded. */
     int needs_write = opts.mode != IOMMAP_READ && (!private_ || truncate || size_given);
     PyObject *encoded = NULL;
-    PyObject *filename = NULL; /* for OS errors: the path, when there is one */
+    PyObject *filename = NULL; /* for errors: the path, when there is one */
+    const char *name = NULL;
     int fd = -1;
     if (given_fd >= 0) {
         fd = iommap_dup_descriptor(st, given_fd, opts.mode, needs_write);
@@ -85,71 +93,83 @@ PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
         encoded = iommap_encode_path(st, path);
         if (encoded == NULL)
             return NULL;
+        name = PyBytes_AS_STRING(encoded);
         filename = path;
     }
-    int flags = (needs_write ? O_RDWR : O_RDONLY) | O_CLOEXEC | (create ? O_CREAT : 0) |
-                (truncate ? O_TRUNC : 0);
-    const char *call = NULL;
-    int err = 0, window_whole = 1;
-    char *addr = NULL;
-    size_t file_size = 0;
-    struct stat info;
+    char *created_dir = NULL; /* for the first sync(), if this call creates the file */
+    if (create && (created_dir = iommap_parent_directory(name)) == NULL) {
+        Py_DECREF(encoded);
+        return PyErr_NoMemory();
+    }
+
+    int flags = (needs_write ? O_RDWR : O_RDONLY) | (create ? O_CREAT : 0);
+    iommap_setup setup = {truncate, size_given, size, nocache, &opts};
+    iommap_setup_result done = {IOMMAP_FILE_REGULAR, NULL, 0, 0, NULL, NULL, 0, 0};
+    int created = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
     if (fd < 0)
-        fd = open(PyBytes_AS_STRING(encoded), flags, 0644);
+        fd = iommap_open_file(name, flags, &created, &done.refused_kind);
     if (fd < 0) {
-        call = "open()";
-    } else if (fstat(fd, &info) != 0) {
-        call = "fstat()";
-    } else if (S_ISDIR(info.st_mode)) {
-        call = "open()";
-        errno = EISDIR;
-    } else if (size_given && (size_t)info.st_size < size &&
-               iommap_platform_reserve(fd, (size_t)info.st_size, size) != 0) {
-        call = "fallocate()";
-    } else if (nocache && iommap_platform_set_nocache(fd) != 0) {
-        call = "fcntl(F_NOCACHE)";
-    } else {
-        file_size = (size_t)info.st_size;
-        if (size_given && file_size < size)
-            file_size = size;
-        size_t length = iommap_window_size(&opts, file_size, &window_whole);
-        if (window_whole && iommap_map_region(fd, length, &opts, &addr, &call) == 0) {
-            size = length;
-            call = NULL;
-        }
+        if (done.refused_kind == NULL)
+            done.call = "open()";
+    } else if (iommap_setup_file(fd, &setup, &done) != 0) {
+        if (done.call == NULL && done.refused_kind == NULL && !done.beyond)
+            done.call = "open()";
+    } else if (given_fd < 0 && iommap_clear_nonblock(fd) != 0) {
+        /* (A caller's descriptor keeps its flags: they are the caller's.) */
+        done.call = "fcntl()";
+        iommap_unmap_region(done.addr, done.length);
+        done.addr = NULL;
     }
     err = errno;
-    if ((call != NULL || !window_whole) && fd >= 0)
+    if ((done.call != NULL || done.refused_kind != NULL || done.beyond) && fd >= 0) {
+        if (created) /* a failed open leaves no file it made */
+            iommap_remove_created(name, fd);
         close(fd);
+    }
     Py_END_ALLOW_THREADS
     Py_XDECREF(encoded);
-    if (call != NULL)
-        return iommap_err_os(st, "open", call, err, filename);
-    if (!window_whole)
+    if (!created || done.call != NULL || done.refused_kind != NULL || done.beyond) {
+        PyMem_RawFree(created_dir);
+        created_dir = NULL;
+    }
+    if (done.refused_kind != NULL)
+        return iommap_err_file_type(st, "open", done.refused_kind, err, filename);
+    if (done.call != NULL)
+        return iommap_err_os(st, "open", done.call, err, filename);
+    if (done.beyond)
         return iommap_err_format(st->out_of_bounds_error,
                                  "open: the window at offset %llu, length %llu passes the end "
                                  "of the file (%zu bytes)",
                                  (unsigned long long)opts.offset, (unsigned long long)opts.length,
-                                 file_size);
+                                 done.file_size);
 
     /* Put the SIGBUS handler back in front if another was installed since. */
     if (iommap_guard_install() != 0) {
         err = errno;
-        iommap_unmap_region(addr, size);
+        iommap_unmap_region(done.addr, done.length);
         close(fd);
+        PyMem_RawFree(created_dir);
         return iommap_err_os(st, "open", "sigaction()", err, NULL);
     }
-    iommap_mapping *mapping =
-        iommap_mapping_wrap(st->mapping_type, addr, size, iommap_mapping_writable(&opts));
+    iommap_mapping *mapping = iommap_mapping_wrap(st->mapping_type, done.addr, done.length,
+                                                  iommap_mapping_writable(&opts));
     if (mapping == NULL) {
         close(fd);
+        PyMem_RawFree(created_dir);
         return NULL;
     }
     PyObject *handle = handle_new(st, fd, mapping, &opts, path);
     Py_DECREF(mapping);
-    if (handle == NULL)
+    if (handle == NULL) {
         close(fd);
+        PyMem_RawFree(created_dir);
+        return NULL;
+    }
+    iommap_handle *h = (iommap_handle *)handle;
+    h->is_device = done.kind == IOMMAP_FILE_BLOCK_DEVICE;
+    atomic_store_explicit(&h->unsynced_size, done.size_changed || created, memory_order_relaxed);
+    atomic_store_explicit(&h->created_dir, created_dir, memory_order_relaxed);
     return handle;
 }
 
@@ -316,7 +336,10 @@ static void mf_dealloc(iommap_handle *h)
     if (PyObject_CallFinalizerFromDealloc((PyObject *)h) < 0)
         return; /* resurrected */
     PyObject_GC_UnTrack(h);
+    if (h->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)h);
     mf_clear(h);
+    PyMem_RawFree(atomic_load_explicit(&h->created_dir, memory_order_relaxed));
     Py_CLEAR(h->mapping);
     if (h->fd >= 0)
         close(h->fd);
@@ -441,6 +464,12 @@ static PyMethodDef mf_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* Weak references, as to files and mmap.mmap: caches can key on handles. */
+static PyMemberDef mf_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(iommap_handle, weakrefs), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyGetSetDef mf_getset[] = {
     {"closed", (getter)mf_get_closed, NULL, "True once close() has been called.", NULL},
     {"mode", (getter)mf_get_mode, NULL, "'read', 'write' or 'read_write'.", NULL},
@@ -456,6 +485,7 @@ static PyType_Slot mf_slots[] = {
     {Py_tp_repr, mf_repr},
     {Py_tp_methods, mf_methods},
     {Py_tp_getset, mf_getset},
+    {Py_tp_members, mf_members},
     {Py_sq_length, mf_len},
     {Py_mp_subscript, iommap_mf_subscript},
     {Py_mp_ass_subscript, iommap_mf_ass_subscript},

@@ -33,7 +33,12 @@ typedef struct {
     int fd;                      /* -1 once closed; guarded by lock */
     iommap_mapping *mapping;     /* NULL once closed; guarded by lock */
     iommap_map_options opts;
-    PyObject *path; /* as given to open() */
+    PyObject *path;              /* as given to open() */
+    PyObject *weakrefs;          /* weak references to the handle */
+    int is_device;               /* a block device: its size is its own */
+    atomic_int unsynced_size;    /* the file's size changed since the last sync */
+    _Atomic(char *) created_dir; /* until the first sync, the directory where
+                                    open() created the file (PyMem_Raw) */
 } iommap_handle;
 
 #define IOMMAP_STATE(h) iommap_state_of_type(Py_TYPE(h))
@@ -57,6 +62,11 @@ typedef struct {
 /* Raises what `s` reports for `op` on [offset, offset + length). */
 PyObject *iommap_raise_status(iommap_handle *h, const char *op, const iommap_status *s,
                               uint64_t offset, uint64_t length);
+/* The same, an out-of-bounds message naming offset and length as the caller
+ * gave them (their objects; either may be NULL). */
+PyObject *iommap_raise_status_given(iommap_handle *h, const char *op, const iommap_status *s,
+                                    PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
+                                    uint64_t length);
 
 /* An (offset, length) pair where length 0 means to the end of the mapping. */
 typedef struct {

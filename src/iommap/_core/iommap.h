@@ -14,6 +14,10 @@
  *   descriptor.c  open() given a descriptor or a file object
  *   subscript.c m[i], m[a:b], their assignment, bool(m)
  *   hints.c     advise()'s hints, what each is and needs (hints.h)
+ *   inputs.c    inputs that run the caller's code or outgrow their length:
+ *               buffers, pwrite's nested lists, offsets (inputs.h)
+ *   files.c     the file behind a handle: opening without blocking, what can
+ *               be mapped, growing with undo, durability (files.h)
  *   mapping.c   the Mapping type: one mmap'ed region, reference counted
  *   guard.c     the SIGBUS guard around raw copies
  *   errors.c    every exception the core raises
@@ -60,12 +64,13 @@ static inline int iommap_run_released(size_t bytes, int (*work)(void *), void *a
 }
 
 /* The spec of one of the core's types: made by the core only, never by
- * calling the class. */
+ * calling the class, and immutable, as the standard library's types are. */
 #define IOMMAP_TYPE_SPEC(type_name, c_type, extra_flags, slot_array)                               \
     {                                                                                              \
         .name = (type_name),                                                                       \
         .basicsize = sizeof(c_type),                                                               \
-        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | (extra_flags),           \
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |                          \
+                 Py_TPFLAGS_IMMUTABLETYPE | (extra_flags),                                         \
         .slots = (slot_array),                                                                     \
     }
 
@@ -112,7 +117,9 @@ const char *iommap_mode_name(iommap_mode mode);
 int iommap_parse_mode(iommap_state *st, PyObject *obj, iommap_mode *mode);
 /* open()'s size=None or a non-negative int; *size and *given are 0 for None. */
 int iommap_parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given);
-/* open()'s path as bytes for open(2); any error is badarg of the matching kind. */
+/* open()'s path as bytes for open(2): a wrong type or a name no file can
+ * have is badarg; an exception from the path's own __fspath__ comes out
+ * unchanged. */
 PyObject *iommap_encode_path(iommap_state *st, PyObject *path);
 /* TypeError unless a fast-call method got exactly `want` arguments (inline:
  * every hot call makes this check). */
@@ -121,7 +128,9 @@ static inline int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_
 {
     return nargs == want ? 0 : iommap_err_nargs(op, nargs, want);
 }
-/* A writable, C-contiguous destination holding no object pointers, or -1. */
+/* A writable, C-contiguous destination holding no object pointers:
+ * iommap_get_buffer(obj, buf, 1) of inputs.h (0; 1 refused; -1 the
+ * exporter's own exception). */
 int iommap_get_destination(PyObject *obj, Py_buffer *buf);
 
 /* A non-negative integer argument (an int or any __index__ object; not a
@@ -191,6 +200,12 @@ PyObject *iommap_err_format(PyObject *cls, const char *fmt, ...);
 PyObject *iommap_err_closed(iommap_state *st, const char *op);
 PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t offset,
                                    uint64_t length, size_t size);
+/* The same, naming offset and length as the caller gave them where their
+ * objects are known (either may be NULL): an int past 64 bits was saturated
+ * on conversion, and the message shows the int itself. */
+PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObject *offset_obj,
+                                         PyObject *length_obj, uint64_t offset, uint64_t length,
+                                         size_t size);
 /* The same, for record `index` of a gather or scatter. */
 PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
                                       uint64_t offset, uint64_t length, size_t size);
@@ -202,6 +217,9 @@ PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int 
                         PyObject *filename);
 /* errno `code` that iommap decides itself, with `why` as the message. */
 PyObject *iommap_err_errno(iommap_state *st, int code, const char *op, const char *why);
+/* A file of type `kind` ("a FIFO") that cannot be mapped: errno `code`. */
+PyObject *iommap_err_file_type(iommap_state *st, const char *op, const char *kind, int code,
+                               PyObject *filename);
 
 /* ---- the mapping (mapping.c) ------------------------------------------ *
  * One mmap'ed region of a file, immutable once made.  The handle holds one

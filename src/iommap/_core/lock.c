@@ -82,12 +82,20 @@ int iommap_err_unusable(iommap_handle *h, const char *op, int need)
 PyObject *iommap_raise_status(iommap_handle *h, const char *op, const iommap_status *s,
                               uint64_t offset, uint64_t length)
 {
+    return iommap_raise_status_given(h, op, s, NULL, NULL, offset, length);
+}
+
+PyObject *iommap_raise_status_given(iommap_handle *h, const char *op, const iommap_status *s,
+                                    PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
+                                    uint64_t length)
+{
     iommap_state *st = IOMMAP_STATE(h);
     switch (s->what) {
     case IOMMAP_FAIL_CLOSED:
         return iommap_err_closed(st, op);
     case IOMMAP_FAIL_OUT_OF_BOUNDS:
-        return iommap_err_out_of_bounds(st, op, offset, length, s->size);
+        return iommap_err_out_of_bounds_given(st, op, offset_obj, length_obj, offset, length,
+                                              s->size);
     case IOMMAP_FAIL_SIGBUS:
         return iommap_err_sigbus(st, op);
     case IOMMAP_FAIL_OS:

@@ -6,6 +6,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#if defined(__linux__)
+#include <linux/fs.h> /* BLKGETSIZE64 */
+#include <sys/ioctl.h>
+#include <sys/vfs.h> /* fstatfs */
+#endif
+
 size_t iommap_page_size(void)
 {
     static size_t page_size;
@@ -75,4 +81,60 @@ int iommap_platform_reserve(int fd, size_t old_size, size_t size)
     }
 #endif
     return ftruncate(fd, (off_t)size);
+}
+
+/* Linux: the pseudo-file systems whose files report a size unrelated to
+ * their content (and which do not support mmap as a file anyway). */
+const char *iommap_platform_pseudo_file(int fd)
+{
+#if defined(__linux__)
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0)
+        return NULL;
+    switch ((unsigned long)fs.f_type) {
+    case 0x9fa0UL: /* PROC_SUPER_MAGIC */
+        return "a /proc pseudo-file";
+    case 0x62656572UL: /* SYSFS_MAGIC */
+        return "a /sys pseudo-file";
+    case 0x64626720UL: /* DEBUGFS_MAGIC */
+        return "a debugfs pseudo-file";
+    case 0x74726163UL: /* TRACEFS_MAGIC */
+        return "a tracefs pseudo-file";
+    case 0x73636673UL: /* SECURITYFS_MAGIC */
+        return "a securityfs pseudo-file";
+    case 0x27e0ebUL:   /* CGROUP_SUPER_MAGIC */
+    case 0x63677270UL: /* CGROUP2_SUPER_MAGIC */
+        return "a cgroup pseudo-file";
+    case 0x62656570UL: /* CONFIGFS_MAGIC */
+        return "a configfs pseudo-file";
+    default:
+        return NULL;
+    }
+#else
+    (void)fd;
+    return NULL;
+#endif
+}
+
+int iommap_platform_device_size(int fd, uint64_t *size)
+{
+#if defined(__linux__) && defined(BLKGETSIZE64)
+    return ioctl(fd, BLKGETSIZE64, size);
+#else
+    /* macOS and the BSDs either have no block devices or cannot mmap them:
+     * a clear refusal rather than a guess. */
+    (void)fd;
+    (void)size;
+    errno = ENODEV;
+    return -1;
+#endif
+}
+
+int iommap_platform_sync_file(int fd)
+{
+#if defined(__linux__) || defined(__FreeBSD__)
+    return fdatasync(fd); /* data and the size needed to read it back */
+#else
+    return fsync(fd);
+#endif
 }

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/mman.h>
 
 #ifdef MAP_POPULATE
@@ -71,5 +72,14 @@ int iommap_platform_set_nocache(int fd);
 int iommap_platform_reserve(int fd, size_t old_size, size_t size);
 /* A read-write lock that prefers writers; returns pthread's error code. */
 int iommap_platform_rwlock_init(pthread_rwlock_t *lock);
+/* A block device's size in bytes: Linux BLKGETSIZE64.  Elsewhere ENODEV:
+ * macOS and the BSDs cannot map their disk devices as files. */
+int iommap_platform_device_size(int fd, uint64_t *size);
+/* For a regular file of a pseudo-file system whose sizes are made up (Linux
+ * /proc, /sys, debugfs, ...), the kind of file it is ("a /proc
+ * pseudo-file"); NULL for a real file (and on the other systems). */
+const char *iommap_platform_pseudo_file(int fd);
+/* The file's data and size durable: fdatasync (Linux, FreeBSD), else fsync. */
+int iommap_platform_sync_file(int fd);
 
 #endif

@@ -41,7 +41,8 @@ PyObject *iommap_mf_pread(iommap_handle *h, PyObject *const *args, Py_ssize_t na
      * than MemoryError; the locked check is the one that counts. */
     size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
     if (!iommap_in_bounds(offset, length, hint))
-        return iommap_err_out_of_bounds(IOMMAP_STATE(h), "pread", offset, length, hint);
+        return iommap_err_out_of_bounds_given(IOMMAP_STATE(h), "pread", args[0], args[1], offset,
+                                              length, hint);
 
     PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
     if (result == NULL)
@@ -49,7 +50,7 @@ PyObject *iommap_mf_pread(iommap_handle *h, PyObject *const *args, Py_ssize_t na
     iommap_status s = copy_out(h, offset, (size_t)length, PyBytes_AS_STRING(result));
     if (s.what != IOMMAP_DONE) {
         Py_DECREF(result);
-        return iommap_raise_status(h, "pread", &s, offset, length);
+        return iommap_raise_status_given(h, "pread", &s, args[0], args[1], offset, length);
     }
     return result;
 }
@@ -60,7 +61,10 @@ PyObject *iommap_mf_readinto(iommap_handle *h, PyObject *const *args, Py_ssize_t
     if (iommap_offset_arg(h, "readinto", args, nargs, &offset))
         return NULL;
     Py_buffer buf;
-    if (iommap_get_destination(args[1], &buf) != 0) {
+    int got = iommap_get_destination(args[1], &buf);
+    if (got < 0)
+        return NULL; /* the exporter's own exception */
+    if (got > 0) {
         return iommap_err_bad_type(IOMMAP_STATE(h),
                                    "readinto: buffer must be a writable C-contiguous "
                                    "buffer of plain data, not %.100s",
@@ -72,7 +76,7 @@ PyObject *iommap_mf_readinto(iommap_handle *h, PyObject *const *args, Py_ssize_t
         if (s.what == IOMMAP_DONE)
             result = PyLong_FromSsize_t(buf.len);
         else
-            iommap_raise_status(h, "readinto", &s, offset, (uint64_t)buf.len);
+            iommap_raise_status_given(h, "readinto", &s, args[0], NULL, offset, (uint64_t)buf.len);
     }
     PyBuffer_Release(&buf);
     return result;

@@ -2,6 +2,7 @@
  * calls that act on the file or its pages through system calls. */
 #include "handle.h"
 #include "hints.h"
+#include "files.h"
 
 #include <stdio.h>
 #include <sys/stat.h>
@@ -25,7 +26,7 @@ static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_map
         return s;
     }
     size_t file_size = (size_t)st.st_size;
-    if (new_size > file_size && iommap_platform_reserve(h->fd, file_size, new_size) != 0) {
+    if (new_size > file_size && iommap_grow_file(h->fd, file_size, new_size) != 0) {
         s = (iommap_status){IOMMAP_FAIL_OS, errno, "fallocate()", 0};
         return s;
     }
@@ -76,6 +77,8 @@ static int run_resize(void *arg)
 {
     resize_work *w = arg;
     *w->s = resize_locked(w->h, w->new_size, w->fresh, w->old);
+    if (w->s->what == IOMMAP_DONE) /* the next sync() makes the size durable */
+        atomic_store_explicit(&w->h->unsynced_size, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -94,6 +97,8 @@ PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t
         return iommap_err_refused(st, "truncate", "a private mapping cannot resize its file");
     if (new_size > (uint64_t)INT64_MAX || new_size > (uint64_t)SIZE_MAX)
         return iommap_err_os(st, "truncate", "ftruncate()", EFBIG, NULL);
+    if (h->is_device) /* a device's size is its own, as ftruncate(2) says */
+        return iommap_err_os(st, "truncate", "ftruncate()", EINVAL, NULL);
 
     iommap_mapping *fresh =
         iommap_mapping_wrap(st->mapping_type, NULL, 0, iommap_mapping_writable(&h->opts));
@@ -205,6 +210,7 @@ static int run_range_call(void *arg)
  * (msync or madvise) over its pages with the GIL released; a NULL `call`
  * only checks.  Raises and returns NULL on failure, else None. */
 static PyObject *call_on_range(iommap_handle *h, const char *op, iommap_range r,
+                               PyObject *offset_obj, PyObject *length_obj,
                                int (*call)(void *, size_t, int), const char *call_name, int arg,
                                int inward)
 {
@@ -219,7 +225,58 @@ static PyObject *call_on_range(iommap_handle *h, const char *op, iommap_range r,
             s = (iommap_status){IOMMAP_FAIL_OS, w.err, call_name, 0};
     }
     if (s.what != IOMMAP_DONE)
-        return iommap_raise_status(h, op, &s, r.offset, r.length);
+        return iommap_raise_status_given(h, op, &s, offset_obj, length_obj, r.offset, r.length);
+    Py_RETURN_NONE;
+}
+
+/* What msync does not cover, done after it by sync("sync"): the file's size
+ * when it changed since the last sync (msync has nothing to flush for an
+ * empty mapping, and POSIX does not make it write the size at all), then
+ * the directory entry of a file open() created, once.  Under the exclusive
+ * lock, so that a sync() on another thread returns only once all of it is
+ * durable; it is needed at most once per change. */
+typedef struct {
+    iommap_handle *h;
+    iommap_status *s;
+} durable_work;
+
+/* Under the exclusive lock (no GIL needed): the flags change only here and
+ * in truncate and open, which hold the lock too or come before any sync. */
+static int run_durable(void *arg)
+{
+    durable_work *w = arg;
+    iommap_handle *h = w->h;
+    char *dir = atomic_load_explicit(&h->created_dir, memory_order_relaxed);
+    if (!atomic_load_explicit(&h->unsynced_size, memory_order_relaxed) && dir == NULL)
+        return 0; /* another sync did it while this one waited for the lock */
+    if (iommap_platform_sync_file(h->fd) != 0) {
+        *w->s = (iommap_status){IOMMAP_FAIL_OS, errno, "fdatasync()", 0};
+        return -1;
+    }
+    atomic_store_explicit(&h->unsynced_size, 0, memory_order_relaxed);
+    if (dir != NULL) {
+        if (iommap_sync_directory(dir) != 0) {
+            *w->s = (iommap_status){IOMMAP_FAIL_OS, errno, "fsync() of the directory", 0};
+            return -1;
+        }
+        atomic_store_explicit(&h->created_dir, NULL, memory_order_relaxed);
+        PyMem_RawFree(dir);
+    }
+    return 0;
+}
+
+static PyObject *make_durable(iommap_handle *h)
+{
+    if (!atomic_load_explicit(&h->unsynced_size, memory_order_acquire) &&
+        atomic_load_explicit(&h->created_dir, memory_order_acquire) == NULL)
+        Py_RETURN_NONE;
+    iommap_status s;
+    if (iommap_enter(h, IOMMAP_EXCLUSIVE, 0, 0, &s) != NULL) {
+        durable_work w = {h, &s};
+        (void)iommap_finish_released(h, IOMMAP_BLOCKING, run_durable, &w);
+    }
+    if (s.what != IOMMAP_DONE)
+        return iommap_raise_status(h, "sync", &s, 0, 0);
     Py_RETURN_NONE;
 }
 
@@ -259,7 +316,11 @@ PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs)
 
     /* A private mapping has nothing to write back: it never reaches the file. */
     int (*call)(void *, size_t, int) = h->opts.private_ ? NULL : msync;
-    return call_on_range(h, "sync", r, call, "msync()", flags, 0);
+    PyObject *done = call_on_range(h, "sync", r, offset_obj, length_obj, call, "msync()", flags, 0);
+    if (done == NULL || flags != MS_SYNC)
+        return done; /* "async" schedules the data and waits for nothing */
+    Py_DECREF(done);
+    return make_durable(h);
 }
 
 static const iommap_hint *hint_of(iommap_handle *h, PyObject *name)
@@ -320,5 +381,5 @@ PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t n
         advice_for(h, hint, &advice))
         return NULL;
     int inward = (hint->rules & IOMMAP_HINT_INWARD) != 0;
-    return call_on_range(h, "advise", r, madvise, hint->call, advice, inward);
+    return call_on_range(h, "advise", r, args[0], args[1], madvise, hint->call, advice, inward);
 }

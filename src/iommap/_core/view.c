@@ -25,7 +25,8 @@ PyObject *iommap_mf_view(iommap_handle *h, PyObject *args, PyObject *kwargs)
     iommap_status s;
     iommap_mapping *m = iommap_enter(h, IOMMAP_SHARED, offset, length, &s);
     if (m == NULL)
-        return iommap_raise_status(h, "view", &s, offset, length);
+        return iommap_raise_status_given(h, "view", &s, offset_obj,
+                                         length_obj != Py_None ? length_obj : NULL, offset, length);
     if (length_obj == Py_None)
         length = m->size - offset;
     Py_INCREF(m); /* plain refcounting runs no Python code */
@@ -96,7 +97,7 @@ static int page_residency(iommap_handle *h, const char *op, PyObject *args, PyOb
         s = (iommap_status){IOMMAP_FAIL_OS, w.err, w.call, 0};
     if (s.what != IOMMAP_DONE) {
         PyMem_RawFree(w.vec);
-        iommap_raise_status(h, op, &s, r.offset, r.length);
+        iommap_raise_status_given(h, op, &s, offset_obj, length_obj, r.offset, r.length);
         return -1;
     }
     *vec = w.vec;

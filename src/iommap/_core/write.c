@@ -1,6 +1,7 @@
 /* Writes: MappedFile.pwrite, its data flattened to a list of buffers and
  * copied into the mapping under the exclusive lock. */
 #include "handle.h"
+#include "inputs.h"
 
 #include <string.h>
 
@@ -81,8 +82,10 @@ static int chunks_add(iommap_handle *h, chunks *c, PyObject *obj, int depth)
     }
     if (c->count == c->capacity && chunks_grow(c) != 0)
         return -1;
-    if (PyObject_GetBuffer(obj, &c->views[c->count], PyBUF_SIMPLE) != 0) {
-        PyErr_Clear();
+    int got = iommap_get_buffer(obj, &c->views[c->count], 0);
+    if (got < 0)
+        return -1; /* the exporter's own exception */
+    if (got > 0) {
         iommap_err_bad_type(IOMMAP_STATE(h),
                             "pwrite: data must be bytes-like (contiguous) or a list of "
                             "them, not %.100s",
@@ -120,6 +123,31 @@ static int run_copy_in(void *arg)
     return rc;
 }
 
+/* A nested list measured before it is expanded: one that shares its
+ * sublists can expand to far more than its own size.  Too long for the
+ * mapping is out_of_bounds at once; more pieces than memory could hold,
+ * badarg.  Returns 0 to go on, or -1 with the exception set. */
+static int measure_first(iommap_handle *h, PyObject *const *args, uint64_t offset)
+{
+    iommap_iolist_size size;
+    if (iommap_iolist_measure(IOMMAP_STATE(h), "pwrite", args[1], &size) != 0 ||
+        iommap_check_usable(h, "pwrite", IOMMAP_WRITE) != 0)
+        return -1;
+    size_t hint = atomic_load_explicit(&h->size_hint, memory_order_relaxed);
+    if (!iommap_in_bounds(offset, size.bytes, hint)) {
+        iommap_err_out_of_bounds_given(IOMMAP_STATE(h), "pwrite", args[0], NULL, offset, size.bytes,
+                                       hint);
+        return -1;
+    }
+    if (iommap_too_many(size.pieces, sizeof(Py_buffer))) {
+        iommap_err_bad_value(IOMMAP_STATE(h),
+                             "pwrite: data holds %llu pieces, more than memory could hold",
+                             (unsigned long long)size.pieces);
+        return -1;
+    }
+    return 0;
+}
+
 PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {
     chunks c;
@@ -127,6 +155,8 @@ PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t n
     uint64_t offset;
     PyObject *result = NULL;
     if (iommap_offset_arg(h, "pwrite", args, nargs, &offset) == 0 &&
+        (!(PyList_Check(args[1]) || PyTuple_Check(args[1])) ||
+         measure_first(h, args, offset) == 0) &&
         chunks_add(h, &c, args[1], 0) == 0 && iommap_check_usable(h, "pwrite", IOMMAP_WRITE) == 0) {
         iommap_status s;
         iommap_mapping *m = iommap_enter(h, IOMMAP_EXCLUSIVE, offset, c.total, &s);
@@ -138,7 +168,7 @@ PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t n
         if (s.what == IOMMAP_DONE)
             result = Py_NewRef(Py_None);
         else
-            iommap_raise_status(h, "pwrite", &s, offset, c.total);
+            iommap_raise_status_given(h, "pwrite", &s, args[0], NULL, offset, c.total);
     }
     chunks_release(&c);
     return result;
