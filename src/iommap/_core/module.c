@@ -19,6 +19,8 @@ static PyMethodDef module_functions[] = {
      "space. offset= and length= map only [offset, offset + length) of the file\n"
      "(length None or 0: to its end); every position is then relative to the\n"
      "window, and any offset is accepted."},
+    {"file_cache_stat", (PyCFunction)(void (*)(void))iommap_file_cache_stat, METH_FASTCALL,
+     iommap_file_cache_stat_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -53,7 +55,8 @@ static int module_exec(PyObject *module)
         return -1;
     if (PyModule_AddObjectRef(module, "MappedFile", (PyObject *)st->mapped_file_type) != 0 ||
         PyModule_AddObjectRef(module, "Mapping", (PyObject *)st->mapping_type) != 0 ||
-        PyModule_AddIntConstant(module, "GIL_RELEASE_BYTES", IOMMAP_GIL_RELEASE_BYTES) != 0)
+        PyModule_AddIntConstant(module, "GIL_RELEASE_BYTES", IOMMAP_GIL_RELEASE_BYTES) != 0 ||
+        PyModule_AddIntConstant(module, "PAGE_SIZE", (long)iommap_page_size()) != 0)
         return -1;
 
     if (iommap_guard_install() != 0) {

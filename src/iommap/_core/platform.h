@@ -13,6 +13,8 @@
  *   rwlock     glibc's prefers readers unless told otherwise; the others
  *              prefer writers already
  *   dontneed   on a private mapping, Linux MADV_COLD; elsewhere MADV_NORMAL
+ *   cachestat  Linux 6.5+ cachestat(2); elsewhere ENOSYS (callers count with
+ *              mincore instead)
  *
  * Included by iommap.h.
  */
@@ -72,6 +74,10 @@ int iommap_platform_set_nocache(int fd);
 int iommap_platform_reserve(int fd, size_t old_size, size_t size);
 /* A read-write lock that prefers writers; returns pthread's error code. */
 int iommap_platform_rwlock_init(pthread_rwlock_t *lock);
+/* cachestat(2) over [off, off + len) of fd (len > 0): counts[] gets the
+ * cached, dirty, writeback, evicted and recently evicted pages.  ENOSYS
+ * where the kernel or the OS has no such call. */
+int iommap_platform_cachestat(int fd, uint64_t off, uint64_t len, uint64_t counts[5]);
 /* A block device's size in bytes: Linux BLKGETSIZE64.  Elsewhere ENODEV:
  * macOS and the BSDs cannot map their disk devices as files. */
 int iommap_platform_device_size(int fd, uint64_t *size);
