@@ -96,10 +96,14 @@ static void module_free(void *module)
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
-#ifdef Py_mod_gil
-    /* Every handle field is guarded by the handle's own lock or atomic. */
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#ifdef Py_mod_multiple_interpreters
+    /* Every interpreter gets its own module object, state, types and
+     * exception classes; what the core shares across interpreters is
+     * process-wide by nature and safe in parallel (see iommap.h). */
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
+    /* No Py_mod_gil: a free-threaded CPython re-enables the GIL on import,
+     * since the suite has never run on a free-threaded build. */
     {0, NULL},
 };
 
