@@ -18,7 +18,10 @@ static PyMethodDef module_functions[] = {
      "empties it first; size=N extends a shorter file to N bytes, reserving disk\n"
      "space. offset= and length= map only [offset, offset + length) of the file\n"
      "(length None or 0: to its end); every position is then relative to the\n"
-     "window, and any offset is accepted."},
+     "window, and any offset is accepted.\n\n"
+     "A regular file or a block device is mapped; anything else (FIFO, socket,\n"
+     "character device, /proc file) raises an iommap.Error naming its type,\n"
+     "without ever blocking. A failed open leaves the file as it was."},
     {"file_cache_stat", (PyCFunction)(void (*)(void))iommap_file_cache_stat, METH_FASTCALL,
      iommap_file_cache_stat_doc},
     {NULL, NULL, 0, NULL},
