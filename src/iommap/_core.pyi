@@ -90,3 +90,6 @@ def open(
     size: SupportsIndex | None = None,
 ) -> MappedFile:
     """Map the whole file at `path` and return a MappedFile."""
+
+def rearm_guard() -> None:
+    """Put iommap's SIGBUS handler back in front of the process's handlers."""

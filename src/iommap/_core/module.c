@@ -194,6 +194,14 @@ static PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
     return handle;
 }
 
+static PyObject *iommap_rearm_guard(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    if (iommap_guard_install() != 0)
+        return iommap_err_os(PyModule_GetState(module), "rearm_guard", "sigaction()", errno, NULL);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_functions[] = {
     {"open", (PyCFunction)(void (*)(void))iommap_open, METH_VARARGS | METH_KEYWORDS,
      "open(path, mode='read_write', *, private=False, lock=False, populate=False, "
@@ -204,6 +212,14 @@ static PyMethodDef module_functions[] = {
      "prefaults them; create=True creates a missing file (0o644 before umask);\n"
      "truncate=True empties it first; size=N extends a shorter file to N bytes,\n"
      "reserving disk space."},
+    {"rearm_guard", iommap_rearm_guard, METH_NOARGS,
+     "rearm_guard()\n--\n\n"
+     "Put iommap's SIGBUS handler back in front of the process's handlers.\n\n"
+     "iommap does this itself at import, at every open() and before every copy of\n"
+     "64 KiB or more. Call it after installing a SIGBUS handler of your own (or\n"
+     "enabling or disabling faulthandler) once your last open() is done, so that\n"
+     "small reads and writes are guarded again. The handler that was in front is\n"
+     "kept and still receives every SIGBUS that is not a fault of an iommap copy."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,336 @@
+"""Signal coexistence: iommap's SIGBUS guard beside every other SIGBUS user.
+
+Each arrangement of handlers (faulthandler, signal.signal, SIG_IGN, and a
+native library with its own handler, built here with cc from
+tests/native/sigbus_peer.c) is run twice in fresh interpreters: once with
+iommap imported, opened and faulting, once without iommap at all.  The two
+runs must end the same way: the same exit status or signal, the same
+faulthandler report, the same count of faults the other library recovered,
+the same Python handler calls.  In the run with iommap, every fault inside an
+iommap copy must be a SigbusError.
+
+Every case runs in a subprocess with a timeout: a death or a hang is a
+failure of the test, not of the run.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import PAGE, run_py
+
+NATIVE = os.path.join(os.path.dirname(__file__), "native", "sigbus_peer.c")
+FATAL = "Fatal Python error: Bus error"
+RUNS = 25  # faults of each kind per process
+
+# One child program for both runs.  WITH says whether iommap takes part;
+# STEPS install and remove handlers in order; ENDING is the last SIGBUS, one
+# that is not iommap's.  It prints what it observed, one "KEY value" a line.
+CHILD = """
+import ctypes, errno, faulthandler, mmap, os, signal, sys, threading, time
+
+page = mmap.PAGESIZE
+iommap = m = peer = None
+py_hits = []
+guarded = 0
+
+# A stdlib mapping of another file, shrunk: touching its second page is a
+# SIGBUS that is no business of iommap's, with or without it.
+with open(PATH + ".other", "wb") as f:
+    f.write(b"o" * 4 * page)
+other_fd = os.open(PATH + ".other", os.O_RDWR)
+other = mmap.mmap(other_fd, 4 * page)
+os.truncate(PATH + ".other", page)
+other_addr = ctypes.addressof(ctypes.c_char.from_buffer(other))
+
+
+def guarded_fault(length=1):
+    # A copy out of pages that vanished: with iommap in the chain, always a
+    # SigbusError, whatever else handles SIGBUS.
+    global guarded
+    try:
+        m.pread(2 * page, length)
+    except iommap.SigbusError as e:
+        assert e.reason == "sigbus" and e.errno == errno.EFAULT
+        guarded += 1
+    else:
+        raise AssertionError("no SigbusError")
+
+
+def step(name):
+    global iommap, m, peer
+    # "!" marks a step after which iommap's handler may be out of the chain
+    # until the next re-arm: no guarded fault is tried right after it.
+    window = name.endswith("!")
+    name = name.rstrip("!")
+    if name == "import":
+        if WITH:
+            import iommap
+    elif name == "open":
+        if WITH:
+            with open(PATH, "wb") as f:
+                f.write(b"x" * 32 * page)
+            m = iommap.open(PATH)
+            os.truncate(PATH, page)
+    elif name == "rearm":
+        if WITH:
+            iommap.rearm_guard()
+    elif name == "large":
+        if WITH:
+            guarded_fault(16 * page)  # releases the GIL: re-arms first
+    elif name == "fh":
+        faulthandler.enable()
+    elif name == "fh_off":
+        faulthandler.disable()
+    elif name == "py":
+        signal.signal(signal.SIGBUS, lambda signum, frame: py_hits.append(signum))
+    elif name == "ign":
+        signal.signal(signal.SIGBUS, signal.SIG_IGN)
+    elif name == "dfl":
+        signal.signal(signal.SIGBUS, signal.SIG_DFL)
+    elif name.startswith("peer-"):
+        peer = ctypes.CDLL(PEER_LIB)
+        peer.peer_page.restype = ctypes.c_void_p
+        peer.peer_entries.restype = ctypes.c_long
+        how = ["peer-jump", "peer-fix", "peer-return"].index(name)
+        assert peer.peer_install(os.fsencode(PATH + ".peer"), how) == 0
+    else:
+        raise ValueError(name)
+    if m is not None and not window:
+        guarded_fault()
+
+
+for name in STEPS:
+    step(name)
+
+# The other library's faults, interleaved with iommap's: neither leaves
+# state behind that changes how the next fault of the other is handled.
+outcomes = {}
+for i in range(RUNS):
+    if peer is not None:
+        value = peer.peer_touch()
+        outcomes[value] = outcomes.get(value, 0) + 1
+    if m is not None:
+        guarded_fault(1 if i % 2 else 3 * page)
+if peer is not None:
+    print("PEER", sorted(outcomes.items()), peer.peer_entries(), flush=True)
+    if ENDING == "peer-copy":
+        # A copy into the other library's page, which faults there: it is
+        # the library's to fix.  With iommap the copy is iommap's own
+        # (readinto); the guard passes the fault on and the copy completes.
+        assert peer.peer_reset() == 0  # the page is the shrunk file's again
+        target = (ctypes.c_char * page).from_address(peer.peer_page())
+        source = bytes(range(256)) * (page // 256)
+        if m is not None:
+            with open(PATH, "r+b") as f:
+                f.write(source)
+            m.readinto(0, memoryview(target).cast("B"))
+        else:
+            ctypes.memmove(target, source, page)
+        print("COPIED", bytes(target) == source, peer.peer_entries(), flush=True)
+        if m is not None:
+            guarded_fault()
+print("PY", len(py_hits), flush=True)
+print("GUARDED", guarded, flush=True)
+
+if ENDING == "kill":
+    os.kill(os.getpid(), signal.SIGBUS)
+elif ENDING == "raise":
+    signal.raise_signal(signal.SIGBUS)
+elif ENDING == "pthread_kill":
+    # From another (native) thread to this one.
+    native = ctypes.CDLL(PEER_LIB)
+    native.peer_kill_from_thread.argtypes = [ctypes.c_ulong]
+    assert native.peer_kill_from_thread(threading.get_ident()) == 0
+elif ENDING == "fault":
+    ctypes.string_at(other_addr + page, 1)
+elif ENDING == "view":
+    # With iommap, a view of its own mapping; without, the stdlib mapping.
+    if m is not None:
+        m.view()[2 * page]
+    else:
+        other[2 * page]
+for _ in range(50):  # a handled signal runs its Python handler soon after
+    if len(py_hits) > 0:
+        break
+    time.sleep(0.01)
+print("PY", len(py_hits), flush=True)
+print("ALIVE", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def peer_lib(tmp_path_factory):
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        pytest.skip("needs a C compiler to build the native peer library")
+    out = tmp_path_factory.mktemp("peer") / "sigbus_peer.so"
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-O1", "-pthread", "-o", str(out), NATIVE],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return str(out)
+
+
+def run_child(tmp_path, peer_lib, steps, ending, with_iommap, env=None, timeout=60):
+    directory = tmp_path / ("with" if with_iommap else "without")
+    directory.mkdir(exist_ok=True)
+    return run_py(
+        CHILD,
+        timeout=timeout,
+        env=env,
+        PATH=str(directory / "f.bin"),
+        PEER_LIB=peer_lib,
+        WITH=with_iommap,
+        STEPS=steps,
+        ENDING=ending,
+        RUNS=RUNS,
+    )
+
+
+def outcome(rc, out, err):
+    """What must match with and without iommap: the exit status or signal,
+    faulthandler's reports and the other library's messages, and every
+    observation printed, except iommap's own count."""
+    report = [
+        line for line in err.splitlines() if line.startswith(("Fatal Python error", "peer:"))
+    ]
+    seen = [line for line in out.splitlines() if not line.startswith("GUARDED")]
+    return rc, report, seen
+
+
+def guarded_count(out):
+    counts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("GUARDED")]
+    return counts[0] if counts else None
+
+
+def compare(tmp_path, peer_lib, steps, ending):
+    without = run_child(tmp_path, peer_lib, steps, ending, False)
+    with_ = run_child(tmp_path, peer_lib, steps, ending, True)
+    assert outcome(*with_) == outcome(*without), (
+        "with iommap: rc=%r\n%s\n%s\nwithout: rc=%r\n%s\n%s" % (with_ + without)
+    )
+    return with_, without
+
+
+def expected_guarded(steps, ending):
+    """SigbusErrors the run with iommap counts: one after open and after
+    each later step that keeps iommap in the chain, one per large step, one
+    per loop run, one after a copy into the other library's page."""
+    after_open = steps[steps.index("open") :]
+    checked = sum(1 for s in after_open if not s.endswith("!"))
+    return checked + steps.count("large") + RUNS + (ending == "peer-copy")
+
+
+# Arrangements in which iommap's handler is in the chain at every guarded
+# fault: each is one row of the table in docs/truncation.md.
+ARRANGEMENTS = {
+    "nothing else": ["import", "open"],
+    "faulthandler before import": ["fh", "import", "open"],
+    "faulthandler between import and open": ["import", "fh", "open"],
+    "faulthandler on and off before open": ["import", "fh", "fh_off", "open"],
+    "faulthandler between import and open, off after": ["import", "fh", "open", "fh_off"],
+    "faulthandler after open, rearm_guard": ["import", "open", "fh!", "rearm"],
+    "faulthandler after open, a large copy": ["import", "open", "fh!", "large"],
+    "faulthandler before import, off after open, rearm_guard": [
+        "fh",
+        "import",
+        "open",
+        "fh_off!",
+        "rearm",
+    ],
+    "signal.signal before import": ["py", "import", "open"],
+    "signal.signal between import and open": ["import", "py", "open"],
+    "signal.signal after open, rearm_guard": ["import", "open", "py!", "rearm"],
+    "signal.signal after open, a large copy": ["import", "open", "py!", "large"],
+    "SIG_IGN before import": ["ign", "import", "open"],
+    "SIG_IGN after open, rearm_guard": ["import", "open", "ign!", "rearm"],
+    "SIG_DFL restored after open, rearm_guard": ["py", "import", "open", "dfl!", "rearm"],
+}
+
+ENDINGS = ["kill", "raise", "pthread_kill", "fault", "view"]
+
+
+# A Python-level handler returns from a real fault without curing it, so the
+# fault repeats forever, with iommap or without: those two endings are
+# test_a_python_handler_loops_on_a_real_fault_as_without_iommap.
+ARRANGEMENT_CASES = [
+    pytest.param(steps, ending, id="%s-%s" % (name, ending))
+    for name, steps in ARRANGEMENTS.items()
+    for ending in ENDINGS
+    if not ("py" in [s.rstrip("!") for s in steps] and ending in ("fault", "view"))
+]
+
+
+@pytest.mark.parametrize("steps,ending", ARRANGEMENT_CASES)
+def test_handlers_see_what_they_would_without_iommap(tmp_path, peer_lib, steps, ending):
+    (rc, out, err), _ = compare(tmp_path, peer_lib, steps, ending)
+    assert guarded_count(out) == expected_guarded(steps, ending), out
+    # No recovered fault of iommap's printed a faulthandler report: the
+    # reports match the run without iommap, which has no such faults.
+
+
+def hangs(tmp_path, peer_lib, steps, ending, with_iommap, seconds):
+    """Whether the child is still running after `seconds`."""
+    try:
+        run_child(tmp_path, peer_lib, steps, ending, with_iommap, timeout=seconds)
+    except pytest.fail.Exception as e:
+        if "still running" in str(e):
+            return True
+        raise
+    return False
+
+
+@pytest.mark.parametrize("order", ["before import", "after open, rearm_guard"])
+def test_a_python_handler_loops_on_a_real_fault_as_without_iommap(tmp_path, peer_lib, order):
+    steps = ["py", "import", "open"] if order == "before import" else ["import", "open", "py!", "rearm"]
+    assert hangs(tmp_path, peer_lib, steps, "fault", False, 3)
+    assert hangs(tmp_path, peer_lib, steps, "fault", True, 3)
+
+
+PEERS = ["peer-jump", "peer-fix", "peer-return"]
+PEER_ORDERS = {
+    "before import": ["{peer}", "import", "open"],
+    "between import and open": ["import", "{peer}", "open"],
+    "after open": ["import", "open", "{peer}"],
+    "after faulthandler, between import and open": ["fh", "import", "{peer}", "open"],
+    "before faulthandler after open": ["import", "open", "{peer}", "fh!", "rearm"],
+}
+
+
+def peer_cases():
+    for peer in PEERS:
+        for order, steps in PEER_ORDERS.items():
+            steps = [s.format(peer=peer) for s in steps]
+            endings = ["fault", "kill"] if peer != "peer-return" else ["fault"]
+            if peer == "peer-fix":
+                endings.append("peer-copy")
+            for ending in endings:
+                yield pytest.param(steps, ending, id="%s %s-%s" % (peer, order, ending))
+
+
+@pytest.mark.parametrize("steps,ending", list(peer_cases()))
+def test_a_native_library_recovers_its_faults_as_without_iommap(tmp_path, peer_lib, steps, ending):
+    (rc, out, err), (rc0, out0, err0) = compare(tmp_path, peer_lib, steps, ending)
+    if "fh!" in steps:
+        # faulthandler in front of the library reports the library's first
+        # fault as fatal and re-raises it, which the library passes on to
+        # the default action: it dies, with iommap as without.
+        assert rc == -signal.SIGBUS and FATAL in err, (rc, err)
+        return
+    if "peer-return" in steps:
+        # Returning without a fix loops on the fault, with iommap or not.
+        assert rc == 7 and "peer: looped 1000" in err, (rc, err)
+        return
+    peer_line = [line for line in out.splitlines() if line.startswith("PEER")]
+    expected = -1 if "peer-jump" in steps else ord("Z")
+    assert peer_line == ["PEER [(%d, %d)] %d" % (expected, RUNS, RUNS)], out
+    assert guarded_count(out) == expected_guarded(steps, ending), out
+    if ending == "peer-copy":
+        assert "COPIED True %d" % (RUNS + 1) in out, out
