@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #if PY_VERSION_HEX < 0x030A0000 /* Python 3.9 */
 #define Py_TPFLAGS_DISALLOW_INSTANTIATION 0
@@ -101,11 +102,18 @@ PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int 
  * view outlive close() and truncate().  Unmapped when the last reference
  * goes. */
 
-typedef struct {
+typedef struct iommap_mapping {
     PyObject_HEAD
     char *addr; /* NULL when size is 0: an empty file has no region */
     size_t size;
     int writable; /* PROT_WRITE was given */
+    /* Set once no handle maps through it (see iommap_mapping_retire); then
+     * guarded by mapping.c's registry lock. */
+    int retired;
+    int shared; /* MAP_SHARED, for putting the file's pages back */
+    dev_t dev;  /* the file */
+    ino_t ino;
+    struct iommap_mapping *prev_retired, *next_retired;
 } iommap_mapping;
 
 /* How a handle maps its file; fixed at open, reused by truncate's remap. */
@@ -128,6 +136,26 @@ int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char 
 iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable);
 
 int iommap_mapping_writable(const iommap_map_options *opts);
+
+/* Own shrink vs old views.  A handle that stops mapping through `m` (its
+ * truncate() replaced it, or close() dropped it) retires it: views may keep
+ * it alive, and from then on every shrink of the same file by a handle of
+ * this process zeroes its tail.  `fd` is the handle's descriptor (for the
+ * file's identity), `shared` whether it maps MAP_SHARED.  Needs no GIL. */
+void iommap_mapping_retire(iommap_mapping *m, int fd, int shared);
+
+/* Before ftruncate() shrinks the file behind `fd` to `new_size`: over every
+ * retired mapping of the file, and over `current` (the calling handle's
+ * mapping, which the shrink will retire; may be NULL), places anonymous zero
+ * pages from the first page boundary at or past new_size to the mapping's
+ * end.  Views over them then read zeros there and their writes go nowhere,
+ * instead of faulting.  The page holding new_size stays the file's: the
+ * kernel zero-fills it past the end.  If the shrink then fails,
+ * iommap_mappings_restore() with the same arguments puts the file's pages
+ * back.  Needs no GIL; call under the handle's exclusive lock. */
+void iommap_mappings_cut(int fd, size_t new_size, iommap_mapping *current, int current_shared);
+void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current,
+                             int current_shared);
 
 /* ---- SIGBUS guard (guard.c) ------------------------------------------- *
  * Copies touching mapped memory go through these.  They return 0, or -1 if
