@@ -17,8 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import textwrap
 
 import pytest
 from conftest import run_py
@@ -200,9 +198,7 @@ def outcome(rc, out, err):
     """What must match with and without iommap: the exit status or signal,
     faulthandler's reports and the other library's messages, and every
     observation printed, except iommap's own count."""
-    report = [
-        line for line in err.splitlines() if line.startswith(("Fatal Python error", "peer:"))
-    ]
+    report = [line for line in err.splitlines() if line.startswith(("Fatal Python error", "peer:"))]
     seen = [line for line in out.splitlines() if not line.startswith("GUARDED")]
     return rc, report, seen
 
@@ -293,9 +289,13 @@ def hangs(tmp_path, peer_lib, steps, ending, with_iommap, marker, seconds=3):
 
 @pytest.mark.parametrize("order", ["before import", "after open, rearm_guard"])
 def test_a_python_handler_loops_on_a_real_fault_as_without_iommap(tmp_path, peer_lib, order):
-    steps = ["py", "import", "open"] if order == "before import" else ["import", "open", "py!", "rearm"]
+    steps = (
+        ["py", "import", "open"] if order == "before import" else ["import", "open", "py!", "rearm"]
+    )
     assert hangs(tmp_path, peer_lib, steps, "fault", False, "GUARDED 0")
-    assert hangs(tmp_path, peer_lib, steps, "fault", True, "GUARDED %d" % expected_guarded(steps, "fault"))
+    assert hangs(
+        tmp_path, peer_lib, steps, "fault", True, "GUARDED %d" % expected_guarded(steps, "fault")
+    )
 
 
 PEERS = ["peer-jump", "peer-fix", "peer-return"]

@@ -154,8 +154,7 @@ void iommap_mapping_retire(iommap_mapping *m, int fd, int shared);
  * iommap_mappings_restore() with the same arguments puts the file's pages
  * back.  Needs no GIL; call under the handle's exclusive lock. */
 void iommap_mappings_cut(int fd, size_t new_size, iommap_mapping *current, int current_shared);
-void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current,
-                             int current_shared);
+void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current, int current_shared);
 
 /* ---- SIGBUS guard (guard.c) ------------------------------------------- *
  * Copies touching mapped memory go through these.  They return 0, or -1 if

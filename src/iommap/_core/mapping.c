@@ -210,8 +210,7 @@ void iommap_mappings_cut(int fd, size_t new_size, iommap_mapping *current, int c
     for_file(fd, new_size, current, current_shared, 0);
 }
 
-void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current,
-                             int current_shared)
+void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current, int current_shared)
 {
     for_file(fd, new_size, current, current_shared, 1);
 }
