@@ -19,7 +19,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import run_py
+from conftest import run_ok, run_py
 from robust_helpers import SLOWDOWN
 
 NATIVE = os.path.join(os.path.dirname(__file__), "native", "sigbus_peer.c")
@@ -379,3 +379,46 @@ def test_python_handler_installed_after_the_last_rearm_point(tmp_path, peer_lib)
     # signal.signal's handler does not chain: iommap's is out of the chain
     # and a small guarded fault loops in it, as a real fault would.
     assert hangs(tmp_path, peer_lib, ["import", "open", "py!"], "kill", True, "LOOP")
+
+
+def test_pthread_kill_during_a_guarded_copy_reaches_the_other_handler(tmp_path, peer_lib):
+    # A SIGBUS sent by another thread while this one copies is not a fault
+    # of the copy: the copy completes and the Python handler runs, each time.
+    # (It looks like a re-raised fault, SI_TKILL from this process, but it
+    # interrupts the copy itself rather than a system call.)
+    out, err = run_ok(
+        """
+        import ctypes, signal, threading, time
+        import iommap
+        hits = []
+        signal.signal(signal.SIGBUS, lambda signum, frame: hits.append(signum))
+        native = ctypes.CDLL(PEER_LIB)
+        native.peer_kill_later.argtypes = [ctypes.c_ulong, ctypes.c_uint]
+        size = 64 << 20
+        with open(PATH, "wb") as f:
+            f.truncate(size)
+        m = iommap.open(PATH)
+        buf = bytearray(size)
+        m.readinto(0, buf)                      # pages in, buffer touched
+        start = time.perf_counter()
+        m.readinto(0, buf)
+        copy_us = int((time.perf_counter() - start) * 1e6)
+        errors = 0
+        for i in range(40):
+            native.peer_kill_later(threading.get_ident(), copy_us * (i % 8 + 1) // 10)
+            try:
+                m.readinto(0, buf)
+            except iommap.SigbusError:
+                errors += 1
+            deadline = time.monotonic() + 5
+            while len(hits) < i + 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            if errors or len(hits) < i + 1:
+                break
+        print(errors, len(hits))
+        assert errors == 0 and len(hits) == 40, (errors, len(hits))
+        print("OK")
+        """,
+        PATH=str(tmp_path / "f.bin"),
+        PEER_LIB=peer_lib,
+    )

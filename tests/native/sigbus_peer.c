@@ -168,3 +168,28 @@ int peer_kill_from_thread(unsigned long target)
         return -1;
     return pthread_join(killer, NULL);
 }
+
+static struct {
+    pthread_t target;
+    unsigned usec;
+} delayed;
+
+static void *kill_later(void *unused)
+{
+    (void)unused;
+    usleep(delayed.usec);
+    pthread_kill(delayed.target, SIGBUS);
+    return NULL;
+}
+
+/* pthread_kill(target, SIGBUS) from a new, detached thread after `usec`
+ * microseconds: lands in whatever the target runs then.  One at a time. */
+int peer_kill_later(unsigned long target, unsigned usec)
+{
+    pthread_t killer;
+    delayed.target = (pthread_t)target;
+    delayed.usec = usec;
+    if (pthread_create(&killer, NULL, kill_later, NULL) != 0)
+        return -1;
+    return pthread_detach(killer);
+}

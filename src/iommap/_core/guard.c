@@ -50,9 +50,11 @@
  *     a guarded fault first: it prints its report, uninstalls itself and
  *     re-raises; iommap recognises the re-raised signal (SI_TKILL from this
  *     process, on a thread inside a guarded copy) and recovers, but the
- *     report is printed and faulthandler stays uninstalled.  A pthread_kill
- *     of SIGBUS from another thread that lands on a thread inside a guarded
- *     copy looks the same and is taken for a guarded fault.
+ *     report is printed and faulthandler stays uninstalled.
+ * A pthread_kill of SIGBUS from another thread that lands on a thread inside
+ * a guarded copy carries the same marks as such a re-raise; is_guarded()
+ * tells them apart by the interrupted instruction where the platform can
+ * (x86-64 and arm64 Linux) and takes it for a guarded fault elsewhere.
  * docs/truncation.md says this to users.
  *
  * Process-wide state and parallel interpreters: the entry points' links and
@@ -223,7 +225,7 @@ static void pass_on(unsigned slot, int sig, siginfo_t *info, void *context, guar
 }
 
 /* Whether this SIGBUS is a fault of the copy in `scope`. */
-static int is_guarded(const guard_scope *scope, const siginfo_t *info)
+static int is_guarded(const guard_scope *scope, const siginfo_t *info, const void *context)
 {
     if (info->si_code > 0) {
         /* Raised by the kernel for a fault: ours if the address is in the
@@ -233,10 +235,16 @@ static int is_guarded(const guard_scope *scope, const siginfo_t *info)
     }
     /* A handler in front of ours caught the fault and re-raised it on this
      * thread (faulthandler does): the thread is inside a guarded copy, and
-     * nothing in a copy raises signals, so that is where the fault was. */
+     * nothing in a copy raises signals, so that is where the fault was.
+     * pthread_kill from another thread of the process looks the same
+     * (SI_TKILL, our pid) but interrupts the copy itself, not a system call
+     * of a handler; where the machine can tell the two apart, it is not
+     * taken for a fault. */
 #ifdef SI_TKILL
-    return info->si_code == SI_TKILL && info->si_pid == getpid();
+    return info->si_code == SI_TKILL && info->si_pid == getpid() &&
+           iommap_platform_interrupted_after_syscall(context) != 0;
 #else
+    (void)context;
     return 0;
 #endif
 }
@@ -245,7 +253,7 @@ static void on_sigbus(unsigned slot, int sig, siginfo_t *info, void *context)
 {
     int saved_errno = errno;
     guard_scope *scope = current_scope;
-    if (scope != NULL && info != NULL && is_guarded(scope, info)) {
+    if (scope != NULL && info != NULL && is_guarded(scope, info, context)) {
         /* Back to the mask the copy ran with: a handler in front of ours may
          * have blocked SIGBUS and more while it ran. */
         if (context != NULL)

@@ -192,6 +192,9 @@ void iommap_platform_after_map(void *addr, size_t size, int populate);
 int iommap_platform_set_nocache(int fd);
 /* Grows the file to `size` bytes, reserving disk space where possible. */
 int iommap_platform_reserve(int fd, size_t old_size, size_t size);
+/* From a signal handler's context: 1 if the interrupted thread was returning
+ * from a system call, 0 if not, -1 if this machine cannot tell. */
+int iommap_platform_interrupted_after_syscall(const void *context);
 
 /* ---- the handle (handle.c) --------------------------------------------- */
 
