@@ -7,7 +7,7 @@ DIST ?= dist
 DIST_VENV ?= .venv-dist
 CC ?= cc
 
-.PHONY: venv install dev test demo lint format dist dist-check clean \
+.PHONY: venv install dev test demo bench lint format dist dist-check clean \
 	sanitize valgrind stateful-long torture-long
 
 $(PY):
@@ -28,6 +28,16 @@ test: install
 
 demo: install
 	$(PY) -m iommap demo
+
+# The benchmark, then the project's speed targets judged on its figures
+# (tools/bench_targets.py: the wheel ships the benchmark, not the targets).
+# Options go in BENCH: make bench BENCH="--only workloads".
+BENCH ?=
+BENCH_JSON ?= build/bench.json
+bench: install
+	mkdir -p $(dir $(BENCH_JSON))
+	$(PY) -m iommap bench $(BENCH) --json $(BENCH_JSON)
+	$(PY) tools/bench_targets.py $(BENCH_JSON)
 
 # ruff (lint and format), clang-format, mypy --strict (the package and
 # examples/), and stubtest of the stubs against the installed module.
@@ -87,7 +97,7 @@ SANITIZE_ENV = \
 	IOMMAP_TEST_SLOWDOWN=4
 # ASan intercepts mlock and makes it a no-op: the tests of `iommap lock` and
 # the CLI guide (which shows the pages lock brought in) cannot hold there.
-# (tests/conftest.py's needs_real_mlock skips the core's own mlock checks.)
+# (tests/helpers.py's needs_real_mlock skips the core's own mlock checks.)
 SANITIZE_DESELECT = \
 	--deselect 'tests/test_cli.py::test_lock_holds_pages_until_interrupted' \
 	--deselect 'tests/test_docs.py::test_doc_runs[docs/cli.md]'

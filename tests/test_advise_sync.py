@@ -1,7 +1,7 @@
 """advise (madvise) and sync (msync)."""
 
 import pytest
-from conftest import PAGE, assert_error, read_file
+from helpers import PAGE, assert_error, read_file
 
 import iommap
 

@@ -5,7 +5,7 @@ killing the test run.  The docstring says what crashed and what fixed it.
 """
 
 import pytest
-from robust_helpers import run_child
+from helpers import run_child
 
 
 def test_pwrite_total_that_wraps_size_t_is_out_of_bounds(tmp_path):

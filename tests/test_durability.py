@@ -9,7 +9,7 @@ import os
 import signal
 
 import pytest
-from conftest import PAGE, read_file, run_py
+from helpers import PAGE, read_file, run_py
 
 import iommap
 

@@ -15,7 +15,7 @@ import sys
 import textwrap
 import time
 
-from robust_helpers import SLOWDOWN, run_child
+from helpers import SLOWDOWN, run_child
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 RECORD = 64

@@ -5,7 +5,7 @@ import errno
 import pickle
 
 import pytest
-from conftest import PAGE, assert_error, read_file, run_ok
+from helpers import PAGE, assert_error, read_file, run_ok
 
 import iommap
 from iommap import _errors
@@ -161,7 +161,7 @@ def test_failed_calls_leave_the_handle_as_it_was(handle, data_file, data):
 
 
 def test_mapped_file_cannot_be_half_made(tmp_path):
-    # SPEC.md gives iommap.open as the only constructor.  Calling the type
+    # iommap.open is the only constructor.  Calling the type
     # directly must either be refused with TypeError or give an object whose
     # methods fail cleanly: never a crash (hence the child process).
     run_ok(

@@ -6,7 +6,7 @@ Each scenario runs in its own subprocess, which forks; a child that crashes
 or hangs fails the test (the subprocess has a timeout).
 """
 
-from robust_helpers import run_child
+from helpers import run_child
 
 # Runs `body` in a forked child of the subprocess and returns its exit
 # status to the parent, which fails unless it is 0.  The child never returns

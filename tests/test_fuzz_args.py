@@ -30,7 +30,7 @@ import random
 import sys
 import tempfile
 
-from robust_helpers import run_child
+from helpers import run_child
 
 import iommap
 

@@ -28,7 +28,6 @@ def offsets_kinds(offsets):
     return kinds + [
         np.array(offsets, dtype=np.int64),
         np.array(offsets, dtype=np.uint64),
-        np.array(offsets, dtype=np.int32),
     ]
 
 

@@ -8,7 +8,7 @@ import tempfile
 import tracemalloc
 
 import pytest
-from conftest import PAGE, assert_error, read_file, run_ok
+from helpers import PAGE, assert_error, read_file, run_ok
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -466,7 +466,7 @@ def test_pwrite_wrong_types_are_bad_type_and_write_nothing(handle, data_file, da
 
 
 def test_pwrite_non_contiguous_buffer(handle, data):
-    # SPEC.md is silent: writing the bytes the view shows, or refusing with
+    # The API leaves this open: writing the bytes the view shows, or refusing with
     # badarg TypeError, are both fine; writing anything else is not.
     view = memoryview(b"aXbXcX")[::2]
     try:

@@ -18,7 +18,7 @@ IOMMAP_LEAK_CYCLES lowers the count (make valgrind does).
 import json
 import os
 
-from robust_helpers import run_child
+from helpers import run_child
 
 CYCLES = int(os.environ.get("IOMMAP_LEAK_CYCLES", "100000"))
 CHECK_RSS = os.environ.get("IOMMAP_LEAK_RSS", "1") != "0"

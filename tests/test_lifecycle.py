@@ -3,12 +3,14 @@
 import copy
 import gc
 import pickle
+import threading
 import warnings
 
 import pytest
-from conftest import assert_error, fd_count, is_mapped, read_file
+from helpers import assert_error, fd_count, is_mapped, mappings_of, pattern, read_file
 
 import iommap
+from iommap import _core
 
 
 def test_close_returns_none_and_is_idempotent(data_file):
@@ -29,6 +31,81 @@ def test_close_releases_descriptor_and_mapping(data_file):
     m.close()
     assert fd_count() == before
     assert not is_mapped(data_file)
+
+
+@pytest.fixture
+def big_file(tmp_path):
+    """A file larger than the size from which regions unmap without the GIL."""
+    path = tmp_path / "big"
+    path.write_bytes(pattern(4 * _core.GIL_RELEASE_BYTES + 123))
+    return path
+
+
+def test_large_region_unmaps_when_the_handle_was_its_last_reference(big_file):
+    m = iommap.open(big_file)
+    assert is_mapped(big_file)
+    m.close()
+    assert not is_mapped(big_file)
+
+
+def test_large_region_unmaps_when_the_last_view_goes(big_file):
+    expected = read_file(big_file)
+    m = iommap.open(big_file)
+    v = m.view()
+    m.close()
+    assert is_mapped(big_file)
+    assert bytes(v) == expected
+    del v
+    gc.collect()
+    assert not is_mapped(big_file)
+
+
+def test_large_written_private_region_unmaps_on_collection(big_file):
+    # A private mapping written all over holds copies of its pages; dropping
+    # the handle unclosed unmaps them from the finalizer, file untouched.
+    expected = read_file(big_file)
+    m = iommap.open(big_file, private=True)
+    m.pwrite(0, b"\xff" * len(m))
+    with pytest.warns(ResourceWarning):
+        del m
+        gc.collect()
+    assert not is_mapped(big_file)
+    assert read_file(big_file) == expected
+
+
+def test_large_regions_unmap_while_other_threads_read(big_file):
+    # Unmapping lets other threads run; theirs must be the bytes of the
+    # region they read, and every dropped region must be gone.
+    expected = read_file(big_file)
+    errors = []
+    stop = threading.Event()
+
+    def reader(handle):
+        try:
+            while not stop.is_set():
+                assert handle.pread(0, 4096) == expected[:4096]
+        except Exception as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    with iommap.open(big_file, "read") as keeper:
+        threads = [threading.Thread(target=reader, args=(keeper,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(50):
+                m = iommap.open(big_file)
+                v = m.view()
+                # Sizes alternate, so every truncate maps a new region.
+                m.truncate(len(m) + 4096 if i % 2 == 0 else len(m) - 4096)
+                m.close()  # drops the new region
+                del v  # drops the first: the view was its last reference
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert errors == []
+        (keepers,) = mappings_of(big_file)  # every region but the keeper's is gone
+        assert keepers["perms"].startswith("r")
 
 
 def test_close_keeps_written_data(data_file, data):

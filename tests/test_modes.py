@@ -3,7 +3,7 @@
 import errno
 
 import pytest
-from conftest import PAGE, assert_error, read_file, run_ok
+from helpers import PAGE, assert_error, read_file, run_ok
 
 import iommap
 

@@ -6,7 +6,7 @@ import pathlib
 import stat
 
 import pytest
-from conftest import (
+from helpers import (
     PAGE,
     assert_error,
     fd_count,
@@ -88,8 +88,8 @@ def test_path_types_and_path_attribute_is_the_given_object(data_file, data, make
 
 @pytest.mark.parametrize("path", [123, None, 1.5, ["x"], object()])
 def test_path_of_wrong_type_is_bad_type(path):
-    # An int is not accepted as a file descriptor: SPEC.md lists str, bytes
-    # and os.PathLike only.
+    # An int is not accepted as a file descriptor: open() takes a path, as
+    # str, bytes or os.PathLike only.
     with pytest.raises(iommap.BadArgumentTypeError) as ei:
         iommap.open(path)
     assert_error(ei, TypeError, "badarg")
@@ -106,7 +106,7 @@ def test_path_with_nul_byte_is_bad_value(tmp_path):
 
 def test_options_are_keyword_only(data_file):
     # Python's argument machinery refuses these before iommap runs: plain
-    # TypeError per SPEC.md.
+    # TypeError, as for any Python function.
     for call in [
         lambda: iommap.open(data_file, "read", True),
         lambda: iommap.open(data_file, "read", private=True, bogus=True),
@@ -292,8 +292,8 @@ def test_impossible_size_is_an_iommap_error_not_overflow(make_file, size):
     ],
 )
 def test_read_mode_refuses_create_truncate_size_on_existing_file(make_file, options):
-    # size=0 would change nothing, but SPEC.md refuses the option itself in
-    # "read" mode, not only its effect.
+    # size=0 would change nothing, but "read" mode refuses the option itself,
+    # not only its effect.
     path = make_file(b"hello")
     before = os.stat(path)
     with pytest.raises(iommap.BadArgumentValueError) as ei:

@@ -4,7 +4,7 @@ import errno
 import os
 
 import pytest
-from conftest import (
+from helpers import (
     CAP_IPC_LOCK,
     PAGE,
     assert_error,

@@ -12,10 +12,10 @@ import sys
 import textwrap
 
 import pytest
-from conftest import PAGE, run_ok, run_py
+from helpers import PAGE, run_ok, run_py
 
 # Common set-up for the children: a file of `pages` pages of distinct bytes,
-# a helper asserting a call raises SigbusError as SPEC.md describes.
+# a helper asserting a call raises SigbusError as the API documents it.
 PRELUDE = """
 import errno, faulthandler, os, signal, sys, threading
 import iommap
@@ -114,7 +114,7 @@ def test_large_guarded_copies_release_gil_and_still_recover(tmp_path):
 
 
 def test_a_partial_pwrite_writes_at_most_a_prefix(tmp_path):
-    # SPEC.md: a pwrite cut short by SIGBUS may have written a prefix.  The
+    # As pwrite documents: one cut short by SIGBUS may have written a prefix.  The
     # bytes of the page that still exists are either old or the new prefix.
     child(
         """
@@ -486,7 +486,7 @@ def test_faulthandler_enabled_before_import(tmp_path):
 
 
 def test_guarded_reads_and_writes_make_no_system_call(tmp_path):
-    # SPEC.md: the guard adds no system call to a small read or write, and
+    # The guard adds no system call to a small read or write (guard.c), and
     # exactly one sigaction(2) read (the re-arm check) to a copy large enough
     # to release the GIL.  Under strace, the small calls between two getppid()
     # markers make none at all, and the large ones between the next two make

@@ -5,7 +5,7 @@ Each test runs in a child with a timeout: a deadlock is a failure, not a
 hung run.  No test measures speed.
 """
 
-from conftest import PAGE, run_ok
+from helpers import PAGE, run_ok
 
 MIB = 1024 * 1024
 

@@ -24,7 +24,7 @@ The default run lasts 3 seconds; ``pytest -m long`` runs the long version
 import os
 
 import pytest
-from robust_helpers import run_child
+from helpers import run_child
 
 TORTURE = r"""
 import itertools, json, os, random, subprocess, sys, threading, time

@@ -21,7 +21,6 @@ import mmap
 import os
 import shutil
 import signal
-import stat
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -220,20 +219,16 @@ HIDDEN_NOTE = (
 
 
 def open_file(path: str, *, lock: bool = False) -> iommap.MappedFile:
-    """Map a regular file read-only, or raise FileFailure saying why not."""
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise FileFailure.from_os_error(path, exc) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise FileFailure(path, "eisdir", os.strerror(errno.EISDIR))
-    if not stat.S_ISREG(info.st_mode):
-        # Opening a FIFO would block, and devices and sockets cannot be mapped.
-        raise FileFailure(path, "enodev", "not a regular file")
+    """Map a file read-only, or raise FileFailure saying why not.
+
+    iommap.open() decides what can be mapped (a regular file, a block device)
+    without ever blocking, and names the type of what it refuses."""
     try:
         return iommap.open(path, "read", lock=lock)
     except OSError as exc:
         failure = FileFailure.from_os_error(path, exc)
+        if failure.reason in ("enodev", "enxio") and exc.strerror:
+            failure.message = exc.strerror.removeprefix("open: ")
         if lock and failure.reason in ("enomem", "eperm", "eagain"):
             failure.message += (
                 " (mlock: the locked-memory limit, `ulimit -l`, is too low for this file;"

@@ -46,8 +46,19 @@ class SystemCallError(Error, OSError):
     """A system call failed; ``reason`` is the lowercase errno name.
 
     Each errno gets a subclass that also derives from the matching built-in
-    ``OSError`` subclass (``FileNotFoundError`` for ``enoent``, ...).
+    ``OSError`` subclass (``FileNotFoundError`` for ``enoent``, ...).  These
+    subclasses are made on demand, so pickle cannot find them by name: an
+    instance pickles as its errno name and arguments, and unpickles to the
+    same subclass (the one this process has for that name).
     """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        reduced = OSError.__reduce__(self)
+        assert isinstance(reduced, tuple)  # OSError's is (class, args[, state])
+        if type(self) is not _os_error_classes.get(self.errno if self.errno is not None else -1):
+            return reduced  # a class pickle can find by name
+        state = reduced[2] if len(reduced) > 2 else None
+        return (_restore_os_error, (self.reason, self.errno, reduced[1]), state)
 
 
 class SigbusError(Error, OSError):
@@ -84,6 +95,19 @@ def _os_error_class(code: int) -> type[SystemCallError]:
         cls = type(name + "Error", bases, {"reason": name.lower(), "__module__": "iommap"})
         _os_error_classes[code] = cls
     return cls
+
+
+def _restore_os_error(reason: str, code: int, args: tuple[object, ...]) -> SystemCallError:
+    """Unpickles a SystemCallError subclass instance (see its ``__reduce__``).
+
+    The errno name decides the class, so an error pickled on one system
+    unpickles as the same error on another even where the numbers differ."""
+    local = getattr(_errno, reason.upper(), None)
+    if isinstance(local, int) and _errno.errorcode.get(local, "").lower() == reason:
+        if local != code and args and args[0] == code:
+            args = (local, *args[1:])
+        code = local
+    return _os_error_class(code)(*args)
 
 
 def os_error(code: int, message: str, filename: object = None) -> SystemCallError:

@@ -8,31 +8,16 @@
 #include <stdarg.h>
 #include <string.h>
 
-static PyObject *raise_formatted(PyObject *cls, const char *fmt, va_list ap)
+PyObject *iommap_err_format(PyObject *cls, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
     if (msg != NULL) {
         PyErr_SetObject(cls, msg);
         Py_DECREF(msg);
     }
-    return NULL;
-}
-
-PyObject *iommap_err_bad_type(iommap_state *st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    raise_formatted(st->bad_type_error, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-
-PyObject *iommap_err_bad_value(iommap_state *st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    raise_formatted(st->bad_value_error, fmt, ap);
-    va_end(ap);
     return NULL;
 }
 
@@ -51,6 +36,31 @@ PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t of
              "%s: range [%" PRIu64 ", +%" PRIu64 ") passes the end of the mapping (%zu bytes)", op,
              offset, length, size);
     PyErr_SetString(st->out_of_bounds_error, buf);
+    return NULL;
+}
+
+/* A number as the caller gave it: an int past 64 bits was saturated to
+ * UINT64_MAX on conversion, so the message shows the int itself.  (The int
+ * type's own repr: no code of a subclass runs.) */
+static PyObject *as_given(PyObject *given, uint64_t value)
+{
+    if (given != NULL && PyLong_Check(given))
+        return PyLong_Type.tp_repr(given);
+    return PyUnicode_FromFormat("%llu", (unsigned long long)value);
+}
+
+PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObject *offset_obj,
+                                         PyObject *length_obj, uint64_t offset, uint64_t length,
+                                         size_t size)
+{
+    PyObject *off = as_given(offset_obj, offset);
+    PyObject *len = off != NULL ? as_given(length_obj, length) : NULL;
+    if (len != NULL)
+        PyErr_Format(st->out_of_bounds_error,
+                     "%s: range [%U, +%U) passes the end of the mapping (%zu bytes)", op, off, len,
+                     size);
+    Py_XDECREF(off);
+    Py_XDECREF(len);
     return NULL;
 }
 
@@ -106,6 +116,19 @@ PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why)
     if (msg == NULL)
         return NULL;
     PyObject *exc = PyObject_CallFunction(st->os_error_factory, "iOO", EACCES, msg, Py_None);
+    Py_DECREF(msg);
+    return raise_instance(exc);
+}
+
+PyObject *iommap_err_file_type(iommap_state *st, const char *op, const char *kind, int code,
+                               PyObject *filename)
+{
+    PyObject *msg = PyUnicode_FromFormat(
+        "%s: cannot map %s: only regular files and block devices can be mapped", op, kind);
+    if (msg == NULL)
+        return NULL;
+    PyObject *exc = PyObject_CallFunction(st->os_error_factory, "iOO", code, msg,
+                                          filename != NULL ? filename : Py_None);
     Py_DECREF(msg);
     return raise_instance(exc);
 }

@@ -1,16 +1,23 @@
-/* What the MappedFile's methods share, across handle.c (open, Part 1 calls,
- * lifecycle, the method table), view.c (view, resident, residency) and
- * batch.c (gather, scatter): the handle's layout, how a locked section
- * reports, the lock, and argument conversion.  The locking rules are at the
- * top of handle.c. */
+/* What the MappedFile files share: the handle's layout, its lock, and the
+ * locked section every method runs through.
+ *
+ * Locking rules, the whole of them:
+ *  - Calls that only read the mapping take the lock shared; pwrite,
+ *    scatter, truncate and close take it exclusive.  The lock prefers
+ *    writers, so a stream of readers cannot starve them.
+ *  - The lock is first tried with the GIL held; if it is busy, the GIL is
+ *    released for the wait, so the two cannot deadlock.
+ *  - No Python code runs while the lock is held: a method converts its
+ *    arguments, makes one locked call (iommap_enter, then
+ *    iommap_finish_released or iommap_unlock), and raises after unlocking.
+ *  - close() sets `closing` first, so new calls fail at once, then takes the
+ *    lock exclusive, which waits for the calls in flight.
+ *  - A forked child re-initialises a lock it inherited (lock.c says why).
+ */
 #ifndef IOMMAP_HANDLE_H
 #define IOMMAP_HANDLE_H
 
 #include "iommap.h"
-
-#if PY_VERSION_HEX < 0x030B0000
-#include <longintrepr.h> /* ob_digit, for small_int_value(); Python.h has it from 3.11 */
-#endif
 
 #include <errno.h>
 #include <sched.h>
@@ -26,152 +33,202 @@ typedef struct {
     int fd;                      /* -1 once closed; guarded by lock */
     iommap_mapping *mapping;     /* NULL once closed; guarded by lock */
     iommap_map_options opts;
-    PyObject *path; /* as given to open() */
-} mapped_file;
+    PyObject *path;              /* as given to open() */
+    PyObject *weakrefs;          /* weak references to the handle */
+    int is_device;               /* a block device: its size is its own */
+    atomic_int unsynced_size;    /* the file's size changed since the last sync */
+    _Atomic(char *) created_dir; /* until the first sync, the directory where
+                                    open() created the file (PyMem_Raw) */
+} iommap_handle;
+
+#define IOMMAP_STATE(h) iommap_state_of_type(Py_TYPE(h))
 
 /* What a locked section found; turned into an exception after unlocking. */
 typedef enum {
-    DONE = 0,
-    FAIL_CLOSED,
-    FAIL_OUT_OF_BOUNDS,
-    FAIL_SIGBUS,
-    FAIL_OS,
-} outcome;
+    IOMMAP_DONE = 0,
+    IOMMAP_FAIL_CLOSED,
+    IOMMAP_FAIL_OUT_OF_BOUNDS,
+    IOMMAP_FAIL_SIGBUS,
+    IOMMAP_FAIL_OS,
+} iommap_outcome;
 
 typedef struct {
-    outcome what;
+    iommap_outcome what;
     int err;          /* FAIL_OS: errno */
     const char *call; /* FAIL_OS: the system call */
     size_t size;      /* FAIL_OUT_OF_BOUNDS: the mapping size seen */
-} status;
+} iommap_status;
 
-#define STATE(h) iommap_state_of_type(Py_TYPE(h))
+/* Raises what `s` reports for `op` on [offset, offset + length). */
+PyObject *iommap_raise_status(iommap_handle *h, const char *op, const iommap_status *s,
+                              uint64_t offset, uint64_t length);
+/* The same, an out-of-bounds message naming offset and length as the caller
+ * gave them (their objects; either may be NULL). */
+PyObject *iommap_raise_status_given(iommap_handle *h, const char *op, const iommap_status *s,
+                                    PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
+                                    uint64_t length);
 
-PyObject *raise_status(mapped_file *h, const char *op, const status *s, uint64_t offset,
-                       uint64_t length);
-
-/* Reads an optional (offset, length) range argument pair where length 0
- * means to the end; checked against the mapping under the lock. */
+/* An (offset, length) pair where length 0 means to the end of the mapping. */
 typedef struct {
     uint64_t offset;
     uint64_t length;
-} range;
+} iommap_range;
 
-/* Page-aligns a range inside a mapping that starts on a page boundary. */
-void page_align(const iommap_mapping *m, const range *r, char **start, size_t *len);
+/* ---- the lock --------------------------------------------------------- */
 
-/* ---- locking (see handle.c for fork) ------------------------------------- */
+extern atomic_uint iommap_fork_generation;
+int iommap_lock_init(iommap_handle *h);
+void iommap_lock_refresh_after_fork(iommap_handle *h, unsigned generation);
 
-extern atomic_uint fork_generation;
-void refresh_lock_after_fork(mapped_file *h, unsigned generation);
-
-static inline void ensure_lock_current(mapped_file *h)
+static inline void iommap_lock_current(iommap_handle *h)
 {
-    unsigned generation = atomic_load_explicit(&fork_generation, memory_order_relaxed);
+    unsigned generation = atomic_load_explicit(&iommap_fork_generation, memory_order_relaxed);
     if (atomic_load_explicit(&h->lock_generation, memory_order_acquire) != generation)
-        refresh_lock_after_fork(h, generation);
+        iommap_lock_refresh_after_fork(h, generation);
 }
 
-static inline void lock_shared(mapped_file *h)
+typedef enum { IOMMAP_SHARED, IOMMAP_EXCLUSIVE } iommap_lock_kind;
+
+static inline int iommap_try_lock(iommap_handle *h, iommap_lock_kind kind)
 {
-    ensure_lock_current(h);
-    if (pthread_rwlock_tryrdlock(&h->lock) == 0)
+    return kind == IOMMAP_SHARED ? pthread_rwlock_tryrdlock(&h->lock)
+                                 : pthread_rwlock_trywrlock(&h->lock);
+}
+
+static inline void iommap_lock(iommap_handle *h, iommap_lock_kind kind)
+{
+    iommap_lock_current(h);
+    if (iommap_try_lock(h, kind) == 0)
         return;
     Py_BEGIN_ALLOW_THREADS
-    while (pthread_rwlock_rdlock(&h->lock) == EAGAIN)
-        sched_yield(); /* too many readers at once: wait for one to leave */
+    if (kind == IOMMAP_EXCLUSIVE)
+        pthread_rwlock_wrlock(&h->lock);
+    else
+        while (pthread_rwlock_rdlock(&h->lock) == EAGAIN)
+            sched_yield(); /* too many readers at once: wait for one to leave */
     Py_END_ALLOW_THREADS
 }
 
-static inline void lock_exclusive(mapped_file *h)
-{
-    ensure_lock_current(h);
-    if (pthread_rwlock_trywrlock(&h->lock) == 0)
-        return;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_rwlock_wrlock(&h->lock);
-    Py_END_ALLOW_THREADS
-}
-
-static inline void unlock(mapped_file *h)
+static inline void iommap_unlock(iommap_handle *h)
 {
     pthread_rwlock_unlock(&h->lock);
 }
 
-static inline int is_closing(mapped_file *h)
+static inline int iommap_is_closing(iommap_handle *h)
 {
     return atomic_load_explicit(&h->closing, memory_order_acquire);
 }
 
-/* ---- argument conversion -------------------------------------------------- */
-
-static inline int to_u64_slow(mapped_file *h, const char *op, const char *name, PyObject *obj,
-                              uint64_t *out)
-{
-    return iommap_arg_to_u64(STATE(h), op, name, obj, out);
-}
-
-/* The value of an exact, non-negative int of at most a few digits, read
- * straight from the object: no call, no reference counting.  The hot calls
- * convert two ints each, and the general path (a new reference, a call into
- * PyLong_AsLongLongAndOverflow, its overflow checks) cost as much as the
- * lock.  Returns 0 when the general path has to decide. */
-static inline int small_int_value(PyObject *obj, uint64_t *out)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyLongObject *v = (PyLongObject *)obj;
-    if (!PyUnstable_Long_IsCompact(v))
-        return 0;
-    Py_ssize_t value = PyUnstable_Long_CompactValue(v);
-    if (value < 0)
-        return 0;
-    *out = (uint64_t)value;
-    return 1;
-#else
-    /* Before 3.12, ob_size is the digit count, negative for negative ints. */
-    const digit *d = ((PyLongObject *)obj)->ob_digit;
-    switch (Py_SIZE(obj)) {
-    case 0:
-        *out = 0;
-        return 1;
-    case 1:
-        *out = d[0];
-        return 1;
-    case 2:
-        *out = ((uint64_t)d[1] << PyLong_SHIFT) | d[0];
-        return 1;
-    default:
-        return 0;
-    }
-#endif
-}
-
-/* A non-negative integer argument as uint64 (see to_u64_slow). */
-static inline int to_u64(mapped_file *h, const char *op, const char *name, PyObject *obj,
-                         uint64_t *out)
-{
-    if (PyLong_CheckExact(obj) && small_int_value(obj, out))
-        return 0;
-    return to_u64_slow(h, op, name, obj, out);
-}
+/* ---- the locked section ----------------------------------------------- */
 
 /* `offset + length <= size`, without overflow. */
-static inline int in_bounds(uint64_t offset, uint64_t length, size_t size)
+static inline int iommap_in_bounds(uint64_t offset, uint64_t length, size_t size)
 {
     return offset <= size && length <= size - offset;
 }
 
-int check_nargs(mapped_file *h, const char *op, Py_ssize_t nargs, Py_ssize_t want);
-PyObject *refuse_mode(mapped_file *h, const char *op, const char *why);
-/* A writable, C-contiguous destination holding no object pointers, or -1. */
-int get_destination(PyObject *obj, Py_buffer *buf);
+/* Enters a locked section: takes the lock, then checks that the handle is
+ * open and that [offset, offset + length) lies inside its mapping.  Returns
+ * the mapping with the lock held, or NULL with the lock released and *s
+ * saying why. */
+static inline iommap_mapping *iommap_enter(iommap_handle *h, iommap_lock_kind kind, uint64_t offset,
+                                           uint64_t length, iommap_status *s)
+{
+    *s = (iommap_status){IOMMAP_DONE, 0, NULL, 0};
+    iommap_lock(h, kind);
+    iommap_mapping *m = h->mapping;
+    if (m == NULL) {
+        s->what = IOMMAP_FAIL_CLOSED;
+    } else if (!iommap_in_bounds(offset, length, m->size)) {
+        s->what = IOMMAP_FAIL_OUT_OF_BOUNDS;
+        s->size = m->size;
+    } else {
+        return m;
+    }
+    iommap_unlock(h);
+    return NULL;
+}
 
-/* ---- methods defined outside handle.c ------------------------------------ */
+typedef struct {
+    iommap_handle *h;
+    int (*work)(void *);
+    void *arg;
+} iommap_locked_work;
 
-PyObject *mf_view(mapped_file *h, PyObject *args, PyObject *kwargs);
-PyObject *mf_resident(mapped_file *h, PyObject *args, PyObject *kwargs);
-PyObject *mf_residency(mapped_file *h, PyObject *args, PyObject *kwargs);
-PyObject *mf_gather(mapped_file *h, PyObject *args, PyObject *kwargs);
-PyObject *mf_scatter(mapped_file *h, PyObject *const *args, Py_ssize_t nargs);
+static inline int iommap_work_then_unlock(void *arg)
+{
+    iommap_locked_work *w = arg;
+    int rc = w->work(w->arg);
+    iommap_unlock(w->h);
+    return rc;
+}
+
+/* Leaves a locked section: runs work(arg), a copy or a system call on the
+ * mapping, then unlocks, all with the GIL released when `bytes` is large
+ * (iommap_run_released).  Returns what work returned. */
+static inline int iommap_finish_released(iommap_handle *h, size_t bytes, int (*work)(void *),
+                                         void *arg)
+{
+    iommap_locked_work w = {h, work, arg};
+    return iommap_run_released(bytes, iommap_work_then_unlock, &w);
+}
+
+/* Enters a shared locked section over the pages `r` touches (length 0: to
+ * the end).  Returns 1 with the lock held and [*start, *start + *len) set;
+ * 0 with the lock released when the range holds no byte; -1 with the lock
+ * released and *s saying why. */
+int iommap_enter_pages(iommap_handle *h, const iommap_range *r, iommap_status *s, char **start,
+                       size_t *len);
+
+/* ---- before the locked section ---------------------------------------- */
+
+/* ClosedError if close() has begun; PermissionError if the handle's mode
+ * lacks `need` (IOMMAP_READ, IOMMAP_WRITE, or 0 for neither).  Returns 0,
+ * or -1 with the exception set.  Inline: every call makes this check. */
+int iommap_err_unusable(iommap_handle *h, const char *op, int need);
+static inline int iommap_check_usable(iommap_handle *h, const char *op, int need)
+{
+    if (!iommap_is_closing(h) && (need & (int)h->opts.mode) == need)
+        return 0;
+    return iommap_err_unusable(h, op, need);
+}
+
+/* A non-negative integer argument as uint64 (see iommap_arg_to_u64). */
+static inline int iommap_to_u64(iommap_handle *h, const char *op, const char *name, PyObject *obj,
+                                uint64_t *out)
+{
+    if (iommap_small_int(obj, out))
+        return 0;
+    return iommap_arg_to_u64(IOMMAP_STATE(h), op, name, obj, out);
+}
+
+/* The offset of a two-argument fast call (offset, x): checks the count,
+ * converts args[0]. */
+static inline int iommap_offset_arg(iommap_handle *h, const char *op, PyObject *const *args,
+                                    Py_ssize_t nargs, uint64_t *offset)
+{
+    if (iommap_check_nargs(op, nargs, 2) != 0)
+        return -1;
+    return iommap_to_u64(h, op, "offset", args[0], offset);
+}
+
+/* ---- the methods, by file --------------------------------------------- */
+
+/* read.c */
+PyObject *iommap_mf_pread(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+PyObject *iommap_mf_readinto(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+/* write.c */
+PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+/* resize.c */
+PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs);
+PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+/* view.c */
+PyObject *iommap_mf_view(iommap_handle *h, PyObject *args, PyObject *kwargs);
+PyObject *iommap_mf_resident(iommap_handle *h, PyObject *args, PyObject *kwargs);
+PyObject *iommap_mf_residency(iommap_handle *h, PyObject *args, PyObject *kwargs);
+/* batch.c */
+PyObject *iommap_mf_gather(iommap_handle *h, PyObject *args, PyObject *kwargs);
+PyObject *iommap_mf_scatter(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

@@ -1,15 +1,24 @@
 /* iommap's C core: the one header every core file includes.
  *
- * Files, one concern each:
- *   module.c    module state, argument conversion, iommap.open()
- *   handle.c    the MappedFile type: locking, fork, the Part 1 methods
- *   handle.h    what handle.c, view.c and batch.c share
+ * Files, one concern each (each calls only files listed below it):
+ *   module.c    the iommap._core module: its state, types and functions
+ *   handle.c    the MappedFile type: open(), close, lifecycle, method table
+ *   read.c      pread, readinto
+ *   write.c     pwrite
+ *   resize.c    truncate, sync, advise
  *   view.c      view, resident, residency
  *   batch.c     gather, scatter
+ *   lock.c      the handle lock, fork, and how a locked section reports
+ *   handle.h    what the MappedFile files share: layout, locked sections
+ *   args.c      argument conversion: integers, modes, paths, buffers
+ *   inputs.c    inputs that run the caller's code or outgrow their length:
+ *               buffers, pwrite's nested lists, offsets (inputs.h)
+ *   files.c     the file behind a handle: opening without blocking, what can
+ *               be mapped, growing with undo, durability (files.h)
  *   mapping.c   the Mapping type: one mmap'ed region, reference counted
  *   guard.c     the SIGBUS guard around raw copies
  *   errors.c    every exception the core raises
- *   platform.c  OS-specific calls behind feature tests
+ *   platform.c  OS-specific calls; platform.h, what each OS has
  */
 #ifndef IOMMAP_H
 #define IOMMAP_H
@@ -17,36 +26,64 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#if PY_VERSION_HEX < 0x030B0000
+#include <longintrepr.h> /* ob_digit, for iommap_small_int(); Python.h has it from 3.11 */
+#endif
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#if PY_VERSION_HEX < 0x030A0000 /* Python 3.9 */
-#define Py_TPFLAGS_DISALLOW_INSTANTIATION 0
-static inline PyObject *iommap_new_ref(PyObject *obj)
-{
-    Py_INCREF(obj);
-    return obj;
-}
-#define Py_NewRef(obj) iommap_new_ref((PyObject *)(obj))
-static inline int PyModule_AddObjectRef(PyObject *module, const char *name, PyObject *value)
-{
-    Py_INCREF(value);
-    if (PyModule_AddObject(module, name, value) == 0)
-        return 0;
-    Py_DECREF(value);
-    return -1;
-}
-#endif
+#include "platform.h"
 
 /* Copies of at least this many bytes release the GIL. */
 #define IOMMAP_GIL_RELEASE_BYTES (64 * 1024)
 
+/* Work that may block in the kernel (msync, madvise, ftruncate) counts as
+ * large whatever its size. */
+#define IOMMAP_BLOCKING SIZE_MAX
+
 /* pwrite's nested lists: deeper than this (or a cycle) is badarg. */
 #define IOMMAP_MAX_IOLIST_DEPTH 100
 
+/* Runs work(arg), with the GIL released when `bytes` is at least
+ * IOMMAP_GIL_RELEASE_BYTES (for less, releasing costs more than it frees).
+ * `work` must touch no Python object.  Returns what work returned. */
+static inline int iommap_run_released(size_t bytes, int (*work)(void *), void *arg)
+{
+    if (bytes < IOMMAP_GIL_RELEASE_BYTES)
+        return work(arg);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = work(arg);
+    Py_END_ALLOW_THREADS
+    return rc;
+}
+
+/* The spec of one of the core's types: made by the core only, never by
+ * calling the class, and immutable, as the standard library's types are. */
+#define IOMMAP_TYPE_SPEC(type_name, c_type, extra_flags, slot_array)                               \
+    {                                                                                              \
+        .name = (type_name),                                                                       \
+        .basicsize = sizeof(c_type),                                                               \
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |                          \
+                 Py_TPFLAGS_IMMUTABLETYPE | (extra_flags),                                         \
+        .slots = (slot_array),                                                                     \
+    }
+
 /* ---- module state (module.c) ------------------------------------------ */
+
+/* X(field) for each object the state holds, for traverse and clear. */
+#define IOMMAP_STATE_OBJECTS(X)                                                                    \
+    X(mapped_file_type)                                                                            \
+    X(mapping_type)                                                                                \
+    X(bad_type_error)                                                                              \
+    X(bad_value_error)                                                                             \
+    X(closed_error)                                                                                \
+    X(out_of_bounds_error)                                                                         \
+    X(sigbus_error)                                                                                \
+    X(os_error_factory)
 
 typedef struct {
     PyTypeObject *mapped_file_type;
@@ -60,9 +97,13 @@ typedef struct {
     PyObject *os_error_factory;
 } iommap_state;
 
-iommap_state *iommap_state_of_type(PyTypeObject *type);
+/* The state of the module that made `type` (MappedFile or Mapping). */
+static inline iommap_state *iommap_state_of_type(PyTypeObject *type)
+{
+    return (iommap_state *)PyType_GetModuleState(type);
+}
 
-/* ---- access modes ----------------------------------------------------- */
+/* ---- access modes and arguments (args.c) ------------------------------ */
 
 typedef enum { IOMMAP_READ = 1, IOMMAP_WRITE = 2, IOMMAP_READ_WRITE = 3 } iommap_mode;
 
@@ -70,6 +111,25 @@ typedef enum { IOMMAP_READ = 1, IOMMAP_WRITE = 2, IOMMAP_READ_WRITE = 3 } iommap
 #define IOMMAP_CAN_WRITE(mode) (((mode) & IOMMAP_WRITE) != 0)
 
 const char *iommap_mode_name(iommap_mode mode);
+/* open()'s mode argument; NULL (not given) is read_write. */
+int iommap_parse_mode(iommap_state *st, PyObject *obj, iommap_mode *mode);
+/* open()'s size=None or a non-negative int; *size and *given are 0 for None. */
+int iommap_parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given);
+/* open()'s path as bytes for open(2): a wrong type or a name no file can
+ * have is badarg; an exception from the path's own __fspath__ comes out
+ * unchanged. */
+PyObject *iommap_encode_path(iommap_state *st, PyObject *path);
+/* TypeError unless a fast-call method got exactly `want` arguments (inline:
+ * every hot call makes this check). */
+int iommap_err_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want);
+static inline int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
+{
+    return nargs == want ? 0 : iommap_err_nargs(op, nargs, want);
+}
+/* A writable, C-contiguous destination holding no object pointers:
+ * iommap_get_buffer(obj, buf, 1) of inputs.h (0; 1 refused; -1 the
+ * exporter's own exception). */
+int iommap_get_destination(PyObject *obj, Py_buffer *buf);
 
 /* A non-negative integer argument (an int or any __index__ object; not a
  * float) as uint64, for `op`'s argument `name`.  Values beyond 64 bits
@@ -78,23 +138,71 @@ const char *iommap_mode_name(iommap_mode mode);
 int iommap_arg_to_u64(iommap_state *st, const char *op, const char *name, PyObject *obj,
                       uint64_t *out);
 
+/* The value of an exact, non-negative int of at most a few digits, read
+ * straight from the object: no call, no reference counting.  The hot calls
+ * convert two ints each, and the general path (a new reference, a call into
+ * PyLong_AsLongLongAndOverflow, its overflow checks) cost as much as the
+ * lock.  Returns 0 when iommap_arg_to_u64 has to decide. */
+static inline int iommap_small_int(PyObject *obj, uint64_t *out)
+{
+    if (!PyLong_CheckExact(obj))
+        return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyLongObject *v = (PyLongObject *)obj;
+    if (!PyUnstable_Long_IsCompact(v))
+        return 0;
+    Py_ssize_t value = PyUnstable_Long_CompactValue(v);
+    if (value < 0)
+        return 0;
+    *out = (uint64_t)value;
+    return 1;
+#else
+    /* Before 3.12, ob_size is the digit count, negative for negative ints. */
+    const digit *d = ((PyLongObject *)obj)->ob_digit;
+    switch (Py_SIZE(obj)) {
+    case 0:
+        *out = 0;
+        return 1;
+    case 1:
+        *out = d[0];
+        return 1;
+    case 2:
+        *out = ((uint64_t)d[1] << PyLong_SHIFT) | d[0];
+        return 1;
+    default:
+        return 0;
+    }
+#endif
+}
+
 /* ---- errors (errors.c) ------------------------------------------------ *
  * Each sets the Python exception and returns NULL, for `return err(...)`. */
 
-PyObject *iommap_err_bad_type(iommap_state *st, const char *fmt, ...);
-PyObject *iommap_err_bad_value(iommap_state *st, const char *fmt, ...);
+/* Raises `cls` with a PyUnicode_FromFormat message. */
+PyObject *iommap_err_format(PyObject *cls, const char *fmt, ...);
+#define iommap_err_bad_type(st, ...)  iommap_err_format((st)->bad_type_error, __VA_ARGS__)
+#define iommap_err_bad_value(st, ...) iommap_err_format((st)->bad_value_error, __VA_ARGS__)
 PyObject *iommap_err_closed(iommap_state *st, const char *op);
 PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t offset,
                                    uint64_t length, size_t size);
+/* The same, naming offset and length as the caller gave them where their
+ * objects are known (either may be NULL): an int past 64 bits was saturated
+ * on conversion, and the message shows the int itself. */
+PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObject *offset_obj,
+                                         PyObject *length_obj, uint64_t offset, uint64_t length,
+                                         size_t size);
 /* The same, for record `index` of a gather or scatter. */
 PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
                                       uint64_t offset, uint64_t length, size_t size);
 PyObject *iommap_err_sigbus(iommap_state *st, const char *op);
-/* errno `code` from system call `call` during `op`; `filename` may be NULL. */
 /* EACCES for a call the handle's mode or kind refuses, `why` saying which. */
 PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why);
+/* errno `code` from system call `call` during `op`; `filename` may be NULL. */
 PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int code,
                         PyObject *filename);
+/* A file of type `kind` ("a FIFO") that cannot be mapped: errno `code`. */
+PyObject *iommap_err_file_type(iommap_state *st, const char *op, const char *kind, int code,
+                               PyObject *filename);
 
 /* ---- the mapping (mapping.c) ------------------------------------------ *
  * One mmap'ed region of a file, immutable once made.  The handle holds one
@@ -115,6 +223,8 @@ typedef struct iommap_mapping {
     ino_t ino;
     struct iommap_mapping *prev_retired, *next_retired;
 } iommap_mapping;
+
+extern PyType_Spec iommap_mapping_spec;
 
 /* How a handle maps its file; fixed at open, reused by truncate's remap. */
 typedef struct {
@@ -180,34 +290,15 @@ typedef struct {
 
 int iommap_guarded_batch(const iommap_batch *batch);
 
-/* ---- platform (platform.c) -------------------------------------------- *
- * Each returns 0, or -1 with errno set. */
-
-size_t iommap_page_size(void);
-/* Extra mmap flags for populate/nocache (0 where the platform has none). */
-int iommap_platform_map_flags(int populate, int nocache);
-/* After mmap: what the flags above could not do (will-need hint, ...). */
-void iommap_platform_after_map(void *addr, size_t size, int populate);
-/* After open: per-descriptor cache policy (F_NOCACHE on macOS). */
-int iommap_platform_set_nocache(int fd);
-/* Grows the file to `size` bytes, reserving disk space where possible. */
-int iommap_platform_reserve(int fd, size_t old_size, size_t size);
-/* From a signal handler's context: 1 if the interrupted thread was returning
- * from a system call, 0 if not, -1 if this machine cannot tell. */
-int iommap_platform_interrupted_after_syscall(const void *context);
-
-/* ---- the handle (handle.c) --------------------------------------------- */
+/* ---- the handle (handle.c, lock.c) ------------------------------------ */
 
 extern PyType_Spec iommap_mapped_file_spec;
-extern PyType_Spec iommap_mapping_spec;
 
-/* A new MappedFile owning `fd` and `mapping` (a reference is stolen from
- * neither: the caller keeps its own). */
+/* iommap.open(path, mode, ...): a new MappedFile of the module's type. */
+PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs);
+
 /* Registers the at-fork handler that lets a forked child re-initialise
  * handle locks another parent thread held at fork (once per process). */
 int iommap_fork_handler_install(void);
-
-PyObject *iommap_handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
-                            const iommap_map_options *opts, PyObject *path);
 
 #endif

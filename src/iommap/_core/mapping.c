@@ -215,12 +215,33 @@ void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current, i
     for_file(fd, new_size, current, current_shared, 1);
 }
 
+typedef struct {
+    char *addr;
+    size_t size;
+} region;
+
+static int run_munmap(void *arg)
+{
+    region *r = arg;
+    return munmap(r->addr, r->size);
+}
+
+/* Unmapping costs time in proportion to the pages the region holds (a
+ * private mapping whose gigabyte was written frees a gigabyte of copies:
+ * hundreds of milliseconds), so a large region is unmapped with the GIL
+ * released.  The region is moved out of the object first and the object
+ * freed only after: nothing can reach it meanwhile (its count is zero and
+ * the collector does not track it), and what other threads run then never
+ * sees a half-unmapped Mapping. */
 static void mapping_dealloc(iommap_mapping *m)
 {
     PyTypeObject *type = Py_TYPE(m);
     unlist(m); /* before the region goes: a cut must not map over it */
-    if (m->addr != NULL)
-        munmap(m->addr, m->size);
+    region r = {m->addr, m->size};
+    m->addr = NULL;
+    m->size = 0;
+    if (r.addr != NULL)
+        (void)iommap_run_released(r.size, run_munmap, &r);
     PyObject_Free(m);
     Py_DECREF(type);
 }
@@ -240,9 +261,5 @@ static PyType_Slot mapping_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec iommap_mapping_spec = {
-    .name = "iommap._core.Mapping",
-    .basicsize = sizeof(iommap_mapping),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = mapping_slots,
-};
+PyType_Spec iommap_mapping_spec =
+    IOMMAP_TYPE_SPEC("iommap._core.Mapping", iommap_mapping, 0, mapping_slots);

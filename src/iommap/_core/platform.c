@@ -1,14 +1,4 @@
-/* OS-specific calls, behind feature tests, in one place.
- *
- * Linux is built and tested.  The macOS, FreeBSD and OpenBSD paths compile
- * from the same feature tests but are untested until a machine proves them.
- *
- *   populate   Linux MAP_POPULATE; elsewhere a will-need hint after mapping
- *   nocache    macOS F_NOCACHE on the descriptor (and MAP_NOCACHE); Linux and
- *              the BSDs have no uncached mapping: accepted, no effect
- *   reserve    Linux fallocate; FreeBSD posix_fallocate; macOS F_PREALLOCATE
- *              then ftruncate; OpenBSD ftruncate
- */
+/* OS-specific calls; platform.h says what differs on each OS. */
 #include "iommap.h"
 
 #include <errno.h>
@@ -18,6 +8,12 @@
 #include <ucontext.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#if defined(__linux__)
+#include <linux/fs.h> /* BLKGETSIZE64 */
+#include <sys/ioctl.h>
+#include <sys/vfs.h> /* fstatfs */
+#endif
 
 size_t iommap_page_size(void)
 {
@@ -29,43 +25,32 @@ size_t iommap_page_size(void)
 
 int iommap_platform_map_flags(int populate, int nocache)
 {
-    int flags = 0;
-#ifdef MAP_POPULATE
-    if (populate)
-        flags |= MAP_POPULATE;
-#else
-    (void)populate;
-#endif
-#ifdef MAP_NOCACHE
-    if (nocache)
-        flags |= MAP_NOCACHE;
-#else
-    (void)nocache;
-#endif
-    return flags;
+    return (populate ? IOMMAP_MAP_POPULATE : 0) | (nocache ? IOMMAP_MAP_NOCACHE : 0);
 }
 
 void iommap_platform_after_map(void *addr, size_t size, int populate)
 {
-#ifdef MAP_POPULATE
-    (void)addr;
-    (void)size;
-    (void)populate;
-#else
     /* Only a hint: its failure is not the caller's failure. */
-    if (populate && size > 0)
+    if (IOMMAP_MAP_POPULATE == 0 && populate && size > 0)
         (void)madvise(addr, size, MADV_WILLNEED);
-#endif
 }
 
 int iommap_platform_set_nocache(int fd)
 {
-#ifdef F_NOCACHE
-    return fcntl(fd, F_NOCACHE, 1);
-#else
-    (void)fd;
-    return 0;
+    return IOMMAP_F_NOCACHE != 0 ? fcntl(fd, IOMMAP_F_NOCACHE, 1) : 0;
+}
+
+int iommap_platform_rwlock_init(pthread_rwlock_t *lock)
+{
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+#if defined(__GLIBC__)
+    /* glibc's default lets a steady stream of readers starve writers. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 #endif
+    int rc = pthread_rwlock_init(lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    return rc;
 }
 
 int iommap_platform_reserve(int fd, size_t old_size, size_t size)
@@ -99,6 +84,62 @@ int iommap_platform_reserve(int fd, size_t old_size, size_t size)
     }
 #endif
     return ftruncate(fd, (off_t)size);
+}
+
+/* Linux: the pseudo-file systems whose files report a size unrelated to
+ * their content (and which do not support mmap as a file anyway). */
+const char *iommap_platform_pseudo_file(int fd)
+{
+#if defined(__linux__)
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0)
+        return NULL;
+    switch ((unsigned long)fs.f_type) {
+    case 0x9fa0UL: /* PROC_SUPER_MAGIC */
+        return "a /proc pseudo-file";
+    case 0x62656572UL: /* SYSFS_MAGIC */
+        return "a /sys pseudo-file";
+    case 0x64626720UL: /* DEBUGFS_MAGIC */
+        return "a debugfs pseudo-file";
+    case 0x74726163UL: /* TRACEFS_MAGIC */
+        return "a tracefs pseudo-file";
+    case 0x73636673UL: /* SECURITYFS_MAGIC */
+        return "a securityfs pseudo-file";
+    case 0x27e0ebUL:   /* CGROUP_SUPER_MAGIC */
+    case 0x63677270UL: /* CGROUP2_SUPER_MAGIC */
+        return "a cgroup pseudo-file";
+    case 0x62656570UL: /* CONFIGFS_MAGIC */
+        return "a configfs pseudo-file";
+    default:
+        return NULL;
+    }
+#else
+    (void)fd;
+    return NULL;
+#endif
+}
+
+int iommap_platform_device_size(int fd, uint64_t *size)
+{
+#if defined(__linux__) && defined(BLKGETSIZE64)
+    return ioctl(fd, BLKGETSIZE64, size);
+#else
+    /* macOS and the BSDs either have no block devices or cannot mmap them:
+     * a clear refusal rather than a guess. */
+    (void)fd;
+    (void)size;
+    errno = ENODEV;
+    return -1;
+#endif
+}
+
+int iommap_platform_sync_file(int fd)
+{
+#if defined(__linux__) || defined(__FreeBSD__)
+    return fdatasync(fd); /* data and the size needed to read it back */
+#else
+    return fsync(fd);
+#endif
 }
 
 /* Whether the thread a signal interrupted was just returning from a system

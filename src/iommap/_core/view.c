@@ -1,5 +1,5 @@
 /* Zero-copy views and page residency: MappedFile.view, .resident and
- * .residency (beyond the seed).  A view is a slice of a memoryview of the
+ * .residency.  A view is a slice of a memoryview of the
  * handle's current Mapping, so it keeps that mapping alive on its own. */
 #include "handle.h"
 
@@ -9,39 +9,28 @@
  * It is a slice of a memoryview of the Mapping itself, so it (and every
  * slice or numpy array made from it) keeps that Mapping mapped after
  * close() or truncate().  Not SIGBUS-protected: the access is the caller's. */
-PyObject *mf_view(mapped_file *h, PyObject *args, PyObject *kwargs)
+PyObject *iommap_mf_view(iommap_handle *h, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"offset", "length", NULL};
     PyObject *offset_obj = NULL, *length_obj = Py_None;
     uint64_t offset = 0, length = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:view", keywords, &offset_obj,
                                      &length_obj) ||
-        (offset_obj != NULL && to_u64(h, "view", "offset", offset_obj, &offset) != 0) ||
-        (length_obj != Py_None && to_u64(h, "view", "length", length_obj, &length) != 0))
+        (offset_obj != NULL && iommap_to_u64(h, "view", "offset", offset_obj, &offset) != 0) ||
+        (length_obj != Py_None && iommap_to_u64(h, "view", "length", length_obj, &length) != 0) ||
+        iommap_check_usable(h, "view", IOMMAP_READ))
         return NULL;
-    if (is_closing(h))
-        return iommap_err_closed(STATE(h), "view");
-    if (!IOMMAP_CAN_READ(h->opts.mode))
-        return refuse_mode(h, "view", "the handle is write-only");
 
-    status s = {DONE, 0, NULL, 0};
-    lock_shared(h);
-    iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        s.what = FAIL_CLOSED;
-    } else {
-        if (length_obj == Py_None && offset <= m->size)
-            length = m->size - offset;
-        if (!in_bounds(offset, length, m->size)) {
-            s.what = FAIL_OUT_OF_BOUNDS;
-            s.size = m->size;
-        } else {
-            Py_INCREF(m); /* plain refcounting runs no Python code */
-        }
-    }
-    unlock(h);
-    if (s.what != DONE)
-        return raise_status(h, "view", &s, offset, length);
+    /* length None (still 0 here) is to the end: the offset alone is checked. */
+    iommap_status s;
+    iommap_mapping *m = iommap_enter(h, IOMMAP_SHARED, offset, length, &s);
+    if (m == NULL)
+        return iommap_raise_status_given(h, "view", &s, offset_obj,
+                                         length_obj != Py_None ? length_obj : NULL, offset, length);
+    if (length_obj == Py_None)
+        length = m->size - offset;
+    Py_INCREF(m); /* plain refcounting runs no Python code */
+    iommap_unlock(h);
 
     int whole_mapping = offset == 0 && length == m->size;
     PyObject *whole = PyMemoryView_FromObject((PyObject *)m);
@@ -60,87 +49,80 @@ PyObject *mf_view(mapped_file *h, PyObject *args, PyObject *kwargs)
 }
 
 /* resident / residency: mincore over the pages [offset, offset + length)
- * touches; length 0 means to the end.  On success *vec (raw memory, one byte
- * per page, bit 0 set when resident) and *pages are set. */
-static status page_residency(mapped_file *h, range r, unsigned char **vec, size_t *pages)
+ * touches; length 0 means to the end.  Sets *vec (raw memory, one byte per
+ * page, bit 0 set when resident; NULL when the range holds no byte) and
+ * *pages, and returns 0; or -1 with the exception set. */
+typedef struct {
+    char *start;
+    size_t len;
+    size_t pages;
+    unsigned char *vec;
+    int err;          /* errno when the call failed */
+    const char *call; /* the call that failed */
+} residency_work;
+
+static int run_mincore(void *arg)
 {
-    status s = {DONE, 0, NULL, 0};
-    *vec = NULL;
-    *pages = 0;
-    lock_shared(h);
-    iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        s.what = FAIL_CLOSED;
-    } else if (!in_bounds(r.offset, r.length, m->size)) {
-        s.what = FAIL_OUT_OF_BOUNDS;
-        s.size = m->size;
-    } else if (m->size > 0 && r.offset < m->size) {
-        char *start;
-        size_t len;
-        page_align(m, &r, &start, &len);
-        size_t page = iommap_page_size();
-        size_t count = (len + page - 1) / page;
-        *vec = PyMem_RawMalloc(count);
-        if (*vec == NULL) {
-            s = (status){FAIL_OS, ENOMEM, "malloc()", 0};
-        } else if (mincore(start, len, (void *)*vec) != 0) {
-            s = (status){FAIL_OS, errno, "mincore()", 0};
-        } else {
-            *pages = count;
-        }
+    residency_work *w = arg;
+    size_t page = iommap_page_size();
+    w->pages = (w->len + page - 1) / page;
+    w->vec = PyMem_RawMalloc(w->pages);
+    if (w->vec == NULL) {
+        w->err = ENOMEM;
+        w->call = "malloc()";
+    } else if (mincore(w->start, w->len, (void *)w->vec) != 0) {
+        w->err = errno;
+        w->call = "mincore()";
+    } else {
+        return 0;
     }
-    unlock(h);
-    if (s.what != DONE) {
-        PyMem_RawFree(*vec);
-        *vec = NULL;
-    }
-    return s;
+    return -1;
 }
 
-static int parse_range(mapped_file *h, const char *op, PyObject *args, PyObject *kwargs, range *r)
+static int page_residency(iommap_handle *h, const char *op, PyObject *args, PyObject *kwargs,
+                          unsigned char **vec, size_t *pages)
 {
     static char *keywords[] = {"offset", "length", NULL};
     PyObject *offset_obj = NULL, *length_obj = NULL;
-    r->offset = r->length = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO", keywords, &offset_obj, &length_obj))
+    iommap_range r = {0, 0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO", keywords, &offset_obj, &length_obj) ||
+        (offset_obj != NULL && iommap_to_u64(h, op, "offset", offset_obj, &r.offset) != 0) ||
+        (length_obj != NULL && iommap_to_u64(h, op, "length", length_obj, &r.length) != 0) ||
+        iommap_check_usable(h, op, 0))
         return -1;
-    if ((offset_obj != NULL && to_u64(h, op, "offset", offset_obj, &r->offset) != 0) ||
-        (length_obj != NULL && to_u64(h, op, "length", length_obj, &r->length) != 0))
-        return -1;
-    if (is_closing(h)) {
-        iommap_err_closed(STATE(h), op);
+    iommap_status s;
+    residency_work w = {NULL, 0, 0, NULL, 0, NULL};
+    if (iommap_enter_pages(h, &r, &s, &w.start, &w.len) > 0 &&
+        iommap_finish_released(h, w.len, run_mincore, &w) != 0)
+        s = (iommap_status){IOMMAP_FAIL_OS, w.err, w.call, 0};
+    if (s.what != IOMMAP_DONE) {
+        PyMem_RawFree(w.vec);
+        iommap_raise_status_given(h, op, &s, offset_obj, length_obj, r.offset, r.length);
         return -1;
     }
+    *vec = w.vec;
+    *pages = w.pages;
     return 0;
 }
 
-PyObject *mf_resident(mapped_file *h, PyObject *args, PyObject *kwargs)
+PyObject *iommap_mf_resident(iommap_handle *h, PyObject *args, PyObject *kwargs)
 {
-    range r;
-    if (parse_range(h, "resident", args, kwargs, &r) != 0)
-        return NULL;
     unsigned char *vec;
-    size_t pages;
-    status s = page_residency(h, r, &vec, &pages);
-    if (s.what != DONE)
-        return raise_status(h, "resident", &s, r.offset, r.length);
-    size_t resident = 0;
+    size_t pages, resident = 0;
+    if (page_residency(h, "resident", args, kwargs, &vec, &pages) != 0)
+        return NULL;
     for (size_t i = 0; i < pages; i++)
         resident += vec[i] & 1;
     PyMem_RawFree(vec);
     return PyLong_FromSize_t(resident * iommap_page_size());
 }
 
-PyObject *mf_residency(mapped_file *h, PyObject *args, PyObject *kwargs)
+PyObject *iommap_mf_residency(iommap_handle *h, PyObject *args, PyObject *kwargs)
 {
-    range r;
-    if (parse_range(h, "residency", args, kwargs, &r) != 0)
-        return NULL;
     unsigned char *vec;
     size_t pages;
-    status s = page_residency(h, r, &vec, &pages);
-    if (s.what != DONE)
-        return raise_status(h, "residency", &s, r.offset, r.length);
+    if (page_residency(h, "residency", args, kwargs, &vec, &pages) != 0)
+        return NULL;
     for (size_t i = 0; i < pages; i++)
         vec[i] &= 1; /* the other bits are reserved */
     PyObject *result = PyBytes_FromStringAndSize((const char *)vec, (Py_ssize_t)pages);

@@ -1,58 +1,42 @@
 """``python -m iommap bench``: the command line around the suite."""
 
+from __future__ import annotations
+
 import argparse
-import ctypes
-import ctypes.util
 import datetime
-import mmap
 import os
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from typing import Any, TextIO
 
-from . import _report, _suite
-from ._measure import BusyMonitor, Progress
-from ._suite import GiB, KiB, MiB, size_label
+import iommap
+
+from .. import _toolkit
+from .._toolkit import GiB, KiB, MiB, Progress, warm_range
+from . import _report, _suite, _workloads
+from ._measure import BusyMonitor
+from ._suite import size_label
 
 FULL = {"size": GiB, "ops": 100_000, "repeats": 7, "large_bytes": 512 * MiB}
 QUICK = {"size": 256 * MiB, "ops": 30_000, "repeats": 5, "large_bytes": 128 * MiB}
 
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": KiB,
-    "KB": KiB,
-    "KIB": KiB,
-    "M": MiB,
-    "MB": MiB,
-    "MIB": MiB,
-    "G": GiB,
-    "GB": GiB,
-    "GIB": GiB,
-}
+
+def parse_size(text: str) -> int:
+    """A size option: '1G', '256MiB', '4k', '65536' -> bytes (binary units)."""
+    try:
+        return _toolkit.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_size(text):
-    """'1G', '256MiB', '4k', '65536' -> bytes (binary units)."""
-    s = text.strip().upper()
-    i = len(s)
-    while i and not s[i - 1].isdigit():
-        i -= 1
-    number, unit = s[:i], s[i:].strip()
-    if not number.isdigit() or unit not in _UNITS:
-        raise argparse.ArgumentTypeError("not a size: %r (try 64, 4K, 256M, 1G)" % text)
-    value = int(number) * _UNITS[unit]
-    if value <= 0:
-        raise argparse.ArgumentTypeError("a size must be positive: %r" % text)
-    return value
-
-
-def parse_sizes(text):
+def parse_sizes(text: str) -> list[int]:
     return [parse_size(part) for part in text.split(",") if part.strip()]
 
 
-def build_parser(parser=None):
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The bench options, on `parser` (a subcommand's) or on a new parser."""
     if parser is None:
         parser = argparse.ArgumentParser(prog="python -m iommap bench")
@@ -123,7 +107,15 @@ def build_parser(parser=None):
         "--only",
         default=None,
         help="run only the groups whose id contains this text (ids: read/64B/hot, "
-        "read/1MiB/2t, write/4KiB/hot, ...)",
+        "read/1MiB/2t, write/4KiB/hot, ...; workloads: all five real workloads, "
+        "workloads/batches, workloads/records, workloads/scan, workloads/readers, "
+        "workloads/append)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=_workloads.READERS,
+        help=f"worker processes of the many-readers workload (default {_workloads.READERS})",
     )
     parser.add_argument("--seed", default="iommap", help="seed of the random offsets")
     parser.add_argument(
@@ -147,25 +139,30 @@ def build_parser(parser=None):
     return parser
 
 
-def _resolve(args):
+def _resolve(args: argparse.Namespace) -> list[str]:
     mode = QUICK if args.quick else FULL
     for name in ("size", "ops", "repeats", "large_bytes"):
         if getattr(args, name) is None:
             setattr(args, name, mode[name])
     problems = []
-    if args.repeats < 1 or args.ops < 1 or args.threads < 1:
-        problems.append("--repeats, --ops and --threads must be at least 1")
-    if args.hot > args.size:
-        problems.append(
-            "--hot (%s) is larger than the file (%s)"
-            % (size_label(args.hot), size_label(args.size))
+    micro = not args.only or any(
+        args.only in g.id
+        for g in _suite.build_groups(
+            args.size, args.hot, args.small_sizes, args.large_sizes, args.threads
         )
-    if args.small_sizes and max(args.small_sizes) > args.hot:
-        problems.append("a small size is larger than the hot region")
-    if args.large_sizes and max(args.large_sizes) > args.size:
+    )
+    if args.repeats < 1 or args.ops < 1 or args.threads < 1 or args.workers < 1:
+        problems.append("--repeats, --ops, --threads and --workers must be at least 1")
+    if micro and args.hot > args.size:
         problems.append(
-            "a large read size (%s) is larger than the file (%s): raise --size or lower "
-            "--large-sizes" % (size_label(max(args.large_sizes)), size_label(args.size))
+            f"--hot ({size_label(args.hot)}) is larger than the file ({size_label(args.size)})"
+        )
+    if micro and args.small_sizes and max(args.small_sizes) > args.hot:
+        problems.append("a small size is larger than the hot region")
+    if micro and args.large_sizes and max(args.large_sizes) > args.size:
+        problems.append(
+            f"a large read size ({size_label(max(args.large_sizes))}) is larger than the "
+            f"file ({size_label(args.size)}): raise --size or lower --large-sizes"
         )
     if args.plot:
         try:
@@ -178,12 +175,14 @@ def _resolve(args):
 # -- the test file -------------------------------------------------------------
 
 
-def prepare_file(path, size, progress):
+def prepare_file(path: str, size: int, progress: Progress) -> tuple[float | None, float]:
     """Makes `path` exactly `size` bytes of non-zero data, on disk and in page cache.
 
-    Written, then fsync'ed so that no writeback runs during the measurements,
-    then read once (after a will-need hint) so that every page is cached.
-    Returns (seconds to create or None if reused, seconds to warm).
+    Written (4 MiB of random bytes, rotated by a different amount in every
+    4 MiB, so that no two blocks are alike and a read at a wrong offset shows
+    in the results), then fsync'ed so that no writeback runs during the
+    measurements, then warmed so that every page is cached.  Returns
+    (seconds to create or None if reused, seconds to warm).
     """
     created = None
     if not (os.path.exists(path) and os.path.getsize(path) == size):
@@ -193,63 +192,43 @@ def prepare_file(path, size, progress):
         try:
             done = 0
             while done < size:
-                progress.update("creating %s: %d%%" % (path, 100 * done // size))
+                progress.bar(f"creating {path}", done, size)
+                turn = (done // len(block) * 4097) % len(block)
                 chunk = min(len(block), size - done)
-                os.pwrite(fd, block[:chunk], done)
+                os.pwrite(fd, (block[turn:] + block[:turn])[:chunk], done)
                 done += chunk
-            progress.update("creating %s: fsync" % path)
+            progress.status(f"creating {path}: fsync")
             os.fsync(fd)
         finally:
             os.close(fd)
         created = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
-        buf = bytearray(4 * MiB)
-        done = 0
-        while done < size:
-            progress.update("warming the page cache: %d%%" % (100 * done // size))
-            got = os.preadv(fd, [buf], done)
-            if got <= 0:
-                break
-            done += got
-    finally:
-        os.close(fd)
+    with iommap.open(path, "read") as m:
+        warm_range(m, on_progress=lambda done: progress.bar("warming the page cache", done, size))
     return created, time.perf_counter() - t0
 
 
-def resident_fraction(path, size):
-    """Fraction of the file's pages in page cache (mincore), or None if unknown."""
+def resident_fraction(path: str, size: int) -> float | None:
+    """Fraction of the file's pages in page cache, or None where the OS will not tell."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        mincore = libc.mincore
-    except (OSError, AttributeError, TypeError):
+        with iommap.open(path, "read") as m:
+            return min(1.0, m.resident() / size)
+    except iommap.Error:
         return None
-    mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    mincore.restype = ctypes.c_int
-    page = mmap.PAGESIZE
-    pages = (size + page - 1) // page
-    with open(path, "r+b") as f:
-        mm = mmap.mmap(f.fileno(), size)
-        try:
-            anchor = ctypes.c_char.from_buffer(mm)
-            vec = ctypes.create_string_buffer(pages)
-            rc = mincore(ctypes.addressof(anchor), size, vec)
-            del anchor
-            if rc != 0:
-                return None
-            return sum(1 for v in vec.raw if v & 1) / pages
-        finally:
-            mm.close()
 
 
 # -- the run -------------------------------------------------------------------
 
 
-def _meta(args, path, env, created, warmed, resident):
+def _meta(
+    args: argparse.Namespace,
+    path: str,
+    env: _suite.Env,
+    created: float | None,
+    warmed: float,
+    resident: float | None,
+) -> dict[str, Any]:
     import iommap
 
     versions = {"python": platform.python_version(), "iommap": getattr(iommap, "__version__", None)}
@@ -288,7 +267,9 @@ def _meta(args, path, env, created, warmed, resident):
     }
 
 
-def run(args, out=None, progress=None):
+def run(
+    args: argparse.Namespace, out: TextIO | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
     """Runs the benchmark for parsed `args`; returns the JSON-ready document."""
     out = out if out is not None else sys.stdout
     progress = progress or Progress(enabled=False if args.no_progress else None)
@@ -311,27 +292,23 @@ def run(args, out=None, progress=None):
         groups = _suite.build_groups(
             args.size, args.hot, args.small_sizes, args.large_sizes, args.threads
         )
+        cases = _workloads.build_cases(args.size, args.ops, args.repeats, args.workers)
         if args.only:
             groups = [g for g in groups if args.only in g.id]
+            cases = [c for c in cases if args.only in c.id]
         env = _suite.Env(path, args.size, args.hot)
         try:
             meta = _meta(args, path, env, created, warmed, resident)
             progress.clear()
+            cached = "?" if resident is None else f"{100 * resident:.0f}% in"
             print(
-                "iommap bench: %s file, %s page cache, %d repeat(s) + 1 warm-up, medians; "
-                "Python %s on %s, %s CPUs"
-                % (
-                    size_label(args.size),
-                    "?" if resident is None else "%.0f%% in" % (100 * resident),
-                    args.repeats,
-                    platform.python_version(),
-                    platform.machine(),
-                    os.cpu_count(),
-                ),
+                f"iommap bench: {size_label(args.size)} file, {cached} page cache, "
+                f"{args.repeats} repeat(s) + 1 warm-up, medians; Python "
+                f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs",
                 file=out,
             )
             for why in sorted(set(env.missing.values())):
-                print("  (skipping rows: %s)" % why, file=out)
+                print(f"  (skipping rows: {why})", file=out)
             monitor = BusyMonitor()
             done = []
             for i, group in enumerate(groups, 1):
@@ -343,14 +320,13 @@ def run(args, out=None, progress=None):
                     repeats=args.repeats,
                     seed=args.seed,
                     progress=progress,
-                    label="[%d/%d]" % (i, len(groups)),
+                    label=f"[{i}/{len(groups)}]",
                     monitor=monitor,
                 )
                 if busy and busy["others_cpus"] > args.busy_threshold + busy["slack_cpus"]:
                     busy["warning"] = (
-                        "machine busy during '%s': other processes used %.2f of %s CPUs "
-                        "(steal %.2f) over %.1f s; its figures are less reliable"
-                        % (
+                        "machine busy during '{}': other processes used {:.2f} of {} CPUs "
+                        "(steal {:.2f}) over {:.1f} s; its figures are less reliable".format(
                             group.title,
                             busy["others_cpus"],
                             os.cpu_count(),
@@ -363,6 +339,38 @@ def run(args, out=None, progress=None):
                 done.append((group, rows, busy))
         finally:
             env.close()
+        scratch = tempfile.mkdtemp(prefix="iommap-bench-", dir=os.path.dirname(path))
+        ctx = _workloads.Ctx(path, args.size, scratch, args.seed)
+        work_done: list[
+            tuple[_workloads.Case, list[_workloads.WorkRow], dict[str, Any] | None]
+        ] = []
+        try:
+            for why in sorted(set(ctx.missing.values()) - set(env.missing.values())):
+                if cases:
+                    print(f"  (skipping workload rows: {why})", file=out)
+            for i, case in enumerate(cases, 1):
+                work_rows, busy = _workloads.run_case(
+                    ctx, case, progress, f"[workload {i}/{len(cases)}]", monitor
+                )
+                if busy and busy["others_cpus"] > args.busy_threshold + busy["slack_cpus"]:
+                    busy["warning"] = (
+                        "machine busy during '{}': other processes used {:.2f} of {} CPUs "
+                        "(steal {:.2f}) over {:.1f} s; its figures are less reliable".format(
+                            case.title,
+                            busy["others_cpus"],
+                            os.cpu_count(),
+                            busy["steal_cpus"],
+                            busy["seconds"],
+                        )
+                    )
+                    warnings.append(busy["warning"])
+                    progress.warn(busy["warning"])
+                work_done.append((case, work_rows, busy))
+        finally:
+            ctx.release()
+            for name in os.listdir(scratch):
+                os.unlink(os.path.join(scratch, name))
+            os.rmdir(scratch)
         progress.clear()
     finally:
         if temp_dir is not None:
@@ -373,38 +381,47 @@ def run(args, out=None, progress=None):
             os.rmdir(temp_dir)
 
     results = _report.Results(done)
-    targets = _report.evaluate_targets(results)
-    print(file=out)
-    print(_report.format_table(results, targets), file=out)
-    print(
-        "\nlimits: memcpy = %s.\n        call floor = %s."
-        % (_suite.MEMCPY_METHOD, _suite.CALL_FLOOR_METHOD),
-        file=out,
-    )
+    if done:
+        print(file=out)
+        print(_report.format_table(results), file=out)
+    if work_done:
+        print(
+            "\nWorkloads: today's way and iommap's, the same job, results checked equal\n", file=out
+        )
+        print(_workloads.format_table(work_done), file=out)
+    if done:
+        print(
+            f"\nlimits: memcpy = {_suite.MEMCPY_METHOD}.\n"
+            f"        call floor = {_suite.CALL_FLOOR_METHOD}.",
+            file=out,
+        )
     if not monitor.available:
         print("(no /proc/stat here: busy-machine warnings are off)", file=out)
     if warnings:
-        print("\n%d warning(s):" % len(warnings), file=out)
+        print(f"\n{len(warnings)} warning(s):", file=out)
         for w in warnings:
             print("  " + w, file=out)
-    document = _report.to_document(results, targets, meta, warnings)
+    document = _report.to_document(results, meta, warnings)
+    document["workloads"] = _workloads.to_document(work_done)
     if args.json:
         _report.write_json(args.json, document)
-        print("wrote %s" % args.json, file=out)
+        print(f"wrote {args.json}", file=out)
     if args.plot:
         _report.plot(args.plot, results)
-        print("wrote %s" % args.plot, file=out)
+        print(f"wrote {args.plot}", file=out)
     return document
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m iommap bench``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     return run_parsed(args, parser)
 
 
-def add_parser(commands):
+def add_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Adds the ``bench`` subcommand to ``python -m iommap``'s subparsers."""
     parser = commands.add_parser(
         "bench", help="measure iommap against the standard library, side by side"
@@ -414,7 +431,7 @@ def add_parser(commands):
     return parser
 
 
-def run_parsed(args, parser):
+def run_parsed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Runs parsed arguments (from this parser or a subcommand built by build_parser)."""
     problems = _resolve(args)
     if problems:

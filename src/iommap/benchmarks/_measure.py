@@ -1,4 +1,4 @@
-"""How one figure is measured: the timed loop, threads, busy detection, progress.
+"""How one figure is measured: the timed loop, threads, busy detection.
 
 Every contender runs in the same loop, compiled from one template in which
 only the loop body differs (``f(o, n)``, ``a[o:o+n]``, ...).  The objects the
@@ -9,10 +9,13 @@ clock starts, so the loop itself costs every contender the same: one
 every iteration and drown a 60 ns operation.
 """
 
+from __future__ import annotations
+
 import os
-import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 _LOOP_TEMPLATE = """\
 def loop(offsets, n, f, a, b, clock):
@@ -22,21 +25,26 @@ def loop(offsets, n, f, a, b, clock):
     return t0, clock()
 """
 
-_loops = {}
+#: The loop's arguments: offsets, n, f, a, b, clock; it returns (t0, t1).
+Loop = Callable[..., tuple[int, int]]
+#: One thread's arguments of the loop: (offsets, n, f, a, b).
+LoopArgs = tuple[Sequence[int], int, Any, Any, Any]
+
+_loops: dict[str, Loop] = {}
 
 
-def make_loop(body):
+def make_loop(body: str) -> Loop:
     """The timed loop for one loop body; returns ``(t0, t1)`` in nanoseconds."""
     loop = _loops.get(body)
     if loop is None:
-        namespace = {}
-        code = compile(_LOOP_TEMPLATE.format(body=body), "<bench loop: %s>" % body, "exec")
+        namespace: dict[str, Any] = {}
+        code = compile(_LOOP_TEMPLATE.format(body=body), f"<bench loop: {body}>", "exec")
         exec(code, namespace)
         loop = _loops[body] = namespace["loop"]
     return loop
 
 
-def run_once(loop, per_thread):
+def run_once(loop: Loop, per_thread: Sequence[LoopArgs]) -> int:
     """Runs ``loop`` once per entry of ``per_thread`` (its arguments), all at once.
 
     One entry runs on the calling thread.  Several run on as many threads
@@ -51,14 +59,14 @@ def run_once(loop, per_thread):
         return t1 - t0
 
     barrier = threading.Barrier(len(per_thread))
-    spans = [None] * len(per_thread)
-    errors = []
+    spans: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
 
-    def worker(i):
+    def worker(i: int) -> None:
         offsets, n, f, a, b = per_thread[i]
         try:
             barrier.wait()
-            spans[i] = loop(offsets, n, f, a, b, clock)
+            spans.append(loop(offsets, n, f, a, b, clock))
         except BaseException as exc:  # re-raised on the calling thread below
             barrier.abort()
             errors.append(exc)
@@ -86,16 +94,16 @@ class BusyMonitor:
     monitor reports nothing.
     """
 
-    def __init__(self, path="/proc/stat"):
+    def __init__(self, path: str = "/proc/stat") -> None:
         self.path = path
         try:
             self.tick = 1.0 / os.sysconf("SC_CLK_TCK")
         except (ValueError, OSError, AttributeError):
             self.tick = 0.01
         self.available = self._read() is not None
-        self._start = None
+        self._start: tuple[float, tuple[int, int] | None, float] | None = None
 
-    def _read(self):
+    def _read(self) -> tuple[int, int] | None:
         try:
             with open(self.path, "rb") as f:
                 fields = f.readline().split()
@@ -108,12 +116,12 @@ class BusyMonitor:
         user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
         return user + nice + system + irq + softirq + steal, steal
 
-    def start(self):
+    def start(self) -> None:
         t = os.times()
         self._start = (time.perf_counter(), self._read(), t.user + t.system)
 
-    def stop(self):
-        """Returns a dict (others_cpus, steal_cpus, seconds, significant) or None."""
+    def stop(self) -> dict[str, Any] | None:
+        """Returns a dict (others_cpus, steal_cpus, seconds, slack_cpus) or None."""
         if self._start is None:
             return None
         wall0, stat0, own0 = self._start
@@ -135,45 +143,3 @@ class BusyMonitor:
             "seconds": round(wall, 3),
             "slack_cpus": round(slack, 3),
         }
-
-
-class Progress:
-    """One line, rewritten in place, while the benchmark runs on a terminal."""
-
-    def __init__(self, stream=None, enabled=None):
-        self.stream = stream if stream is not None else sys.stderr
-        if enabled is None:
-            isatty = getattr(self.stream, "isatty", None)
-            enabled = bool(isatty and isatty())
-        self.enabled = enabled
-        self._width = 0
-
-    def update(self, text):
-        if not self.enabled:
-            return
-        try:
-            columns = os.get_terminal_size(self.stream.fileno()).columns
-        except (OSError, ValueError, AttributeError):
-            columns = 0
-        if columns < 20:  # unknown (a pseudo-terminal without a size)
-            columns = 100
-        text = text[: max(10, columns - 1)]
-        self.stream.write("\r" + text + " " * max(0, self._width - len(text)))
-        self.stream.flush()
-        self._width = len(text)
-
-    def clear(self):
-        if self.enabled and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
-            self._width = 0
-
-    def warn(self, text):
-        """On a terminal, a warning line that stays above the progress line.
-
-        Elsewhere nothing: the report repeats every warning at its end."""
-        if not self.enabled:
-            return
-        self.clear()
-        self.stream.write("warning: " + text + "\n")
-        self.stream.flush()

@@ -1,248 +1,120 @@
-"""What the run tells: the table, the targets, the JSON document, the plot.
+"""What the run tells: the table, the JSON document, the plot.
 
 Every ratio is a *speed* ratio computed from medians of the same run:
 above 1 means faster than the row it is compared with (fewer ns/op, or
 more GB/s), whatever the unit.
 """
 
+from __future__ import annotations
+
 import json
+from collections.abc import Sequence
+from typing import Any
 
-from ._suite import size_id
+from .._toolkit import render_table
+from ._suite import Group, Row, size_id
+
+#: What one group left: the group, its rows, the busy-machine figure.
+Done = tuple[Group, list[Row], "dict[str, Any] | None"]
 
 
-def speed_ratio(row, other, statistic="median"):
+def speed_ratio(row: Row | None, other: Row | None, statistic: str = "median") -> float | None:
     """How many times as fast `row` is as `other` (None if either is missing).
 
     `statistic` is "median" (what the targets are judged on) or "best"."""
     if row is None or other is None or not row.ok or not other.ok:
         return None
     a, b = getattr(row, statistic), getattr(other, statistic)
-    if a <= 0 or b <= 0:
+    if a is None or b is None or a <= 0 or b <= 0:
         return None
-    return b / a if row.group.kind == "small" else a / b
+    ratio: float = b / a if row.group.kind == "small" else a / b
+    return ratio
 
 
 class Results:
     """Rows by (group id, contender id), plus what the table needs to compare them."""
 
-    def __init__(self, groups):
-        self.groups = groups  # [(group, rows, busy)]
-        self.rows = {}
+    def __init__(self, groups: Sequence[Done]) -> None:
+        self.groups = groups
+        self.rows: dict[tuple[str, str], Row] = {}
         for group, rows, _busy in groups:
             for row in rows:
                 self.rows[(group.id, row.contender.id)] = row
 
-    def get(self, group_id, contender_id):
+    def get(self, group_id: str, contender_id: str) -> Row | None:
         return self.rows.get((group_id, contender_id))
 
-    def _role(self, rows, role):
+    def _role(self, rows: Sequence[Row], role: str) -> Row | None:
         for row in rows:
             if row.contender.role == role:
                 return row
         return None
 
-    def vs_reference(self, row, rows):
+    def vs_reference(self, row: Row, rows: Sequence[Row]) -> float | None:
         ref = self._role(rows, "reference")
         return speed_ratio(row, ref)
 
-    def vs_limit(self, row, rows):
+    def vs_limit(self, row: Row, rows: Sequence[Row]) -> float | None:
         limit = self._role(rows, "limit")
         return speed_ratio(row, limit)
 
-    def scaling(self, row):
+    def scaling(self, row: Row) -> float | None:
         """Aggregate throughput on N threads over the same contender on 1."""
         g = row.group
         if g.kind != "large" or g.threads == 1:
             return None
-        one = self.get("read/%s/1t" % size_id(g.size), row.contender.id)
+        one = self.get(f"read/{size_id(g.size)}/1t", row.contender.id)
         return speed_ratio(row, one)
 
 
-# name, (group, contender) measured, (group, contender) compared with, required speed ratio
-TARGETS = [
-    (
-        "pread 64 B, hot: >= 0.9x mmap slice",
-        ("read/64B/hot", "iommap_pread"),
-        ("read/64B/hot", "mmap_slice"),
-        0.9,
-    ),
-    (
-        "pread 64 B, hot: >= 5x os.pread",
-        ("read/64B/hot", "iommap_pread"),
-        ("read/64B/hot", "os_pread"),
-        5.0,
-    ),
-    (
-        "pread 4 KiB, hot: >= 0.9x mmap slice",
-        ("read/4KiB/hot", "iommap_pread"),
-        ("read/4KiB/hot", "mmap_slice"),
-        0.9,
-    ),
-    (
-        "pread 4 KiB, hot: >= 5x os.pread",
-        ("read/4KiB/hot", "iommap_pread"),
-        ("read/4KiB/hot", "os_pread"),
-        5.0,
-    ),
-    (
-        "pread 64 B, whole file: >= 0.95x mmap slice",
-        ("read/64B/file", "iommap_pread"),
-        ("read/64B/file", "mmap_slice"),
-        0.95,
-    ),
-    (
-        "readinto 4 KiB, hot: >= 1.0x memoryview copy",
-        ("read/4KiB/hot", "iommap_readinto"),
-        ("read/4KiB/hot", "memoryview_copy"),
-        1.0,
-    ),
-    (
-        "readinto 1 MiB, 1 thread: >= 0.9x memcpy",
-        ("read/1MiB/1t", "iommap_readinto"),
-        ("read/1MiB/1t", "memcpy"),
-        0.9,
-    ),
-    (
-        "readinto 64 MiB, 1 thread: >= 0.9x memcpy",
-        ("read/64MiB/1t", "iommap_readinto"),
-        ("read/64MiB/1t", "memcpy"),
-        0.9,
-    ),
-    (
-        "readinto 1 MiB, 2 threads: aggregate >= 1.5x 1 thread",
-        ("read/1MiB/2t", "iommap_readinto"),
-        ("read/1MiB/1t", "iommap_readinto"),
-        1.5,
-    ),
-    (
-        "pwrite 64 B, hot: >= 0.9x mmap slice assignment",
-        ("write/64B/hot", "iommap_pwrite"),
-        ("write/64B/hot", "mmap_slice_assign"),
-        0.9,
-    ),
-    (
-        "pwrite 4 KiB, hot: >= 0.9x mmap slice assignment",
-        ("write/4KiB/hot", "iommap_pwrite"),
-        ("write/4KiB/hot", "mmap_slice_assign"),
-        0.9,
-    ),
-    (
-        "pread 64 MiB, 1 thread: >= 0.95x mmap slice",
-        ("read/64MiB/1t", "iommap_pread"),
-        ("read/64MiB/1t", "mmap_slice"),
-        0.95,
-    ),
-    (
-        "gather 100k x 64 B: >= 10x a Python loop of pread",
-        ("gather/64B", "iommap_gather_numpy"),
-        ("gather/64B", "pread_loop"),
-        10.0,
-    ),
-    (
-        "gather 100k x 64 B: >= 1.0x numpy fancy indexing",
-        ("gather/64B", "iommap_gather_numpy"),
-        ("gather/64B", "numpy_fancy"),
-        1.0,
-    ),
-    (
-        "view of the whole file: >= 0.9x a view of 1 B",
-        ("view", "iommap_view_file"),
-        ("view", "iommap_view_1"),
-        0.9,
-    ),
-]
-
-
-def evaluate_targets(results):
-    out = []
-    for name, measured, compared, required in TARGETS:
-        ratio = speed_ratio(results.get(*measured), results.get(*compared))
-        best = speed_ratio(results.get(*measured), results.get(*compared), "best")
-        out.append(
-            {
-                "target": name,
-                "measured": "%s %s" % measured,
-                "compared_with": "%s %s" % compared,
-                "required": required,
-                "ratio": None if ratio is None else round(ratio, 3),
-                "ratio_of_bests": None if best is None else round(best, 3),
-                "met": None if ratio is None else ratio >= required,
-            }
-        )
-    return out
-
-
-def _fmt_value(value, unit):
+def _fmt_value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit == "ns/op":
-        return "%.1f" % value if value < 1000 else "%.0f" % value
-    return "%.2f" % value
+        return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+    return f"{value:.2f}"
 
 
-def _fmt_ratio(value):
-    return "-" if value is None else "%.2fx" % value
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
-def format_table(results, targets):
-    name_w = 44
-    lines = []
+def format_table(results: Results) -> str:
+    """Per group: its title, then every row's median, best and ratios, aligned."""
+    lines: list[str] = []
     for group, rows, busy in results.groups:
-        head = "%-*s %10s %10s %8s %8s %7s" % (
-            name_w + 2,
-            group.title,
-            group.unit + " med",
-            "best",
-            "vs mmap",
-            "vs limit",
-            "%dt/1t" % group.threads if group.threads > 1 else "",
-        )
-        lines.append(head.rstrip())
+        lines.append(group.title)
+        header = ["", group.unit + " med", "best", "vs mmap", "vs limit"]
+        if group.threads > 1:
+            header.append(f"{group.threads}t/1t")
+        table = []
         for row in rows:
             name = row.contender.name
             if row.contender.role:
-                name += " [%s]" % ("ref" if row.contender.role == "reference" else "limit")
+                name += " [ref]" if row.contender.role == "reference" else " [limit]"
             if not row.ok:
-                lines.append(
-                    "  %-*s %s"
-                    % (
-                        name_w,
-                        name,
-                        "skipped: " + row.skipped if row.skipped else "error: " + str(row.error),
-                    )
-                )
+                why = "skipped: " + row.skipped if row.skipped else "error: " + str(row.error)
+                table.append([name] + [""] * (len(header) - 1) + [why])
                 continue
-            lines.append(
-                (
-                    "  %-*s %10s %10s %8s %8s %7s"
-                    % (
-                        name_w,
-                        name,
-                        _fmt_value(row.median, group.unit),
-                        _fmt_value(row.best, group.unit),
-                        _fmt_ratio(results.vs_reference(row, rows)),
-                        _fmt_ratio(results.vs_limit(row, rows)),
-                        _fmt_ratio(results.scaling(row)) if group.threads > 1 else "",
-                    )
-                ).rstrip()
-            )
+            cells = [
+                name,
+                _fmt_value(row.median, group.unit),
+                _fmt_value(row.best, group.unit),
+                _fmt_ratio(results.vs_reference(row, rows)),
+                _fmt_ratio(results.vs_limit(row, rows)),
+            ]
+            if group.threads > 1:
+                cells.append(_fmt_ratio(results.scaling(row)))
+            table.append(cells + [""])
+        align = "l" + "r" * (len(header) - 1) + "l"
+        lines += ["  " + line for line in render_table(header + [""], table, align=align)]
         if busy and busy.get("warning"):
             lines.append("  ! " + busy["warning"])
         lines.append("")
-    lines.append(
-        "Targets (judged on the ratio of medians; the ratio of bests, less exposed to a "
-        "busy machine, beside it):"
-    )
-    for t in targets:
-        status = "n/a " if t["met"] is None else ("met " if t["met"] else "MISS")
-        lines.append(
-            "  %s %-58s %7s  (best %s)"
-            % (status, t["target"], _fmt_ratio(t["ratio"]), _fmt_ratio(t["ratio_of_bests"]))
-        )
     return "\n".join(lines)
 
 
-def to_document(results, targets, meta, warnings):
+def to_document(results: Results, meta: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     groups = []
     for group, rows, busy in results.groups:
         out_rows = []
@@ -278,28 +150,30 @@ def to_document(results, targets, meta, warnings):
                 "rows": out_rows,
             }
         )
-    return {"meta": meta, "groups": groups, "targets": targets, "warnings": warnings}
+    return {"meta": meta, "groups": groups, "warnings": warnings}
 
 
-def write_json(path, document):
+def write_json(path: str, document: dict[str, Any]) -> None:
     with open(path, "w") as f:
         json.dump(document, f, indent=2)
         f.write("\n")
 
 
-def plot(path, results):
+def plot(path: str, results: Results) -> None:
     """Bar chart of every measured row's speed ratio to stdlib mmap and to the limit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels, vs_ref, vs_lim = [], [], []
+    labels: list[str] = []
+    vs_ref: list[float] = []
+    vs_lim: list[float] = []
     for group, rows, _busy in results.groups:
         for row in rows:
             if not row.ok or row.contender.role:
                 continue
-            labels.append("%s | %s" % (group.id, row.contender.name))
+            labels.append(f"{group.id} | {row.contender.name}")
             nan = float("nan")
             r = results.vs_reference(row, rows)
             lim = results.vs_limit(row, rows)

@@ -10,6 +10,8 @@ stdlib ``mmap`` way of doing the same thing, and a limit: the interpreter's
 call floor for small operations, memcpy bandwidth for large ones.
 """
 
+from __future__ import annotations
+
 import ctypes
 import gc
 import mmap
@@ -18,13 +20,12 @@ import os
 import random
 import statistics
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable
 
-from ._measure import BusyMonitor, make_loop, run_once
+import iommap
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
+from .._toolkit import PAGE_SIZE, MiB, Progress, format_size
+from ._measure import BusyMonitor, LoopArgs, make_loop, run_once
 
 #: Where the memcpy limit comes from, for the report.
 MEMCPY_METHOD = (
@@ -42,15 +43,12 @@ CALL_FLOOR_METHOD = (
 )
 
 
-def size_label(n):
+def size_label(n: int) -> str:
     """64 -> '64 B', 4096 -> '4 KiB', 1048576 -> '1 MiB'."""
-    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
-        if n >= unit and n % unit == 0:
-            return "%d %s" % (n // unit, name)
-    return "%d B" % n
+    return format_size(n, exact=True)
 
 
-def size_id(n):
+def size_id(n: int) -> str:
     return size_label(n).replace(" ", "")
 
 
@@ -59,8 +57,8 @@ class Contender:
     id: str
     name: str
     body: str  # the loop body; names o, n, f, a, b
-    setup: Callable  # (env, n, thread) -> (f, a, b)
-    needs: Optional[str] = None  # "iommap", "numpy", "pyarrow"
+    setup: Callable[[Env, int, int], tuple[Any, Any, Any]]  # (env, n, thread) -> (f, a, b)
+    needs: str | None = None  # "iommap", "numpy", "pyarrow"
     role: str = ""  # "reference", "limit" or ""
 
 
@@ -74,10 +72,10 @@ class Group:
     region: str  # "hot" or "file"
     threads: int
     contenders: list[Contender]
-    calls: Optional[int] = None  # calls per measurement, when not --ops (batch groups)
+    calls: int | None = None  # calls per measurement, when not --ops (batch groups)
 
     @property
-    def unit(self):
+    def unit(self) -> str:
         return "ns/op" if self.kind == "small" else "GB/s"
 
 
@@ -86,19 +84,19 @@ class Row:
     group: Group
     contender: Contender
     samples: list[float] = field(default_factory=list)
-    skipped: Optional[str] = None
-    error: Optional[str] = None
+    skipped: str | None = None
+    error: str | None = None
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self.skipped is None and self.error is None and bool(self.samples)
 
     @property
-    def median(self):
+    def median(self) -> float | None:
         return statistics.median(self.samples) if self.ok else None
 
     @property
-    def best(self):
+    def best(self) -> float | None:
         if not self.ok:
             return None
         return min(self.samples) if self.group.kind == "small" else max(self.samples)
@@ -107,34 +105,40 @@ class Row:
 class Env:
     """The file under test, opened every way the contenders need, once."""
 
-    def __init__(self, path, size, hot):
+    def __init__(self, path: str, size: int, hot: int) -> None:
         self.path = path
         self.size = size
         self.hot = hot
         self.fd = os.open(path, os.O_RDWR)
         self.mm = mmap.mmap(self.fd, size)
         self.mv = memoryview(self.mm)
-        self.missing = {}
+        self.missing: dict[str, str] = {}
         self.iommap = self._open_iommap()
         self.numpy, self.npm = self._open_numpy()
         self.pa_file = self._open_pyarrow()
-        self._buffers = {}
-        self._views = {}
-        self._data = {}
-        self._pool = None
-        self._keep = []
+        self._buffers: dict[tuple[int, int], bytearray] = {}
+        self._views: dict[tuple[int, int], memoryview] = {}
+        self._data: dict[object, Any] = {}
+        self._pool: mmap.mmap | None = None
+        self._pool_address = 0
+        self._keep: list[object] = []
 
     # -- optional contenders -------------------------------------------------
-    def _open_iommap(self):
-        try:
-            import iommap
+    @property
+    def io(self) -> iommap.MappedFile:
+        """The iommap handle (rows that need it are skipped when it is missing)."""
+        if self.iommap is None:
+            raise RuntimeError(self.missing.get("iommap", "iommap unavailable"))
+        return self.iommap
 
+    def _open_iommap(self) -> iommap.MappedFile | None:
+        try:
             return iommap.open(self.path, "read_write")
         except Exception as exc:  # reported as the iommap rows' skip reason
-            self.missing["iommap"] = "iommap unavailable: %s: %s" % (type(exc).__name__, exc)
+            self.missing["iommap"] = f"iommap unavailable: {type(exc).__name__}: {exc}"
             return None
 
-    def _open_numpy(self):
+    def _open_numpy(self) -> tuple[Any, Any]:
         try:
             import numpy
         except ImportError:
@@ -142,7 +146,7 @@ class Env:
             return None, None
         return numpy, numpy.memmap(self.path, dtype=numpy.uint8, mode="r", shape=(self.size,))
 
-    def _open_pyarrow(self):
+    def _open_pyarrow(self) -> Any:
         try:
             import pyarrow
         except ImportError:
@@ -151,7 +155,7 @@ class Env:
         return pyarrow.memory_map(self.path, "r")
 
     # -- buffers ------------------------------------------------------------
-    def dst(self, thread, n):
+    def dst(self, thread: int, n: int) -> bytearray:
         """The preallocated destination of `n` bytes for one thread (touched)."""
         key = (thread, n)
         buf = self._buffers.get(key)
@@ -159,20 +163,20 @@ class Env:
             buf = self._buffers[key] = bytearray(b"\x01") * n
         return buf
 
-    def dst_view(self, thread, n):
+    def dst_view(self, thread: int, n: int) -> memoryview:
         key = (thread, n)
         view = self._views.get(key)
         if view is None:
             view = self._views[key] = memoryview(self.dst(thread, n))
         return view
 
-    def address(self, buf):
+    def address(self, buf: bytearray | mmap.mmap) -> int:
         """The address of a writable buffer's bytes, for ctypes.memmove."""
         cbuf = (ctypes.c_char * len(buf)).from_buffer(buf)
         self._keep.append(cbuf)
         return ctypes.addressof(cbuf)
 
-    def pool_address(self):
+    def pool_address(self) -> int:
         """An anonymous buffer as large as the file, filled, for the memcpy limit.
 
         Private anonymous memory with transparent huge pages asked for where
@@ -195,31 +199,33 @@ class Env:
             self._pool_address = self.address(pool)
         return self._pool_address
 
-    def records(self, count, n):
+    def records(self, count: int, n: int) -> tuple[list[int], Any, Any]:
         """`count` random record-aligned offsets (multiples of `n`), as a list and
         as a numpy int64 array when numpy is there."""
         key = ("records", count, n)
         got = self._data.get(key)
         if got is None:
-            rng = random.Random("records/%d/%d" % (count, n))
+            rng = random.Random(f"records/{count}/{n}")
             index = [rng.randrange(self.size // n) for _ in range(count)]
             offsets = [i * n for i in index]
-            arrays = (None, None)
+            arrays: tuple[Any, Any] = (None, None)
             if self.numpy is not None:
                 arrays = (
                     self.numpy.array(index, dtype=self.numpy.int64),
                     self.numpy.array(offsets, dtype=self.numpy.int64),
                 )
             got = self._data[key] = (offsets,) + arrays
-        return got
+        result: tuple[list[int], Any, Any] = got
+        return result
 
-    def data(self, n):
+    def data(self, n: int) -> bytes:
         d = self._data.get(n)
         if d is None:
             d = self._data[n] = random.Random(n).randbytes(n)
-        return d
+        result: bytes = d
+        return result
 
-    def close(self):
+    def close(self) -> None:
         self._keep.clear()
         self._views.clear()
         self._buffers.clear()
@@ -258,14 +264,14 @@ SMALL_READS = [
         "iommap_pread",
         "iommap pread",
         "f(o, n)",
-        lambda e, n, t: (e.iommap.pread, None, None),
+        lambda e, n, t: (e.io.pread, None, None),
         needs="iommap",
     ),
     Contender(
         "iommap_readinto",
         "iommap readinto",
         "f(o, a)",
-        lambda e, n, t: (e.iommap.readinto, e.dst(t, n), None),
+        lambda e, n, t: (e.io.readinto, e.dst(t, n), None),
         needs="iommap",
     ),
     Contender(
@@ -310,14 +316,14 @@ LARGE_READS = [
         "iommap_readinto",
         "iommap readinto",
         "f(o, a)",
-        lambda e, n, t: (e.iommap.readinto, e.dst(t, n), None),
+        lambda e, n, t: (e.io.readinto, e.dst(t, n), None),
         needs="iommap",
     ),
     Contender(
         "iommap_pread",
         "iommap pread (new bytes)",
         "f(o, n)",
-        lambda e, n, t: (e.iommap.pread, None, None),
+        lambda e, n, t: (e.io.pread, None, None),
         needs="iommap",
     ),
     Contender(
@@ -375,7 +381,7 @@ SMALL_WRITES = [
         "iommap_pwrite",
         "iommap pwrite",
         "f(o, a)",
-        lambda e, n, t: (e.iommap.pwrite, e.data(n), None),
+        lambda e, n, t: (e.io.pwrite, e.data(n), None),
         needs="iommap",
     ),
     Contender(
@@ -401,21 +407,21 @@ GATHER_RECORDS = 100_000
 GATHER_CALLS = 5
 
 
-def gather_records(size, n):
+def gather_records(size: int, n: int) -> int:
     return min(GATHER_RECORDS, size // (2 * n))
 
 
-def _gather_setup(kind):
-    def setup(e, n, t):
+def _gather_setup(kind: str) -> Callable[[Env, int, int], tuple[Any, Any, Any]]:
+    def setup(e: Env, n: int, t: int) -> tuple[Any, Any, Any]:
         count = gather_records(e.size, n)
         offsets, index, offsets_np = e.records(count, n)
         out = e.dst(t, count * n)
         if kind == "numpy_offsets":
-            return e.iommap.gather, offsets_np, out
+            return e.io.gather, offsets_np, out
         if kind == "list_offsets":
-            return e.iommap.gather, offsets, out
+            return e.io.gather, offsets, out
         if kind == "pread_loop":
-            return e.iommap.pread, offsets, None
+            return e.io.pread, offsets, None
         if kind == "fancy":
             rows = e.npm[: e.size // n * n].reshape(-1, n)
             return None, rows, index
@@ -472,21 +478,21 @@ VIEWS = [
         "iommap_view_1",
         "iommap view(o, 1)",
         "f(o, 1)",
-        lambda e, n, t: (e.iommap.view, None, None),
+        lambda e, n, t: (e.io.view, None, None),
         needs="iommap",
     ),
     Contender(
         "iommap_view_file",
         "iommap view() of the whole file",
         "f()",
-        lambda e, n, t: (e.iommap.view, None, None),
+        lambda e, n, t: (e.io.view, None, None),
         needs="iommap",
     ),
     Contender(
         "iommap_view_rest",
         "iommap view(1, size - 1)",
         "f(1, a)",
-        lambda e, n, t: (e.iommap.view, e.size - 1, None),
+        lambda e, n, t: (e.io.view, e.size - 1, None),
         needs="iommap",
     ),
     Contender(
@@ -500,19 +506,21 @@ VIEWS = [
 ]
 
 
-def build_groups(size, hot, small_sizes, large_sizes, threads):
-    groups = []
+def build_groups(
+    size: int, hot: int, small_sizes: list[int], large_sizes: list[int], threads: int
+) -> list[Group]:
+    groups: list[Group] = []
     for n in small_sizes:
         for region in ("hot", "file"):
             where = (
-                ("random in a hot %s region" % size_label(hot))
+                (f"random in a hot {size_label(hot)} region")
                 if region == "hot"
-                else ("random over the %s file" % size_label(size))
+                else (f"random over the {size_label(size)} file")
             )
             groups.append(
                 Group(
-                    "read/%s/%s" % (size_id(n), region),
-                    "read %s, %s" % (size_label(n), where),
+                    f"read/{size_id(n)}/{region}",
+                    f"read {size_label(n)}, {where}",
                     "small",
                     "read",
                     n,
@@ -525,8 +533,8 @@ def build_groups(size, hot, small_sizes, large_sizes, threads):
         for t in sorted({1, threads}):
             groups.append(
                 Group(
-                    "read/%s/%dt" % (size_id(n), t),
-                    "read %s, %d thread%s" % (size_label(n), t, "s" if t > 1 else ""),
+                    f"read/{size_id(n)}/{t}t",
+                    f"read {size_label(n)}, {t} thread{'s' if t > 1 else ''}",
                     "large",
                     "read",
                     n,
@@ -538,8 +546,8 @@ def build_groups(size, hot, small_sizes, large_sizes, threads):
     for n in small_sizes:
         groups.append(
             Group(
-                "write/%s/hot" % size_id(n),
-                "write %s, random in a hot %s region" % (size_label(n), size_label(hot)),
+                f"write/{size_id(n)}/hot",
+                f"write {size_label(n)}, random in a hot {size_label(hot)} region",
                 "small",
                 "write",
                 n,
@@ -551,7 +559,7 @@ def build_groups(size, hot, small_sizes, large_sizes, threads):
     groups.append(
         Group(
             "gather/64B",
-            "gather %d records of 64 B at random offsets (ns per call)" % gather_records(size, 64),
+            f"gather {gather_records(size, 64)} records of 64 B at random offsets (ns per call)",
             "small",
             "gather",
             64,
@@ -567,23 +575,35 @@ def build_groups(size, hot, small_sizes, large_sizes, threads):
     return groups
 
 
-def _offsets(rng, group, size, hot, count):
+def _offsets(rng: random.Random, group: Group, size: int, hot: int, count: int) -> list[int]:
     n = group.size
     if group.kind == "large":
         # Page-aligned, as a reader of large blocks would ask for them.
-        slots = (size - n) // 4096 + 1
-        return [rng.randrange(slots) * 4096 for _ in range(count)]
+        slots = (size - n) // PAGE_SIZE + 1
+        return [rng.randrange(slots) * PAGE_SIZE for _ in range(count)]
     span = hot if group.region == "hot" else size
     return [rng.randrange(span - n + 1) for _ in range(count)]
 
 
-def run_group(env, group, *, ops, large_bytes, repeats, seed, progress, label, monitor=None):
+def run_group(
+    env: Env,
+    group: Group,
+    *,
+    ops: int,
+    large_bytes: int,
+    repeats: int,
+    seed: str,
+    progress: Progress,
+    label: str,
+    monitor: BusyMonitor | None = None,
+) -> tuple[list[Row], dict[str, Any] | None]:
     """Measures every contender of `group`; returns its rows and the busy figure."""
-    rng = random.Random("%s/%s" % (seed, group.id))
+    rng = random.Random(f"{seed}/{group.id}")
     count = group.calls or (ops if group.kind == "small" else max(2, large_bytes // group.size))
     offsets = [_offsets(rng, group, env.size, env.hot, count) for _ in range(group.threads)]
 
-    rows, runs = [], []
+    rows: list[Row] = []
+    runs: list[tuple[Row, Any, list[LoopArgs]]] = []
     for c in group.contenders:
         row = Row(group, c)
         rows.append(row)
@@ -596,7 +616,7 @@ def run_group(env, group, *, ops, large_bytes, repeats, seed, progress, label, m
                 for t in range(group.threads)
             ]
         except Exception as exc:
-            row.error = "setup failed: %s: %s" % (type(exc).__name__, exc)
+            row.error = f"setup failed: {type(exc).__name__}: {exc}"
             continue
         runs.append((row, make_loop(c.body), per_thread))
 
@@ -614,19 +634,18 @@ def run_group(env, group, *, ops, large_bytes, repeats, seed, progress, label, m
             for row, loop, per_thread in runs[shift:] + runs[:shift]:
                 if row.error:
                     continue
-                progress.update(
-                    "%s %s: %s (%s)"
-                    % (
+                progress.status(
+                    "{} {}: {} ({})".format(
                         label,
                         group.title,
                         row.contender.name,
-                        "warm-up" if r == 0 else "repeat %d/%d" % (r, repeats),
+                        "warm-up" if r == 0 else f"repeat {r}/{repeats}",
                     )
                 )
                 try:
                     elapsed = run_once(loop, per_thread)
                 except Exception as exc:
-                    row.error = "%s: %s" % (type(exc).__name__, exc)
+                    row.error = f"{type(exc).__name__}: {exc}"
                     row.samples.clear()
                     continue
                 if r == 0:

@@ -1,0 +1,133 @@
+/* The handle lock across fork, and how a locked section reports: what
+ * handle.h's locked section needs out of line.  The locking rules are at
+ * the top of handle.h. */
+#include "handle.h"
+
+/* Fork.  A child gets each handle's lock as it was at the instant of fork:
+ * held, if another thread of the parent was inside a call (a large copy runs
+ * with the GIL released and the lock held).  That thread does not exist in
+ * the child, so the lock would never be released and the child's next
+ * pwrite, truncate or close would wait forever.
+ *
+ * So the child's at-fork handler bumps a process-wide generation, and every
+ * locking call first checks that the handle's lock belongs to the current
+ * generation (one relaxed load and a compare); if not, it re-initialises
+ * the lock, free, before using it.  No thread of the child can be holding
+ * it then: every thread takes it through this check.  What the vanished
+ * call had done stays done (its bytes went as far as the copy got; for a
+ * shared mapping the parent's thread finishes them in the same pages); its
+ * effect on the handle (a truncate's new mapping) is as before the call.
+ *
+ * The mutex orders two threads that find the same stale lock; the child
+ * handler re-initialises it too, in case a parent thread held it. */
+atomic_uint iommap_fork_generation;
+static pthread_mutex_t relock_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static void after_fork_in_child(void)
+{
+    atomic_fetch_add_explicit(&iommap_fork_generation, 1, memory_order_relaxed);
+    pthread_mutex_init(&relock_mutex, NULL);
+}
+
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+static int fork_handler_rc;
+
+static void install_fork_handler(void)
+{
+    fork_handler_rc = pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+int iommap_fork_handler_install(void)
+{
+    pthread_once(&fork_handler_once, install_fork_handler);
+    return fork_handler_rc;
+}
+
+int iommap_lock_init(iommap_handle *h)
+{
+    atomic_init(&h->lock_generation,
+                atomic_load_explicit(&iommap_fork_generation, memory_order_relaxed));
+    return iommap_platform_rwlock_init(&h->lock);
+}
+
+void iommap_lock_refresh_after_fork(iommap_handle *h, unsigned generation)
+{
+    pthread_mutex_lock(&relock_mutex);
+    if (atomic_load_explicit(&h->lock_generation, memory_order_relaxed) != generation) {
+        (void)iommap_platform_rwlock_init(&h->lock); /* glibc's cannot fail */
+        atomic_store_explicit(&h->lock_generation, generation, memory_order_release);
+    }
+    pthread_mutex_unlock(&relock_mutex);
+}
+
+/* ---- before and after the locked section ------------------------------ */
+
+int iommap_err_unusable(iommap_handle *h, const char *op, int need)
+{
+    if (iommap_is_closing(h)) {
+        iommap_err_closed(IOMMAP_STATE(h), op);
+        return -1;
+    }
+    if ((need & IOMMAP_READ) && !IOMMAP_CAN_READ(h->opts.mode)) {
+        iommap_err_refused(IOMMAP_STATE(h), op, "the handle is write-only");
+        return -1;
+    }
+    if ((need & IOMMAP_WRITE) && !IOMMAP_CAN_WRITE(h->opts.mode)) {
+        iommap_err_refused(IOMMAP_STATE(h), op, "the handle is read-only");
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *iommap_raise_status(iommap_handle *h, const char *op, const iommap_status *s,
+                              uint64_t offset, uint64_t length)
+{
+    return iommap_raise_status_given(h, op, s, NULL, NULL, offset, length);
+}
+
+PyObject *iommap_raise_status_given(iommap_handle *h, const char *op, const iommap_status *s,
+                                    PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
+                                    uint64_t length)
+{
+    iommap_state *st = IOMMAP_STATE(h);
+    switch (s->what) {
+    case IOMMAP_FAIL_CLOSED:
+        return iommap_err_closed(st, op);
+    case IOMMAP_FAIL_OUT_OF_BOUNDS:
+        return iommap_err_out_of_bounds_given(st, op, offset_obj, length_obj, offset, length,
+                                              s->size);
+    case IOMMAP_FAIL_SIGBUS:
+        return iommap_err_sigbus(st, op);
+    case IOMMAP_FAIL_OS:
+        return iommap_err_os(st, op, s->call, s->err, NULL);
+    case IOMMAP_DONE:
+        break;
+    }
+    PyErr_SetString(PyExc_SystemError, "iommap: a status without a failure was raised");
+    return NULL;
+}
+
+/* The pages a range touches in a mapping that starts on a page boundary:
+ * the start moves down to its page, the kernel rounds the end up. */
+static void page_align(const iommap_mapping *m, const iommap_range *r, char **start, size_t *len)
+{
+    size_t page = iommap_page_size();
+    size_t length = r->length != 0 ? (size_t)r->length : m->size - (size_t)r->offset;
+    size_t aligned = (size_t)r->offset & ~(page - 1);
+    *start = m->addr + aligned;
+    *len = length + ((size_t)r->offset - aligned);
+}
+
+int iommap_enter_pages(iommap_handle *h, const iommap_range *r, iommap_status *s, char **start,
+                       size_t *len)
+{
+    iommap_mapping *m = iommap_enter(h, IOMMAP_SHARED, r->offset, r->length, s);
+    if (m == NULL)
+        return -1;
+    if (m->size == 0 || r->offset >= m->size) {
+        iommap_unlock(h);
+        return 0;
+    }
+    page_align(m, r, start, len);
+    return 1;
+}

@@ -1,0 +1,297 @@
+/* Resizing and syncing: MappedFile.truncate, .sync and .advise, the calls
+ * that act on the file or its pages through system calls. */
+#include "handle.h"
+#include "files.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- truncate ----------------------------------------------------------- */
+
+/* Resizes the file to new_size and maps it anew, under the exclusive lock
+ * with the GIL released; the caller checked the handle is open.  `fresh` is an unfilled Mapping
+ * made beforehand (allocating needs the GIL); on success it replaces the handle's mapping and *old
+ * receives the previous one, to be released with the GIL. Order keeps a failure from leaving the
+ * handle changed: grow the file before mapping it (so mlock can fault the pages in), map before
+ * shrinking it, and undo the file size if the later step fails. */
+static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_mapping *fresh,
+                                   iommap_mapping **old)
+{
+    iommap_status s = {IOMMAP_DONE, 0, NULL, 0};
+    struct stat st;
+    if (fstat(h->fd, &st) != 0) {
+        s = (iommap_status){IOMMAP_FAIL_OS, errno, "fstat()", 0};
+        return s;
+    }
+    size_t file_size = (size_t)st.st_size;
+    if (new_size > file_size && iommap_grow_file(h->fd, file_size, new_size) != 0) {
+        s = (iommap_status){IOMMAP_FAIL_OS, errno, "fallocate()", 0};
+        return s;
+    }
+    char *addr = h->mapping->addr;
+    if (new_size != h->mapping->size) {
+        const char *call = NULL;
+        if (iommap_map_region(h->fd, new_size, &h->opts, &addr, &call) != 0) {
+            s = (iommap_status){IOMMAP_FAIL_OS, errno, call, 0};
+            if (new_size > file_size)
+                (void)ftruncate(h->fd, (off_t)file_size);
+            return s;
+        }
+    }
+    /* Views of this mapping and of older ones read zeros past the new end
+     * rather than fault: cut them before the file shrinks, and put the
+     * file's pages back if it does not. */
+    if (new_size < file_size)
+        iommap_mappings_cut(h->fd, new_size, h->mapping, !h->opts.private_);
+    if (new_size < file_size && ftruncate(h->fd, (off_t)new_size) != 0) {
+        s = (iommap_status){IOMMAP_FAIL_OS, errno, "ftruncate()", 0};
+        iommap_mappings_restore(h->fd, new_size, h->mapping, !h->opts.private_);
+        if (addr != NULL && addr != h->mapping->addr)
+            munmap(addr, new_size);
+        return s;
+    }
+    /* Shrinking the file can unmap locked pages below the new end too (Linux
+     * splits the page-cache folio that straddles it and unmaps all of it).
+     * The region stays VM_LOCKED, so mlock again only faults those pages
+     * back in; it adds nothing to the locked-memory accounting, and if it
+     * fails the pages still lock as they are touched again. */
+    if (h->opts.lock && new_size < file_size && addr != NULL)
+        (void)mlock(addr, new_size);
+    if (new_size == h->mapping->size) {
+        *old = NULL; /* same mapping: its pages are backed again */
+        return s;
+    }
+    fresh->addr = addr;
+    fresh->size = new_size;
+    iommap_mapping_retire(h->mapping, h->fd, !h->opts.private_); /* views may keep it */
+    *old = h->mapping;
+    h->mapping = fresh;
+    atomic_store_explicit(&h->size_hint, new_size, memory_order_relaxed);
+    return s;
+}
+
+typedef struct {
+    iommap_handle *h;
+    size_t new_size;
+    iommap_mapping *fresh;
+    iommap_mapping **old;
+    iommap_status *s;
+} resize_work;
+
+static int run_resize(void *arg)
+{
+    resize_work *w = arg;
+    *w->s = resize_locked(w->h, w->new_size, w->fresh, w->old);
+    if (w->s->what == IOMMAP_DONE) /* the next sync() makes the size durable */
+        atomic_store_explicit(&w->h->unsynced_size, 1, memory_order_relaxed);
+    return 0;
+}
+
+PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t new_size;
+    if (iommap_check_nargs("truncate", nargs, 1) ||
+        iommap_to_u64(h, "truncate", "new_size", args[0], &new_size) ||
+        iommap_check_usable(h, "truncate", IOMMAP_WRITE))
+        return NULL;
+    iommap_state *st = IOMMAP_STATE(h);
+    if (h->opts.private_)
+        return iommap_err_refused(st, "truncate", "a private mapping cannot resize its file");
+    if (new_size > (uint64_t)INT64_MAX || new_size > (uint64_t)SIZE_MAX)
+        return iommap_err_os(st, "truncate", "ftruncate()", EFBIG, NULL);
+    if (h->is_device) /* a device's size is its own, as ftruncate(2) says */
+        return iommap_err_os(st, "truncate", "ftruncate()", EINVAL, NULL);
+
+    iommap_mapping *fresh =
+        iommap_mapping_wrap(st->mapping_type, NULL, 0, iommap_mapping_writable(&h->opts));
+    if (fresh == NULL)
+        return NULL;
+    iommap_mapping *old = NULL;
+    iommap_status s;
+    if (iommap_enter(h, IOMMAP_EXCLUSIVE, 0, 0, &s) != NULL) {
+        resize_work w = {h, (size_t)new_size, fresh, &old, &s};
+        (void)iommap_finish_released(h, IOMMAP_BLOCKING, run_resize, &w);
+    }
+    if (s.what != IOMMAP_DONE || old == NULL)
+        Py_DECREF(fresh); /* unused: addr NULL, so nothing is unmapped */
+    Py_XDECREF(old);      /* unmapped here unless a view still holds it */
+    if (s.what != IOMMAP_DONE)
+        return iommap_raise_status(h, "truncate", &s, new_size, 0);
+    Py_RETURN_NONE;
+}
+
+/* ---- sync / advise ------------------------------------------------------ */
+
+typedef struct {
+    int (*call)(void *, size_t, int);
+    char *start;
+    size_t len;
+    int arg;
+    int err; /* errno when the call failed */
+} range_call_work;
+
+static int run_range_call(void *arg)
+{
+    range_call_work *w = arg;
+    if (w->call(w->start, w->len, w->arg) == 0)
+        return 0;
+    w->err = errno;
+    return -1;
+}
+
+/* Checks `r` against the mapping under the shared lock and runs `call`
+ * (msync or madvise) over its pages with the GIL released; a NULL `call`
+ * only checks.  Raises and returns NULL on failure, else None. */
+static PyObject *call_on_range(iommap_handle *h, const char *op, iommap_range r,
+                               PyObject *offset_obj, PyObject *length_obj,
+                               int (*call)(void *, size_t, int), const char *call_name, int arg)
+{
+    iommap_status s;
+    range_call_work w = {call, NULL, 0, arg, 0};
+    if (iommap_enter_pages(h, &r, &s, &w.start, &w.len) > 0) {
+        if (call == NULL)
+            iommap_unlock(h);
+        else if (iommap_finish_released(h, IOMMAP_BLOCKING, run_range_call, &w) != 0)
+            s = (iommap_status){IOMMAP_FAIL_OS, w.err, call_name, 0};
+    }
+    if (s.what != IOMMAP_DONE)
+        return iommap_raise_status_given(h, op, &s, offset_obj, length_obj, r.offset, r.length);
+    Py_RETURN_NONE;
+}
+
+/* What msync does not cover, done after it by sync("sync"): the file's size
+ * when it changed since the last sync (msync has nothing to flush for an
+ * empty mapping, and POSIX does not make it write the size at all), then
+ * the directory entry of a file open() created, once.  Under the exclusive
+ * lock, so that a sync() on another thread returns only once all of it is
+ * durable; it is needed at most once per change. */
+typedef struct {
+    iommap_handle *h;
+    iommap_status *s;
+} durable_work;
+
+/* Under the exclusive lock (no GIL needed): the flags change only here and
+ * in truncate and open, which hold the lock too or come before any sync. */
+static int run_durable(void *arg)
+{
+    durable_work *w = arg;
+    iommap_handle *h = w->h;
+    char *dir = atomic_load_explicit(&h->created_dir, memory_order_relaxed);
+    if (!atomic_load_explicit(&h->unsynced_size, memory_order_relaxed) && dir == NULL)
+        return 0; /* another sync did it while this one waited for the lock */
+    if (iommap_platform_sync_file(h->fd) != 0) {
+        *w->s = (iommap_status){IOMMAP_FAIL_OS, errno, "fdatasync()", 0};
+        return -1;
+    }
+    atomic_store_explicit(&h->unsynced_size, 0, memory_order_relaxed);
+    if (dir != NULL) {
+        if (iommap_sync_directory(dir) != 0) {
+            *w->s = (iommap_status){IOMMAP_FAIL_OS, errno, "fsync() of the directory", 0};
+            return -1;
+        }
+        atomic_store_explicit(&h->created_dir, NULL, memory_order_relaxed);
+        PyMem_RawFree(dir);
+    }
+    return 0;
+}
+
+static PyObject *make_durable(iommap_handle *h)
+{
+    if (!atomic_load_explicit(&h->unsynced_size, memory_order_acquire) &&
+        atomic_load_explicit(&h->created_dir, memory_order_acquire) == NULL)
+        Py_RETURN_NONE;
+    iommap_status s;
+    if (iommap_enter(h, IOMMAP_EXCLUSIVE, 0, 0, &s) != NULL) {
+        durable_work w = {h, &s};
+        (void)iommap_finish_released(h, IOMMAP_BLOCKING, run_durable, &w);
+    }
+    if (s.what != IOMMAP_DONE)
+        return iommap_raise_status(h, "sync", &s, 0, 0);
+    Py_RETURN_NONE;
+}
+
+static int sync_flags_of(iommap_handle *h, PyObject *mode, int *flags)
+{
+    if (!PyUnicode_Check(mode)) {
+        iommap_err_bad_type(IOMMAP_STATE(h), "sync: mode must be a str, not %.100s",
+                            Py_TYPE(mode)->tp_name);
+        return -1;
+    }
+    if (PyUnicode_CompareWithASCIIString(mode, "sync") == 0) {
+        *flags = MS_SYNC;
+    } else if (PyUnicode_CompareWithASCIIString(mode, "async") == 0) {
+        *flags = MS_ASYNC;
+    } else {
+        iommap_err_bad_value(IOMMAP_STATE(h), "sync: mode must be \"sync\" or \"async\", not %R",
+                             mode);
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"mode", "offset", "length", NULL};
+    PyObject *mode_obj = NULL, *offset_obj = NULL, *length_obj = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOO:sync", keywords, &mode_obj, &offset_obj,
+                                     &length_obj))
+        return NULL;
+    int flags = MS_SYNC;
+    iommap_range r = {0, 0};
+    if ((mode_obj != NULL && sync_flags_of(h, mode_obj, &flags) != 0) ||
+        (offset_obj != NULL && iommap_to_u64(h, "sync", "offset", offset_obj, &r.offset) != 0) ||
+        (length_obj != NULL && iommap_to_u64(h, "sync", "length", length_obj, &r.length) != 0) ||
+        iommap_check_usable(h, "sync", 0))
+        return NULL;
+
+    /* A private mapping has nothing to write back: it never reaches the file. */
+    int (*call)(void *, size_t, int) = h->opts.private_ ? NULL : msync;
+    PyObject *done = call_on_range(h, "sync", r, offset_obj, length_obj, call, "msync()", flags);
+    if (done == NULL || flags != MS_SYNC)
+        return done; /* "async" schedules the data and waits for nothing */
+    Py_DECREF(done);
+    return make_durable(h);
+}
+
+static int advice_of(iommap_handle *h, PyObject *hint, int *advice)
+{
+    static const struct {
+        const char *name;
+        int advice;
+    } hints[] = {
+        {"normal", MADV_NORMAL},     {"random", MADV_RANDOM},     {"sequential", MADV_SEQUENTIAL},
+        {"willneed", MADV_WILLNEED}, {"dontneed", MADV_DONTNEED},
+    };
+    if (!PyUnicode_Check(hint)) {
+        iommap_err_bad_type(IOMMAP_STATE(h), "advise: hint must be a str, not %.100s",
+                            Py_TYPE(hint)->tp_name);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
+        if (PyUnicode_CompareWithASCIIString(hint, hints[i].name) == 0) {
+            *advice = hints[i].advice;
+            return 0;
+        }
+    }
+    iommap_err_bad_value(IOMMAP_STATE(h),
+                         "advise: hint must be one of \"normal\", \"random\", "
+                         "\"sequential\", \"willneed\", \"dontneed\", not %R",
+                         hint);
+    return -1;
+}
+
+PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    iommap_range r;
+    int advice;
+    if (iommap_check_nargs("advise", nargs, 3) ||
+        iommap_to_u64(h, "advise", "offset", args[0], &r.offset) ||
+        iommap_to_u64(h, "advise", "length", args[1], &r.length) ||
+        advice_of(h, args[2], &advice) || iommap_check_usable(h, "advise", 0))
+        return NULL;
+    /* On a private mapping MADV_DONTNEED throws this process's own changes
+     * away; a hint must never lose data. */
+    if (advice == MADV_DONTNEED && h->opts.private_)
+        advice = IOMMAP_MADV_PRIVATE_DONTNEED;
+    return call_on_range(h, "advise", r, args[0], args[1], madvise, "madvise()", advice);
+}
