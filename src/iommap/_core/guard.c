@@ -73,10 +73,6 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-#endif
-
 typedef struct {
     sigjmp_buf env;
     const char *lo; /* the guarded region, [lo, hi) */
@@ -296,7 +292,7 @@ static int install_locked(const struct sigaction *current)
 }
 
 /* ---- the copy ------------------------------------------------------------ *
- * Copies between 64 KiB and 4 MiB on x86-64 use `rep movsb` where the CPU
+ * Copies between 64 KiB and 4 MiB on x86-64 use `rep movsb` (platform.h) where the CPU
  * advertises fast strings (ERMS).  glibc's memmove stops using it above the
  * L2 size on AMD and switches to a vector loop; measured here (AMD Zen 5 VM,
  * page cache in 2 MiB folios, copies out of the mapping into a reused
@@ -308,8 +304,6 @@ static int install_locked(const struct sigaction *current)
 #define REP_MOVSB_MIN_BYTES IOMMAP_GIL_RELEASE_BYTES
 #define REP_MOVSB_MAX_BYTES (4u * 1024 * 1024)
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_REP_MOVSB 1
 /* Written once under copy_init_once, before the first copy of any
  * interpreter: pthread_once makes the write visible to every thread that
  * passed through it, however many interpreters import at once. */
@@ -317,28 +311,19 @@ static int use_rep_movsb;
 
 static void detect_rep_movsb(void)
 {
-    unsigned int eax, ebx, ecx, edx;
-    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx))
-        use_rep_movsb = (ebx >> 9) & 1; /* CPUID.(EAX=7,ECX=0):EBX.ERMS[bit 9] */
+    use_rep_movsb = iommap_platform_fast_rep_movsb();
 }
-#else
-static void detect_rep_movsb(void)
-{
-}
-#endif
 
 static pthread_once_t copy_init_once = PTHREAD_ONCE_INIT;
 
 static inline void copy_bytes(void *dst, const void *src, size_t n)
 {
-#ifdef HAVE_REP_MOVSB
     /* Forward copy is safe unless dst starts inside [src, src + n). */
-    if (n >= REP_MOVSB_MIN_BYTES && n <= REP_MOVSB_MAX_BYTES && use_rep_movsb &&
-        (uintptr_t)dst - (uintptr_t)src >= (uintptr_t)n) {
-        __asm__ __volatile__("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+    if (IOMMAP_HAVE_REP_MOVSB && n >= REP_MOVSB_MIN_BYTES && n <= REP_MOVSB_MAX_BYTES &&
+        use_rep_movsb && (uintptr_t)dst - (uintptr_t)src >= (uintptr_t)n) {
+        iommap_platform_rep_movsb(dst, src, n);
         return;
     }
-#endif
     /* memmove: a buffer may itself be a view of the same mapping. */
     memmove(dst, src, n);
 }

@@ -5,9 +5,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
-#include <ucontext.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
+
+#if IOMMAP_HAVE_REP_MOVSB
+#include <cpuid.h>
+#endif
 
 #if defined(__linux__)
 #include <linux/fs.h> /* BLKGETSIZE64 */
@@ -170,4 +174,14 @@ int iommap_platform_interrupted_after_syscall(const void *context)
 #else
     return -1;
 #endif
+}
+
+int iommap_platform_fast_rep_movsb(void)
+{
+#if IOMMAP_HAVE_REP_MOVSB
+    unsigned int eax, ebx, ecx, edx;
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx))
+        return (ebx >> 9) & 1; /* CPUID.(EAX=7,ECX=0):EBX.ERMS[bit 9] */
+#endif
+    return 0;
 }
