@@ -4,10 +4,11 @@ with --json parsed."""
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
-import mmap
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,18 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SLOWDOWN, needs_real_mlock
 
 import iommap
+from iommap import pagecache
 
-PAGE = mmap.PAGESIZE
+PAGE = pagecache.PAGE_SIZE
 SCRIPT = Path(sys.executable).with_name("iommap")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "iommap"]
 
 
 def run(*args: str, cwd: Path | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*COMMAND, *args], cwd=cwd, capture_output=True, text=True, timeout=60, **kwargs
-    )
+    kwargs.setdefault("capture_output", True)
+    return subprocess.run([*COMMAND, *args], cwd=cwd, text=True, timeout=60 * SLOWDOWN, **kwargs)
 
 
 def run_json(*args: str, cwd: Path | None = None, status: int = 0) -> dict[str, Any]:
@@ -50,15 +52,8 @@ def resident_pages(path: Path) -> int:
 
 
 def cache_can_drop(path: Path) -> bool:
-    """Whether this file system lets posix_fadvise drop pages (tmpfs cannot)."""
-    if not hasattr(os, "posix_fadvise"):
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    return resident_pages(path) == 0
+    """Whether this file system lets pages be dropped (tmpfs cannot)."""
+    return pagecache.memory_filesystem(path) is None and hasattr(os, "posix_fadvise")
 
 
 @pytest.fixture
@@ -72,8 +67,8 @@ def data(tmp_path: Path) -> Path:
 def test_help_lists_every_command_with_examples_and_exit_statuses() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("info", "warm", "evict", "lock", "demo"):
-        assert f"    {command} " in result.stdout
+    for command in ("info", "warm", "evict", "lock", "demo", "bench", "bench-cli"):
+        assert re.search(rf"\n    {command}\s", result.stdout), command
     assert "examples:" in result.stdout and "exit status:" in result.stdout
 
 
@@ -94,16 +89,41 @@ def test_version_from_the_script_and_python_m() -> None:
     assert module.returncode == 0 and module.stdout == expected
 
 
-@pytest.mark.parametrize("args", [[], ["frobnicate"], ["info"], ["info", "--bogus", "x"]])
-def test_bad_usage_exits_2_with_a_usage_line(args: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        ([], "usage: iommap [-h]"),
+        (["frobnicate"], "usage: iommap [-h]"),
+        (["info"], "usage: iommap info "),
+        (["info", "--bogus", "x"], "usage: iommap info "),
+        (["warm", "x", "--bogus"], "usage: iommap warm "),
+        (["evict", "-m", "lots", "x"], "usage: iommap evict "),
+        (["info", "-o", "NOPE", "x"], "usage: iommap info "),
+        (["info", "-p", "9k-1k", "x"], "usage: iommap info "),
+        (["lock", "-0", "x"], "usage: iommap lock "),
+    ],
+)
+def test_bad_usage_shows_the_sub_commands_usage_and_exits_2(args: list[str], usage: str) -> None:
     result = run(*args)
     assert result.returncode == 2
-    assert "usage: iommap" in result.stderr and result.stdout == ""
+    assert result.stderr.startswith(usage), result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["info", "warm", "evict", "lock"])
+def test_bad_usage_with_json_prints_a_json_error_document(command: str) -> None:
+    result = run(command, "--json", "--bogus", "x")
+    assert result.returncode == 2
+    doc = json.loads(result.stdout)
+    assert doc["command"] == command
+    assert doc["error"] == {"reason": "usage", "message": "unrecognized arguments: --bogus"}
+    assert doc["usage"].startswith(f"usage: iommap {command} ")
+    assert result.stderr.startswith(f"usage: iommap {command} ")
 
 
 @pytest.mark.parametrize("command", ["info", "warm", "evict", "demo"])
 def test_json_is_one_document_on_one_line(command: str, data: Path) -> None:
-    args = [command, "--json"] + ([] if command == "demo" else [str(data), str(data.parent)])
+    args = [command, "--json"] + ([] if command == "demo" else [str(data), str(data) + ".no"])
     result = run(*args)
     assert result.returncode == (0 if command == "demo" else 1)
     line, rest = result.stdout.split("\n", 1)
@@ -114,20 +134,26 @@ def test_json_is_one_document_on_one_line(command: str, data: Path) -> None:
 
 
 def test_info_reports_size_pages_and_residency(data: Path) -> None:
+    run("warm", str(data))
     doc = run_json("info", str(data))
     assert doc["command"] == "info" and doc["page_size"] == PAGE and doc["errors"] == []
     (f,) = doc["files"]
-    assert f["path"] == str(data) and f["size"] == 40 * PAGE + 123 and f["pages"] == 41
-    assert 0 <= f["resident_pages"] <= 41
-    assert f["resident_bytes"] == min(f["resident_pages"] * PAGE, f["size"])
-    assert f["percent"] == round(100 * f["resident_pages"] / 41, 2)
-    assert "map" not in f
+    assert f["path"] == str(data) and f["size"] == 40 * PAGE + 123 and f["total_pages"] == 41
+    assert f["resident_pages"] == 41 and f["residency_known"] is True
+    assert f["resident_bytes"] == 41 * PAGE and f["percent"] == 100.0  # whole pages
+    assert (f["offset"], f["length"]) == (0, f["size"])
+    assert "map" not in f and "path_base64" not in f
+    t = doc["totals"]
+    assert (t["files"], t["directories"], t["errors"], t["total_pages"]) == (1, 0, 0, 41)
+    assert doc["interrupted"] is False
 
     text = run("info", str(data))
     assert text.returncode == 0 and text.stderr == ""
-    header, row = text.stdout.splitlines()
-    assert header.split() == ["SIZE", "PAGES", "RESIDENT", "%", "FILE"]
-    assert row.split()[2] == "41" and row.endswith(str(data))
+    header, row = text.stdout.splitlines()  # one file: no totals line
+    assert header.split() == ["SIZE", "TOTAL_PAGES", "PAGES", "RES", "PERCENT", "FILE"]
+    # PAGES is the resident pages, as in fincore.
+    assert row.split()[:6] == ["160.1", "KiB", "41", "41", "164.0", "KiB"]
+    assert row.endswith(f"100.0%  {data}")
 
 
 def test_info_verbose_map_after_warm_shows_every_page(data: Path) -> None:
@@ -145,6 +171,7 @@ def test_info_verbose_map_of_a_partly_resident_file(tmp_path: Path) -> None:
     path = make_file(tmp_path / "big.bin", 256 * PAGE)
     if not cache_can_drop(path):
         pytest.skip("this file system keeps pages in memory (tmpfs?)")
+    run("evict", str(path))
     with iommap.open(path, "read") as m:
         m.advise(0, 0, "random")  # no read-ahead: only the pages read come in
         for page in (*range(8), 128, 129):
@@ -158,40 +185,30 @@ def test_info_verbose_map_of_a_partly_resident_file(tmp_path: Path) -> None:
 def test_info_of_an_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty").touch()
     (f,) = run_json("info", "-v", str(tmp_path / "empty"))["files"]
-    assert f == {
-        "path": str(tmp_path / "empty"),
-        "size": 0,
-        "pages": 0,
-        "residency_known": True,
-        "resident_pages": 0,
-        "resident_bytes": 0,
-        "percent": 0.0,
-        "map": "",
-        "resident_ranges": [],
-    }
+    assert f["size"] == f["total_pages"] == f["resident_pages"] == f["resident_bytes"] == 0
+    assert f["percent"] == 0.0 and f["map"] == "" and f["resident_ranges"] == []
 
 
 def test_info_goes_on_past_bad_files_and_exits_1(data: Path, tmp_path: Path) -> None:
-    (tmp_path / "dir").mkdir()
     os.mkfifo(tmp_path / "fifo")  # refused by iommap.open, which never blocks
-    args = [str(tmp_path / "missing"), str(tmp_path / "dir"), str(tmp_path / "fifo"), str(data)]
+    args = [str(tmp_path / "missing"), str(tmp_path / "fifo"), str(data)]
     doc = run_json("info", *args, status=1)
     assert [f["path"] for f in doc["files"]] == [str(data)]
     assert [(e["path"], e["reason"]) for e in doc["errors"]] == [
         (args[0], "enoent"),
-        (args[1], "eisdir"),
-        (args[2], "enodev"),
+        (args[1], "enodev"),
     ]
+    assert doc["totals"]["errors"] == 2
 
     text = run("info", *args)
     assert text.returncode == 1
     assert text.stderr.splitlines() == [
         f"iommap info: {args[0]}: No such file or directory",
-        f"iommap info: {args[1]}: Is a directory",
-        f"iommap info: {args[2]}: cannot map a FIFO: only regular files and block devices"
+        f"iommap info: {args[1]}: cannot map a FIFO: only regular files and block devices"
         " can be mapped",
     ]
     assert text.stdout.splitlines()[1].endswith(str(data))
+    assert text.stdout.splitlines()[2].startswith("files 1  directories 0  errors 2  ")
 
 
 def _drop_dac_capabilities() -> None:
@@ -233,7 +250,7 @@ def _drop_owner_capabilities() -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux mincore rule")
 def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> None:
     # mincore(2) says "all resident" for a file the caller neither owns nor may
-    # write; the CLI must not print that as a fact.
+    # write, and cachestat(2) refuses; the CLI must not print that as a fact.
     if os.geteuid() != 0:
         pytest.skip("needs a file owned by another user: run as root")
     path = make_file(tmp_path / "theirs.bin", 8 * PAGE)
@@ -245,30 +262,83 @@ def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> Non
         pytest.skip("cannot drop CAP_FOWNER here")
     assert result.returncode == 0, result.stderr
     (f,) = json.loads(result.stdout)["files"]
-    assert f["residency_known"] is False and f["pages"] == 8
+    assert f["residency_known"] is False and f["total_pages"] == 8
     assert f["resident_pages"] is f["percent"] is f["map"] is f["resident_ranges"] is None
+    assert json.loads(result.stdout)["totals"]["unknown"] == 1
 
     for command in ("info", "evict"):
-        text = run(command, str(path), preexec_fn=_drop_owner_capabilities)
+        text = run(
+            command, "-o", "PAGES,PERCENT,FILE", str(path), preexec_fn=_drop_owner_capabilities
+        )
         assert text.returncode == 0
-        assert text.stdout.splitlines()[1].split()[-3:-1] == ["?", "?"]
+        assert text.stdout.splitlines()[1].split()[:2] == ["?", "?"]
         assert "residency shown as ?" in text.stderr
     # As the owner (root keeps CAP_FOWNER) the counts are real.
     (f,) = run_json("info", str(path))["files"]
     assert f["residency_known"] is True and f["resident_pages"] is not None
 
 
-def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
+# ---- output that cannot be written ---------------------------------------------------
+
+
+def test_a_closed_pipe_exits_141_without_a_word(tmp_path: Path) -> None:
     paths = [str(make_file(tmp_path / f"f{i}", PAGE)) for i in range(300)]
     reader = subprocess.Popen(
-        [*COMMAND, "info", *paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*COMMAND, "info", "-r", *paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert reader.stdout is not None and reader.stderr is not None
     reader.stdout.readline()
     reader.stdout.close()  # as `| head -1` does
     stderr = reader.stderr.read().decode()
-    reader.wait(30)
-    assert "Traceback" not in stderr
+    assert reader.wait(30 * SLOWDOWN) == 141
+    assert stderr == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_device_is_a_message_and_exit_1(data: Path) -> None:
+    with open("/dev/full", "w") as full:
+        result = run("info", str(data), stdout=full, stderr=subprocess.PIPE, capture_output=False)
+    assert result.returncode == 1
+    assert result.stderr == "iommap: cannot write output: No space left on device\n"
+    with open("/dev/full", "w") as full:
+        result = run(
+            "info", "--json", str(data), stdout=full, stderr=subprocess.PIPE, capture_output=False
+        )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_a_closed_stdout_is_a_message_and_exit_1(data: Path) -> None:
+    result = run("info", str(data), stdout=subprocess.DEVNULL, capture_output=False,
+                 stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == "iommap: cannot write output: standard output is closed\n"
+    # Nothing to write, nothing to complain about.
+    quiet = run("info", "-q", str(data), stdout=subprocess.DEVNULL, capture_output=False,
+                stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_a_name_the_output_cannot_encode_is_escaped(tmp_path: Path) -> None:
+    path = make_file(tmp_path / "caf\u00e9.bin", PAGE)
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    result = run("info", "-o", "SIZE,FILE", str(path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].endswith("caf\\xe9.bin")
+    doc = json.loads(run("info", "--json", str(path), env=env).stdout)
+    assert doc["files"][0]["path"] == str(path)  # JSON escapes it as \u00e9
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="APFS refuses names that are not UTF-8")
+def test_json_keeps_names_that_are_not_utf8_recoverable(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/data-\xff\xfe.bin"
+    with open(raw, "wb") as f:
+        f.write(b"x" * PAGE)
+    doc = run_json("info", os.fsdecode(raw))
+    (f,) = doc["files"]
+    assert f["path"].endswith("data-\\xff\\xfe.bin")
+    assert base64.b64decode(f["path_base64"]) == raw
+    text = run("info", "-o", "FILE", os.fsdecode(raw))
+    assert text.returncode == 0 and text.stdout.splitlines()[1].endswith("data-\\xff\\xfe.bin")
 
 
 # ---- warm and evict -------------------------------------------------------------
@@ -279,7 +349,7 @@ def test_evict_then_warm(data: Path) -> None:
     doc = run_json("evict", str(data))
     (f,) = doc["files"]
     assert doc["command"] == "evict" and doc["errors"] == []
-    assert f["resident_pages_before"] == 41 and f["pages"] == 41
+    assert f["resident_pages_before"] == 41 and f["total_pages"] == 41
     if cache_can_drop(data):
         assert f["resident_pages"] == 0 and f["percent"] == 0.0
         assert resident_pages(data) == 0
@@ -287,48 +357,77 @@ def test_evict_then_warm(data: Path) -> None:
     doc = run_json("warm", str(data))
     (f,) = doc["files"]
     assert doc["command"] == "warm" and doc["errors"] == []
-    assert f["resident_pages"] == 41 and f["percent"] == 100.0 and f["seconds"] >= 0
+    assert f["resident_pages"] == 41 and f["percent"] == 100.0
     assert resident_pages(data) == 41
 
     text = run("evict", str(data))
     assert text.returncode == 0 and text.stderr == ""
     assert text.stdout.splitlines()[0].split() == [
         "SIZE",
-        "PAGES",
+        "TOTAL_PAGES",
         "BEFORE",
-        "RESIDENT",
-        "%",
+        "PAGES",
+        "RES",
+        "PERCENT",
         "FILE",
     ]
 
 
-def test_evict_writes_dirty_pages_back_first(tmp_path: Path) -> None:
-    path = make_file(tmp_path / "dirty.bin", 16 * PAGE)
-    with iommap.open(path) as m:
-        m.pwrite(0, b"x" * (16 * PAGE))  # dirty, not synced; unmapped at close
-    (f,) = run_json("evict", str(path))["files"]
-    if cache_can_drop(path):
-        assert f["resident_pages"] == 0
-    assert path.read_bytes() == b"x" * (16 * PAGE)
+def test_evict_leaves_dirty_pages_unless_writeback(tmp_path: Path) -> None:
+    path = make_file(tmp_path / "dirty.bin", 64 * PAGE)
+    if not cache_can_drop(path):
+        pytest.skip("tmpfs keeps every page")
+    with open(path, "r+b") as f:
+        f.write(b"x" * (64 * PAGE))  # dirty, not synced
+    (f,) = run_json("evict", "-o", "DIRTY_PAGES", str(path))["files"]
+    if f["dirty_pages"] is not None:
+        # No forced writeback: what the kernel had not written yet stays.
+        assert f["resident_pages"] >= f["dirty_pages"]
+    (f,) = run_json("evict", "--writeback", str(path))["files"]
+    assert f["resident_pages"] == 0
+    assert path.read_bytes() == b"x" * (64 * PAGE)
+
+
+def test_evict_on_tmpfs_says_the_pages_cannot_go(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or pagecache.memory_filesystem(shm) != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm")
+    path = shm / f"iommap-test-{os.getpid()}.bin"
+    try:
+        path.write_bytes(b"x" * (4 * PAGE))
+        result = run("evict", str(path))
+        assert result.returncode == 0
+        assert result.stderr == (
+            f"iommap evict: {path}: on tmpfs, which keeps files only in memory:"
+            " its pages cannot be evicted\n"
+        )
+        assert result.stdout.splitlines()[1].split()[3] == "4"  # still resident
+    finally:
+        path.unlink()
 
 
 def test_warm_and_evict_report_bad_files(data: Path, tmp_path: Path) -> None:
     for command in ("warm", "evict"):
-        doc = run_json(command, str(tmp_path), str(data), status=1)
-        assert [e["reason"] for e in doc["errors"]] == ["eisdir"]
+        doc = run_json(command, str(tmp_path / "missing"), str(data), status=1)
+        assert [e["reason"] for e in doc["errors"]] == ["enoent"]
         assert [f["path"] for f in doc["files"]] == [str(data)]
 
 
-def _run_on_terminal(args: list[str]) -> tuple[int, str, bytes]:
-    """Run with stderr on a pseudo-terminal; return status, stdout, terminal bytes."""
+def _run_on_terminal(args: list[str], columns: int = 80) -> tuple[int, str, bytes]:
+    """Run with stderr on a pseudo-terminal of `columns` columns; return
+    status, stdout, the terminal's bytes."""
+    import fcntl
     import pty
+    import struct
+    import termios
 
     main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     child = subprocess.Popen([*COMMAND, *args], stdout=subprocess.PIPE, stderr=child_fd)
     os.close(child_fd)
     assert child.stdout is not None
     stdout = child.stdout.read().decode()
-    status = child.wait(60)
+    status = child.wait(60 * SLOWDOWN)
     seen = b""
     while True:
         try:
@@ -355,6 +454,47 @@ def test_warm_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     assert status == 0 and terminal == b""
     piped = run("warm", str(big))
     assert piped.returncode == 0 and piped.stderr == ""
+    run("evict", str(big))
+
+
+@pytest.mark.parametrize("columns", [20, 33, 200])
+def test_the_progress_bar_never_wraps(tmp_path: Path, columns: int) -> None:
+    big = tmp_path / ("a-rather-long-directory-name-" * 3) / "big.bin"
+    big.parent.mkdir()
+    with open(big, "wb") as f:
+        f.truncate(64 << 20)
+    status, _, terminal = _run_on_terminal(["warm", str(big)], columns)
+    assert status == 0
+    lines = [part for part in terminal.split(b"\r") if part.strip()]
+    assert lines and all(len(line) <= columns - 1 for line in lines), lines
+    assert b"100.0%" in lines[-1]
+    run("evict", str(big))
+
+
+def test_ctrl_c_during_warm_prints_what_was_done_and_exits_130(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(4):
+        with open(tree / f"f{i}.bin", "wb") as f:
+            f.truncate(1 << 30)  # sparse: warming reads zeros, no disk
+    child = subprocess.Popen(
+        [*COMMAND, "warm", "--json", str(tree)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        time.sleep(1.0 * SLOWDOWN)  # inside the first gigabyte by now
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60 * SLOWDOWN)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    doc = json.loads(out)
+    assert doc["interrupted"] is True and len(doc["files"]) < 4
+    assert doc["totals"]["files"] == len(doc["files"])
+    assert b"interrupted at " in err and b"Traceback" not in err
+    for name in tree.iterdir():
+        pagecache.evict(name)
 
 
 # ---- lock -------------------------------------------------------------------------
@@ -367,6 +507,7 @@ def _locked_kib(pid: int) -> int:
     raise AssertionError("no VmLck line")
 
 
+@needs_real_mlock
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_lock_holds_pages_until_interrupted(data: Path, tmp_path: Path, stop: int) -> None:
     (tmp_path / "empty").touch()
@@ -384,7 +525,7 @@ def test_lock_holds_pages_until_interrupted(data: Path, tmp_path: Path, stop: in
         if Path("/proc/self/status").exists() and doc["pid"] == child.pid:
             assert _locked_kib(child.pid) * 1024 >= 41 * PAGE
         child.send_signal(stop)
-        assert child.wait(10) == 0
+        assert child.wait(10 * SLOWDOWN) == 0
         assert child.stdout.read() == ""
     finally:
         if child.poll() is None:
@@ -400,7 +541,7 @@ def test_lock_text_output_and_release(data: Path) -> None:
         assert first.startswith("locked 1 file, 160.1 KiB in memory (pid ")
         assert first.endswith("); Ctrl-C to release\n")
         child.send_signal(signal.SIGINT)
-        assert child.wait(10) == 0
+        assert child.wait(10 * SLOWDOWN) == 0
         assert child.stdout.read() == "released\n"
     finally:
         if child.poll() is None:
@@ -409,9 +550,7 @@ def test_lock_text_output_and_release(data: Path) -> None:
 
 
 def test_lock_is_all_or_none(data: Path, tmp_path: Path) -> None:
-    started = time.monotonic()
     doc = run_json("lock", str(data), str(tmp_path / "missing"), status=1)
-    assert time.monotonic() - started < 30  # did not wait for a signal
     assert doc["locked"] is False and doc["files"] == []
     assert [e["reason"] for e in doc["errors"]] == ["enoent"]
 

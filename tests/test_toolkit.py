@@ -57,13 +57,15 @@ def test_format_size(n, text, exact):
         ("1g", 1 << 30),
         ("2T", 2 << 40),
         ("10B", 10),
+        ("1.5G", 3 << 29),
+        (".5k", 512),
     ],
 )
 def test_parse_size(text, value):
     assert _toolkit.parse_size(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "k", "1.5G", "-4", "4X", "0"])
+@pytest.mark.parametrize("text", ["", "k", "1.", "1.5.2G", "-4", "4X", "0", "0.0001"])
 def test_parse_size_refuses_what_is_not_a_size(text):
     with pytest.raises(ValueError, match="size"):
         _toolkit.parse_size(text)

@@ -1,56 +1,55 @@
 """The page-cache commands: ``iommap info``, ``warm``, ``evict`` and ``lock``.
 
-Modelled on vmtouch and util-linux fincore, and built on iommap itself: each
-file is mapped read-only with :func:`iommap.open`; ``info`` reads its
-residency with ``MappedFile.residency()`` (mincore), ``warm`` reads it through
-``advise("willneed")`` and guarded ``readinto`` copies, ``evict`` drops it with
-``advise("dontneed")`` and ``posix_fadvise(POSIX_FADV_DONTNEED)``, and ``lock``
-maps it with ``lock=True`` (mlock) until interrupted.
-
-Every command takes ``--json``: one JSON document on one line of stdout, with
-the same fields whatever happens, and the errors in it too (they also go to
-stderr).
+A thin layer over :mod:`iommap.pagecache`: the options of vmtouch and
+util-linux fincore under iommap's names, a table (or fincore's raw form, or
+one JSON document) on stdout, errors on stderr, and exit statuses a script
+can rely on. ``docs/cli.md`` maps every vmtouch flag and fincore option to
+its iommap name.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
+import base64
 import json
-import mmap
 import os
-import shutil
 import signal
 import sys
-import time
-from collections.abc import Iterable, Sequence
-from typing import Any, Callable, TextIO
+from collections.abc import Iterator, Sequence
+from typing import IO, Any, Callable, NoReturn
 
-import iommap
+from . import _toolkit, pagecache
+from ._toolkit import format_size
 
-PAGE_SIZE = mmap.PAGESIZE
+PAGE_SIZE = _toolkit.PAGE_SIZE
 # Cells in a residency map line (info -v).
 MAP_WIDTH = 64
 # warm shows a progress bar on a terminal for files at least this large.
 PROGRESS_MIN_BYTES = 64 << 20
-# warm reads a file in chunks of this size (and advises each one first).
-WARM_CHUNK = 8 << 20
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# What a shell reports for a C tool killed by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+PAGE_COMMANDS = ("info", "warm", "evict", "lock")
 
 EXIT_STATUS_HELP = """\
 exit status:
   0    every file was processed
-  1    some file could not be (missing, a directory, permission denied, ...);
-       the others were still processed, except by lock, which locks all or none
+  1    some file could not be (missing, permission denied, ...), or the
+       output could not be written; the other files were still processed,
+       except by lock, which locks all or none
   2    bad usage
-  130  interrupted"""
+  130  interrupted (Ctrl-C); what was done so far is printed first
+  141  the reader of the output went away (a closed pipe)"""
 
 MAIN_EPILOG = f"""\
 examples:
   iommap info data.bin             how much of data.bin is in memory
+  iommap info -s /var/lib/db       totals for a whole tree
   iommap info -v --json *.idx      per-file residency maps, as JSON
   iommap warm data.bin             read data.bin into the page cache
   iommap evict data.bin            drop it from the page cache
@@ -63,198 +62,298 @@ examples:
 {EXIT_STATUS_HELP}
 """
 
-Record = dict[str, Any]
-
-
-# ---- running a command ----------------------------------------------------
-
-
-def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run one command, turning Ctrl-C and a closed pipe into exit statuses."""
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("iommap: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`iommap info ... | head`). Point stdout at
-        # /dev/null so the interpreter's final flush does not fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILED
-
-
-class FileFailure(Exception):
-    """A file a command could not process; the command goes on to the next."""
-
-    def __init__(self, path: str, reason: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.reason = reason
-        self.message = message
-
-    @classmethod
-    def from_os_error(cls, path: str, exc: OSError) -> FileFailure:
-        if isinstance(exc, iommap.Error):
-            reason = exc.reason
-        else:
-            reason = errno.errorcode.get(exc.errno or 0, "oserror").lower()
-        message = os.strerror(exc.errno) if exc.errno else str(exc)
-        if reason == "sigbus":
-            message = "the file shrank (or an I/O error struck) while it was being read"
-        return cls(path, reason, message)
-
-
-class Report:
-    """Collects a command's per-file results and errors, and prints them."""
-
-    def __init__(self, command: str, as_json: bool) -> None:
-        self.command = command
-        self.as_json = as_json
-        self.files: list[Record] = []
-        self.errors: list[Record] = []
-
-    def fail(self, failure: FileFailure) -> None:
-        self.errors.append(
-            {"path": failure.path, "reason": failure.reason, "message": failure.message}
-        )
-        print(f"iommap {self.command}: {shown(failure.path)}: {failure.message}", file=sys.stderr)
-
-    def document(self, **extra: Any) -> Record:
-        return {
-            "command": self.command,
-            "page_size": PAGE_SIZE,
-            **extra,
-            "files": self.files,
-            "errors": self.errors,
-        }
-
-    def print_json(self, **extra: Any) -> None:
-        # One line: a script can read it with readline(), even from a command
-        # (lock) that goes on running after printing it.
-        json.dump(self.document(**extra), sys.stdout)
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-
-    def note_hidden(self) -> None:
-        """Say once, on stderr, why some counts are '?'."""
-        if not self.as_json and any(not f["residency_known"] for f in self.files):
-            print(f"iommap {self.command}: {HIDDEN_NOTE}", file=sys.stderr)
-
-    @property
-    def status(self) -> int:
-        return EXIT_FAILED if self.errors else EXIT_OK
-
-
-def shown(path: str) -> str:
-    """The path as it can be printed (undecodable bytes escaped)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def human(n: float) -> str:
-    """A byte count in binary units: 512 B, 4.0 KiB, 1.5 GiB."""
-    if n < 1024:
-        return f"{int(n)} B"
-    units = ["KiB", "MiB", "GiB", "TiB", "PiB"]
-    n /= 1024
-    while n >= 1024 and len(units) > 1:
-        n /= 1024
-        units.pop(0)
-    return f"{n:.1f} {units[0]}"
-
-
-def page_count(size: int) -> int:
-    return -(-size // PAGE_SIZE)
-
-
-def percent(part: int | None, whole: int) -> float | None:
-    if part is None:
-        return None
-    return round(100.0 * part / whole, 2) if whole else 0.0
-
-
-def count_cell(n: int | None) -> str:
-    return "?" if n is None else str(n)
-
-
-def percent_cell(p: float | None) -> str:
-    return "?" if p is None else f"{p:.1f}%"
-
-
-def residency_visible(path: str) -> bool:
-    """Whether mincore(2) tells this process the truth about the file's pages.
-
-    Linux (since 5.0) reveals the page cache only for files the caller owns,
-    could open for writing, or holds CAP_FOWNER over; for any other file it
-    reports every page resident, which would read as a false 100%.
-    """
-    if not sys.platform.startswith("linux"):
-        return True
-    try:
-        if os.stat(path).st_uid == os.geteuid():
-            return True
-        effective = os.access in os.supports_effective_ids
-        if os.access(path, os.W_OK, effective_ids=effective):
-            return True
-    except OSError:
-        return False
-    return has_capability(3)  # CAP_FOWNER
-
-
-def has_capability(bit: int) -> bool:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> bit & 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return False
-
-
 HIDDEN_NOTE = (
     "residency shown as ?: Linux tells the page cache of a file only to its owner or to"
     " who may write it"
 )
 
 
-def open_file(path: str, *, lock: bool = False) -> iommap.MappedFile:
-    """Map a file read-only, or raise FileFailure saying why not.
+# ---- usage errors --------------------------------------------------------------------
 
-    iommap.open() decides what can be mapped (a regular file, a block device)
-    without ever blocking, and names the type of what it refuses."""
+
+class UsageError(Exception):
+    """Bad usage of one (sub)command; carries the parser to show the usage of."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error raises instead of exiting, so the caller
+    can show the sub-command's usage (or a JSON error document)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; arguments no parser knows are blamed on the sub-command
+    they follow, whose usage is then shown (argparse blames the main one)."""
+    # vmtouch writes `-p -5M` (the first 5 MiB); argparse would take -5M for
+    # an option, since -0 is one.
+    fixed: list[str] = []
+    for arg in argv:
+        if fixed and fixed[-1] in ("-p", "--range") and arg.startswith("-"):
+            fixed[-1] = f"--range={arg}"
+        else:
+            fixed.append(arg)
+    args, extra = parser.parse_known_args(fixed)
+    if extra:
+        owner: argparse.ArgumentParser = getattr(args, "parser", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def report_usage_error(error: UsageError, argv: Sequence[str]) -> int:
+    """Print a usage error as the command's output format asks; return 2."""
+    parser = error.parser
+    command = parser.prog.split()[-1] if " " in parser.prog else None
+    err = sys.stderr
+    if err is not None:
+        err.write(parser.format_usage())
+        err.write(f"{parser.prog}: error: {error.message}\n")
+    if command in PAGE_COMMANDS and ("--json" in argv or "-J" in argv):
+        doc = {
+            "command": command,
+            "error": {"reason": "usage", "message": error.message},
+            "usage": parser.format_usage().strip(),
+        }
+        with Output() as out:
+            out.write(json.dumps(doc) + "\n")
+        return out.status or EXIT_USAGE
+    return EXIT_USAGE
+
+
+# ---- output --------------------------------------------------------------------------
+
+
+class OutputError(Exception):
+    """stdout cannot take the output; ``status`` is the exit status to use."""
+
+    def __init__(self, status: int, message: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Output:
+    """stdout, with every way it can fail turned into a message and a status.
+
+    - a closed pipe (``| head``): no message, exit 141 as a C tool would;
+    - a full device (``> /dev/full``), an I/O error: one message, exit 1;
+    - stdout closed (``>&-``): one message, exit 1;
+    - a name the output's encoding cannot show: written escaped
+      (``\\xe9``), as ``ls`` does, never an exception.
+
+    After a failure, stdout is pointed at /dev/null so the interpreter's last
+    flush cannot fail again.
+    """
+
+    def __init__(self) -> None:
+        self.stream: IO[str] | None = sys.stdout
+        self.status = 0
+        if self.stream is not None:
+            reconfigure = getattr(self.stream, "reconfigure", None)
+            if reconfigure is not None:
+                try:
+                    reconfigure(errors="backslashreplace")
+                except (ValueError, OSError):
+                    pass
+
+    def write(self, text: str) -> None:
+        if self.stream is None:
+            raise OutputError(EXIT_FAILED, "cannot write output: standard output is closed")
+        try:
+            self.stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            raise OutputError(EXIT_BROKEN_PIPE, None) from None
+        except (OSError, ValueError) as exc:
+            self._silence()
+            raise OutputError(EXIT_FAILED, f"cannot write output: {describe(exc)}") from None
+
+    def flush(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._silence()
+            raise OutputError(EXIT_BROKEN_PIPE, None) from None
+        except (OSError, ValueError) as exc:
+            self._silence()
+            raise OutputError(EXIT_FAILED, f"cannot write output: {describe(exc)}") from None
+
+    def _silence(self) -> None:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __enter__(self) -> Output:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self.flush()
+            except OutputError as error:
+                self.status = error.status
+                if error.message:
+                    warn(error.message)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc)
+
+
+def warn(message: str) -> None:
+    if sys.stderr is not None:
+        try:
+            sys.stderr.write(f"iommap: {message}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def shown(path: str | bytes) -> str:
+    """The path as it can be printed (undecodable bytes as \\xNN escapes)."""
+    raw = path if isinstance(path, bytes) else os.fsencode(path)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def raw_cell(text: str) -> str:
+    """A cell for --raw, where a space separates cells: spaces and control
+    characters escaped as \\xNN, as fincore's raw output does."""
+    return "".join(f"\\x{ord(c):02x}" if c <= " " or c == "\x7f" else c for c in text)
+
+
+def json_path(path: str | bytes) -> dict[str, str]:
+    """``path``, plus ``path_base64`` (the exact bytes) when the name is not
+    valid UTF-8 and ``path`` can only show it escaped."""
+    raw = path if isinstance(path, bytes) else os.fsencode(path)
     try:
-        return iommap.open(path, "read", lock=lock)
-    except OSError as exc:
-        failure = FileFailure.from_os_error(path, exc)
-        if failure.reason in ("enodev", "enxio") and exc.strerror:
-            failure.message = exc.strerror.removeprefix("open: ")
-        if lock and failure.reason in ("enomem", "eperm", "eagain"):
-            failure.message += (
-                " (mlock: the locked-memory limit, `ulimit -l`, is too low for this file;"
-                " raise it, or run with CAP_IPC_LOCK)"
-            )
-        raise failure from None
+        return {"path": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {
+            "path": raw.decode("utf-8", "backslashreplace"),
+            "path_base64": base64.b64encode(raw).decode("ascii"),
+        }
 
 
-def table_lines(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """Numbers right-aligned, the last column (the file) left as it is."""
-    rows = list(rows)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    lines = []
-    for row in [header, *rows]:
-        cells = [cell.rjust(width) for cell, width in zip(row, widths)]
-        lines.append("  ".join([*cells, row[-1]]))
-    return lines
+# ---- columns -------------------------------------------------------------------------
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="regular files to work on")
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON document, on one line of stdout, instead of text",
-    )
+def count_cell(n: int | None) -> str:
+    return "?" if n is None else str(n)
+
+
+def bytes_cell(n: int | None, exact: bool) -> str:
+    if n is None:
+        return "?"
+    return str(n) if exact else format_size(n)
+
+
+def pages_bytes(n: int | None) -> int | None:
+    return None if n is None else n * PAGE_SIZE
+
+
+Getter = Callable[[pagecache.FileResidency, bool], str]
+
+# Column name -> (what it shows, cell maker). fincore's names where fincore
+# has the column; PAGES is the resident pages, as in fincore.
+COLUMNS: dict[str, tuple[str, Getter]] = {
+    "RES": ("file data resident in memory, in bytes", lambda r, b: bytes_cell(r.resident_bytes, b)),
+    "PAGES": ("file data resident in memory, in pages", lambda r, b: count_cell(r.resident_pages)),
+    "SIZE": ("size of the file", lambda r, b: bytes_cell(r.size, b)),
+    "FILE": ("file name", lambda r, b: shown(r.path)),
+    "TOTAL_PAGES": (
+        "pages of the file (of the range, with --range)",
+        lambda r, b: str(r.total_pages),
+    ),
+    "PERCENT": (
+        "resident pages, as a percentage of TOTAL_PAGES",
+        lambda r, b: "?" if r.percent is None else f"{r.percent:.1f}%",
+    ),
+    "BEFORE": (
+        "resident pages before warm or evict",
+        lambda r, b: count_cell(r.resident_pages_before),
+    ),
+    "DIRTY_PAGES": ("pages not yet written back", lambda r, b: count_cell(r.dirty_pages)),
+    "DIRTY": (
+        "bytes not yet written back",
+        lambda r, b: bytes_cell(pages_bytes(r.dirty_pages), b),
+    ),
+    "WRITEBACK_PAGES": ("pages being written back", lambda r, b: count_cell(r.writeback_pages)),
+    "WRITEBACK": (
+        "bytes being written back",
+        lambda r, b: bytes_cell(pages_bytes(r.writeback_pages), b),
+    ),
+    "EVICTED_PAGES": ("pages evicted from the cache", lambda r, b: count_cell(r.evicted_pages)),
+    "EVICTED": (
+        "bytes evicted from the cache",
+        lambda r, b: bytes_cell(pages_bytes(r.evicted_pages), b),
+    ),
+    "RECENTLY_EVICTED_PAGES": (
+        "evicted pages that would still be cached with more memory",
+        lambda r, b: count_cell(r.recently_evicted_pages),
+    ),
+    "RECENTLY_EVICTED": (
+        "bytes evicted that would still be cached with more memory",
+        lambda r, b: bytes_cell(pages_bytes(r.recently_evicted_pages), b),
+    ),
+}
+DEFAULT_COLUMNS = {
+    "info": ["SIZE", "TOTAL_PAGES", "PAGES", "RES", "PERCENT", "FILE"],
+    "warm": ["SIZE", "TOTAL_PAGES", "BEFORE", "PAGES", "RES", "PERCENT", "FILE"],
+    "evict": ["SIZE", "TOTAL_PAGES", "BEFORE", "PAGES", "RES", "PERCENT", "FILE"],
+}
+LEFT_COLUMNS = {"FILE"}
+
+
+def parse_columns(text: str) -> list[str]:
+    """``-o``: comma-separated names; ``+NAMES`` adds to the defaults, as fincore."""
+    names = [n.strip().upper() for n in text.lstrip("+").split(",") if n.strip()]
+    unknown = [n for n in names if n not in COLUMNS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown column: {', '.join(unknown) or repr(text)} (known: {', '.join(COLUMNS)})"
+        )
+    return ["+", *names] if text.startswith("+") else names
+
+
+def parse_size_arg(text: str) -> int:
+    try:
+        return _toolkit.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_range(text: str) -> tuple[int, int | None]:
+    """vmtouch's ``-p``: ``LO-HI``, ``LO-``, ``-HI``, ``-``, or ``SIZE`` (=
+    ``-SIZE``, the first SIZE bytes) -> (offset, length or None)."""
+    try:
+        if "-" not in text:
+            return 0, _toolkit.parse_size(text, allow_zero=True)
+        lo_text, _, hi_text = text.partition("-")
+        lo = _toolkit.parse_size(lo_text, allow_zero=True) if lo_text.strip() else 0
+        if not hi_text.strip():
+            return lo, None
+        hi = _toolkit.parse_size(hi_text, allow_zero=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; a range is LO-HI, LO-, -HI or SIZE") from None
+    if hi < lo:
+        raise argparse.ArgumentTypeError(f"the range ends before it starts: {text!r}")
+    return lo, hi - lo
+
+
+# ---- parsers ------------------------------------------------------------------------
 
 
 def new_parser(
@@ -264,13 +363,126 @@ def new_parser(
     description: str,
     examples: str,
 ) -> argparse.ArgumentParser:
-    return commands.add_parser(
+    parser = commands.add_parser(
         name,
         help=summary,
         description=description,
         epilog=f"examples:\n{examples}\n\n{EXIT_STATUS_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(parser=parser, command=name)
+    return parser
+
+
+def add_walk_options(parser: argparse.ArgumentParser) -> None:
+    """The file selection every page command shares (vmtouch's crawl)."""
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="PATH",
+        help="files, and directories to walk (recursively); - is not stdin, see -b",
+    )
+    group = parser.add_argument_group("choosing files (as vmtouch)")
+    group.add_argument(
+        "-f",
+        "--follow-symlinks",
+        action="store_true",
+        help="follow symlinks met inside directories (those named are always followed)",
+    )
+    group.add_argument(
+        "-F",
+        "--one-file-system",
+        action="store_true",
+        help="do not enter directories on another file system",
+    )
+    group.add_argument(
+        "-i",
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out files and directories whose name matches (shell pattern; repeatable)",
+    )
+    group.add_argument(
+        "-I",
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only files whose name matches (shell pattern; repeatable)",
+    )
+    group.add_argument(
+        "-m",
+        "--max-size",
+        type=parse_size_arg,
+        metavar="SIZE",
+        help="leave out files larger than SIZE (4096, 4K, 100M, 1.5G)",
+    )
+    group.add_argument(
+        "-b",
+        "--files-from",
+        metavar="LIST",
+        help="read more paths from the file LIST (- for stdin), one a line",
+    )
+    group.add_argument(
+        "-0",
+        "--null",
+        action="store_true",
+        help="paths in LIST end with a NUL byte, not a newline (find -print0)",
+    )
+    group.add_argument(
+        "--count-hard-links",
+        action="store_true",
+        help="count a file each time it is reached (by default an inode counts once)",
+    )
+    group.add_argument(
+        "-p",
+        "--range",
+        type=parse_range,
+        metavar="RANGE",
+        help="only this part of each file: LO-HI, LO-, -HI or SIZE (the first SIZE bytes)",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "-J",
+        "--json",
+        action="store_true",
+        help="print one JSON document, on one line of stdout, instead of text",
+    )
+    out.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing on stdout (errors still go)"
+    )
+    out.add_argument(
+        "-s",
+        "--summary",
+        action="store_true",
+        help="print only the totals, not a line per file (vmtouch's default output)",
+    )
+
+
+def add_table_options(parser: argparse.ArgumentParser, command: str) -> None:
+    group = parser.add_argument_group("table (as fincore)")
+    group.add_argument(
+        "-o",
+        "--output",
+        type=parse_columns,
+        metavar="COLUMNS",
+        help=f"columns to show, comma-separated, or +COLUMNS to add to the default "
+        f"({','.join(DEFAULT_COLUMNS[command])}); see the list below",
+    )
+    group.add_argument(
+        "--bytes", action="store_true", help="sizes in bytes rather than in KiB, MiB, ..."
+    )
+    group.add_argument(
+        "-r", "--raw", action="store_true", help="cells separated by one space, not aligned"
+    )
+    group.add_argument("-n", "--noheadings", action="store_true", help="no header line")
+
+
+def column_help() -> str:
+    width = max(len(n) for n in COLUMNS)
+    rows = "\n".join(f"  {name:>{width}}  {text}" for name, (text, _) in COLUMNS.items())
+    return f"columns (-o):\n{rows}"
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -279,18 +491,22 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         commands,
         "info",
         "show how much of each file is in memory (page cache)",
-        "Show each file's size, pages, and the pages resident in memory now, as\n"
-        "mincore(2) reports them (like vmtouch and fincore). Nothing is read: the\n"
-        "files are mapped but not touched.\n\n"
+        "Show each file's size and the pages of it resident in memory now (like\n"
+        "vmtouch and fincore). Directories are walked. Nothing is read. PAGES is\n"
+        "the resident pages, as in fincore; TOTAL_PAGES is the file's. Counts come\n"
+        "from cachestat(2) on Linux 6.5+ (with the dirty, writeback and evicted\n"
+        "columns), elsewhere from mincore(2) on a mapping, in bounded chunks.\n\n"
         "With -v, a residency map follows each file: each cell stands for an equal\n"
         f"share of the file's pages (one page each for files of up to {MAP_WIDTH} pages):\n"
         "'O' all resident, 'o' some, ' ' none.\n\n"
         "Linux tells the page cache of a file only to its owner or to who may\n"
-        "write it; for other files mincore(2) says every page is resident, so info\n"
-        "shows ? for them (null in JSON, with residency_known false).",
-        "  iommap info data.bin\n  iommap info -v data.bin\n  iommap info --json *.idx",
+        "write it; for other files info shows ? (null in JSON, with\n"
+        "residency_known false), never a false 100%.\n\n" + column_help(),
+        "  iommap info data.bin\n  iommap info -v data.bin\n  iommap info -s /var/lib/db\n"
+        "  find . -name '*.idx' -print0 | iommap info -0 -b - --json",
     )
-    add_common(parser)
+    add_walk_options(parser)
+    add_table_options(parser, "info")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="add a residency map of each file"
     )
@@ -301,13 +517,15 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "warm",
         "read files into the page cache",
         "Bring each file into the page cache: advise will-need on each chunk, then\n"
-        "read it through iommap's SIGBUS-guarded copies, so every page is in memory\n"
-        "when the command returns (as far as memory allows: the counts after say).\n"
-        f"A progress bar shows on a terminal for files of {human(PROGRESS_MIN_BYTES)} "
-        "and more.",
-        "  iommap warm data.bin\n  iommap warm --json index/*.idx",
+        "touch a byte of each page through iommap's SIGBUS-guarded copies, so\n"
+        "every page is in memory when the command returns (as far as memory\n"
+        "allows: the counts after say). A progress bar shows on a terminal for\n"
+        f"files of {format_size(PROGRESS_MIN_BYTES)} and more. Ctrl-C prints what was "
+        "done so far, then exits 130.\n\n" + column_help(),
+        "  iommap warm data.bin\n  iommap warm -s /var/lib/db\n  iommap warm --json index/*.idx",
     )
-    add_common(parser)
+    add_walk_options(parser)
+    add_table_options(parser, "warm")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     parser.set_defaults(run=run_warm)
 
@@ -315,334 +533,567 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         commands,
         "evict",
         "drop files from the page cache",
-        "Drop each file's pages from the page cache: advise don't-need on the\n"
-        "mapping, write dirty pages back (fdatasync: a dirty page cannot be\n"
-        "dropped), then posix_fadvise(POSIX_FADV_DONTNEED). Pages that another\n"
-        "process has mapped or locked stay, and so do the pages of in-memory file\n"
-        "systems (tmpfs): the counts after say what is left.",
-        "  iommap evict data.bin\n  iommap evict --json *.idx",
+        "Drop each file's clean pages from the page cache with\n"
+        "posix_fadvise(POSIX_FADV_DONTNEED), as vmtouch -e does: dirty pages are\n"
+        "not written back first (no forced I/O) and stay until the kernel writes\n"
+        "them; --writeback writes them first (fdatasync) so they go too. Pages\n"
+        "another process has mapped or locked stay. A file system kept in memory\n"
+        "(tmpfs, ramfs) cannot drop its pages at all: evict says so on stderr.\n\n" + column_help(),
+        "  iommap evict data.bin\n  iommap evict --writeback -s /var/lib/db",
     )
-    add_common(parser)
+    add_walk_options(parser)
+    add_table_options(parser, "evict")
+    parser.add_argument(
+        "--writeback",
+        action="store_true",
+        help="write dirty pages back first (fdatasync), so they can be dropped too",
+    )
     parser.set_defaults(run=run_evict)
 
     parser = new_parser(
         commands,
         "lock",
-        "lock files in memory until interrupted",
+        "lock files in memory until stopped",
         "Map each file and lock its pages in memory (mlock(2)), then wait until\n"
         "interrupted (Ctrl-C, SIGINT or SIGTERM) and release them. All or none:\n"
         "if one file cannot be locked, nothing stays locked and the exit status\n"
         "is 1. The message (or JSON document) printed once every file is locked\n"
-        "tells a script it may go on. Locking needs a locked-memory limit\n"
-        "(`ulimit -l`) as large as the files, or CAP_IPC_LOCK.",
-        "  iommap lock data.bin\n  iommap lock --json index/*.idx &",
+        "tells a script it may go on. With --daemon, lock goes to the background\n"
+        "once the files are locked (the command returns, the locker stays) and\n"
+        "--pidfile names a file holding its pid, removed when it is stopped.\n"
+        "Locking needs a locked-memory limit (`ulimit -l`) as large as the\n"
+        "files, or CAP_IPC_LOCK.",
+        "  iommap lock data.bin\n  iommap lock --json index/*.idx &\n"
+        "  iommap lock -d -P /run/db-lock.pid /var/lib/db && kill $(cat /run/db-lock.pid)",
     )
-    add_common(parser)
+    add_walk_options(parser)
+    parser.add_argument(
+        "-d",
+        "--daemon",
+        action="store_true",
+        help="once locked, go to the background; stop it with SIGTERM",
+    )
+    parser.add_argument(
+        "-P", "--pidfile", metavar="PATH", help="write the locker's pid to PATH while it runs"
+    )
     parser.set_defaults(run=run_lock)
 
 
-# ---- info -------------------------------------------------------------------
+# ---- reading the paths -----------------------------------------------------------------
 
 
-def residency_map(residency: bytes, width: int = MAP_WIDTH) -> str:
-    """One cell per share of the pages: 'O' all resident, 'o' some, ' ' none."""
-    pages = len(residency)
-    cells = min(width, pages)
-    out = []
-    for i in range(cells):
-        start, end = i * pages // cells, (i + 1) * pages // cells
-        absent = residency.count(0, start, end)
-        out.append(" " if absent == end - start else "o" if absent else "O")
-    return "".join(out)
+def read_list(source: IO[bytes], nul: bool) -> Iterator[str]:
+    """Paths from a list, streamed: NUL- or newline-separated, empty ones
+    skipped; bytes that are not UTF-8 kept exactly (surrogateescape)."""
+    sep = b"\0" if nul else b"\n"
+    pending = b""
+    while True:
+        block = source.read(1 << 16)
+        if not block:
+            break
+        pending += block
+        *complete, pending = pending.split(sep)
+        for item in complete:
+            if not nul:
+                item = item.rstrip(b"\r")
+            if item:
+                yield os.fsdecode(item)
+    if pending and not (not nul and not pending.rstrip(b"\r")):
+        yield os.fsdecode(pending.rstrip(b"\r") if not nul else pending)
 
 
-def resident_ranges(residency: bytes) -> list[list[int]]:
-    """[first, end) page ranges of resident pages."""
-    ranges = []
-    start = residency.find(1)
-    while start >= 0:
-        end = residency.find(0, start)
-        if end < 0:
-            end = len(residency)
-        ranges.append([start, end])
-        start = residency.find(1, end)
-    return ranges
+def paths_of(args: argparse.Namespace) -> Iterator[str]:
+    yield from args.files
+    if args.files_from is not None:
+        if args.files_from == "-":
+            stdin = sys.stdin.buffer if sys.stdin is not None else None
+            if stdin is not None:
+                yield from read_list(stdin, args.null)
+        else:
+            with open(args.files_from, "rb") as f:
+                yield from read_list(f, args.null)
+
+
+def check_paths_given(args: argparse.Namespace) -> None:
+    if not args.files and args.files_from is None:
+        args.parser.error("no PATH given (name files or directories, or use -b LIST)")
+    if args.null and args.files_from is None:
+        args.parser.error("-0/--null needs -b/--files-from")
+
+
+def new_walk(args: argparse.Namespace, action: str, **extra: Any) -> pagecache.Walk:
+    offset, length = args.range if args.range is not None else (0, None)
+    return pagecache.walk(
+        paths_of(args),
+        action,
+        offset=offset,
+        length=length,
+        follow_symlinks=args.follow_symlinks,
+        one_filesystem=args.one_file_system,
+        ignore=args.ignore,
+        include=args.include,
+        max_size=args.max_size,
+        count_hard_links=args.count_hard_links,
+        **extra,
+    )
+
+
+# ---- the page commands ------------------------------------------------------------------
+
+
+def error_line(command: str, failure: pagecache.FileError) -> None:
+    warn_text = f"iommap {command}: {shown(failure.path)}: {failure.message}"
+    if sys.stderr is not None:
+        try:
+            sys.stderr.write(warn_text + "\n")
+        except (OSError, ValueError):
+            pass
+
+
+def record_of(r: pagecache.FileResidency, command: str) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        **json_path(r.path),
+        "size": r.size,
+        "offset": r.offset,
+        "length": r.length,
+        "total_pages": r.total_pages,
+        "residency_known": r.known,
+        "resident_pages": r.resident_pages,
+        "resident_bytes": r.resident_bytes,
+        "percent": r.percent,
+        "dirty_pages": r.dirty_pages,
+        "writeback_pages": r.writeback_pages,
+        "evicted_pages": r.evicted_pages,
+        "recently_evicted_pages": r.recently_evicted_pages,
+    }
+    if command in ("warm", "evict"):
+        rec["resident_pages_before"] = r.resident_pages_before
+    return rec
+
+
+def totals_record(t: pagecache.Totals) -> dict[str, Any]:
+    return {**t._asdict(), "percent": t.percent}
+
+
+def summary_line(t: pagecache.Totals, interrupted: bool) -> str:
+    parts = [f"files {t.files}", f"directories {t.directories}"]
+    if t.skipped:
+        parts.append(f"skipped {t.skipped}")
+    if t.errors:
+        parts.append(f"errors {t.errors}")
+    parts.append(
+        f"resident {t.resident_pages}/{t.total_pages} pages, "
+        f"{format_size(t.resident_bytes)}/{format_size(t.size)}, {t.percent:.1f}%"
+    )
+    if t.unknown:
+        parts.append(f"unknown {t.unknown}")
+    parts.append(f"elapsed {t.seconds:.3f} s")
+    if interrupted:
+        parts.append("interrupted")
+    return "  ".join(parts)
+
+
+class Printer:
+    """A page command's output: the table, the raw lines or the JSON document,
+    built as results come in. JSON and raw lines stream out as they come
+    (memory bounded); the aligned table needs every row for its widths."""
+
+    def __init__(self, args: argparse.Namespace, out: Output) -> None:
+        self.args = args
+        self.out = out
+        self.command: str = args.command
+        self.json: bool = args.json
+        self.quiet: bool = args.quiet and not args.json
+        self.summary_only: bool = args.summary
+        self.errors: list[dict[str, Any]] = []
+        self.rows: list[list[str]] = []
+        self.maps: list[str] = []
+        self.unknown = False
+        self.first = True
+        self.verbose = bool(getattr(args, "verbose", False))
+        columns: list[str] = getattr(args, "output", None) or DEFAULT_COLUMNS[self.command]
+        if columns[0] == "+":
+            columns = DEFAULT_COLUMNS[self.command] + [c for c in columns[1:]]
+        self.columns = columns
+        self.getters = [COLUMNS[c][1] for c in columns]
+        self.exact = bool(getattr(args, "bytes", False))
+        self.raw = bool(getattr(args, "raw", False))
+        self.headings = not getattr(args, "noheadings", False)
+        if self.json:
+            head = {"command": self.command, "page_size": PAGE_SIZE}
+            self.out.write(json.dumps(head)[:-1] + ', "files": [')
+
+    def file(self, r: pagecache.FileResidency) -> None:
+        if not r.known:
+            self.unknown = True
+        if self.json:
+            rec = record_of(r, self.command)
+            if self.verbose:
+                self.add_map(r, rec)
+            self.out.write(("" if self.first else ", ") + json.dumps(rec))
+            self.first = False
+            return
+        if self.quiet or self.summary_only:
+            return
+        cells = [get(r, self.exact) for get in self.getters]
+        if self.raw:
+            if self.first and self.headings:
+                self.out.write(" ".join(self.columns) + "\n")
+            self.out.write(" ".join(raw_cell(c) for c in cells) + "\n")
+            self.first = False
+            if self.verbose:
+                self.out.write(f"[{self.map_of(r)}]\n")
+            return
+        self.rows.append(cells)
+        if self.verbose:
+            self.maps.append(self.map_of(r))
+
+    def map_of(self, r: pagecache.FileResidency) -> str:
+        if not r.known:
+            return "?" * min(MAP_WIDTH, r.total_pages)
+        try:
+            return pagecache.residency_map(r.path, MAP_WIDTH, offset=r.offset, length=r.length)
+        except OSError:
+            return "?" * min(MAP_WIDTH, r.total_pages)
+
+    def add_map(self, r: pagecache.FileResidency, rec: dict[str, Any]) -> None:
+        if not r.known:
+            rec["map"] = None
+            rec["resident_ranges"] = None
+            return
+        rec["map"] = self.map_of(r)
+        try:
+            rec["resident_ranges"] = [
+                list(x) for x in pagecache.resident_ranges(r.path, offset=r.offset, length=r.length)
+            ]
+        except OSError:
+            rec["resident_ranges"] = None
+
+    def error(self, failure: pagecache.FileError) -> None:
+        error_line(self.command, failure)
+        self.errors.append(
+            {**json_path(failure.path), "reason": failure.reason, "message": failure.message}
+        )
+
+    def finish(self, totals: pagecache.Totals, *, interrupted: bool = False, **extra: Any) -> None:
+        """The end of the output: the table (if kept back), totals, notes."""
+        if self.json:
+            tail = {
+                "errors": self.errors,
+                "totals": totals_record(totals),
+                "interrupted": interrupted,
+                **extra,
+            }
+            self.out.write("], " + json.dumps(tail)[1:] + "\n")
+            self.out.flush()
+            return
+        if not self.quiet:
+            if self.rows:
+                header = self.columns if self.headings else None
+                align = "".join("l" if c in LEFT_COLUMNS else "r" for c in self.columns)
+                lines = _toolkit.render_table(header, self.rows, align=align)
+                start = 1 if header is not None else 0
+                text = lines[:start]
+                for i, line in enumerate(lines[start:]):
+                    text.append(line)
+                    if self.verbose:
+                        text.append(f"[{self.maps[i]}]")
+                self.out.write("\n".join(text) + "\n")
+            several = totals.files + totals.errors > 1 or totals.directories > 0
+            # -r and -n are for scripts, which want the rows alone (unless -s).
+            plain = not self.raw and self.headings
+            if self.summary_only or (several and plain) or interrupted:
+                self.out.write(summary_line(totals, interrupted) + "\n")
+        self.out.flush()
+        if self.unknown:
+            warn_command(self.command, HIDDEN_NOTE)
+
+
+def warn_command(command: str, message: str) -> None:
+    if sys.stderr is not None:
+        try:
+            sys.stderr.write(f"iommap {command}: {message}\n")
+        except (OSError, ValueError):
+            pass
+
+
+def run_walk(
+    args: argparse.Namespace,
+    walk: pagecache.Walk,
+    on_file: Callable[[pagecache.FileResidency], None] | None = None,
+) -> int:
+    """The one loop of info, warm and evict: each file's result or its error
+    goes to the printer; Ctrl-C ends the walk with what was done so far."""
+    with Output() as out:
+        try:
+            printer = Printer(args, out)
+            interrupted = False
+            try:
+                for result in walk:
+                    if isinstance(result, pagecache.FileError):
+                        printer.error(result)
+                    else:
+                        printer.file(result)
+                        if on_file is not None:
+                            on_file(result)
+            except KeyboardInterrupt:
+                interrupted = True
+                current = walk.current
+                if current is not None:
+                    warn_command(args.command, f"interrupted at {shown(current)}")
+            finally:
+                clear = getattr(args, "progress", None)
+                if clear is not None:
+                    clear.clear()
+            printer.finish(walk.totals, interrupted=interrupted)
+        except OutputError as error:
+            if error.message:
+                warn(error.message)
+            return error.status
+    if out.status:
+        return out.status
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if printer.errors else EXIT_OK
 
 
 def run_info(args: argparse.Namespace) -> int:
-    report = Report("info", args.json)
-    maps = []
-    for path in args.files:
-        residency: bytes | None = None
-        resident: int | None = None
-        try:
-            with open_file(path) as m:
-                size = len(m)
-                known = residency_visible(path)
-                if known and args.verbose:
-                    residency = m.residency()
-                    resident = len(residency) - residency.count(0)
-                elif known:
-                    resident = m.resident() // PAGE_SIZE
-        except FileFailure as failure:
-            report.fail(failure)
-            continue
-        except OSError as exc:
-            report.fail(FileFailure.from_os_error(path, exc))
-            continue
-        pages = page_count(size)
-        record: Record = {
-            "path": path,
-            "size": size,
-            "pages": pages,
-            "residency_known": known,
-            "resident_pages": resident,
-            "resident_bytes": resident_bytes(resident, size),
-            "percent": percent(resident, pages),
-        }
-        if args.verbose:
-            record["map"] = None if residency is None else residency_map(residency)
-            record["resident_ranges"] = None if residency is None else resident_ranges(residency)
-            maps.append("?" * min(MAP_WIDTH, pages) if residency is None else record["map"])
-        report.files.append(record)
-
-    if args.json:
-        report.print_json()
-    elif report.files:
-        rows = [
-            [
-                human(f["size"]),
-                str(f["pages"]),
-                count_cell(f["resident_pages"]),
-                percent_cell(f["percent"]),
-                shown(f["path"]),
-            ]
-            for f in report.files
-        ]
-        lines = table_lines(["SIZE", "PAGES", "RESIDENT", "%", "FILE"], rows)
-        print(lines[0])
-        for i, line in enumerate(lines[1:]):
-            print(line)
-            if args.verbose:
-                print(f"[{maps[i]}]")
-    report.note_hidden()
-    return report.status
-
-
-# ---- warm -------------------------------------------------------------------
-
-
-class Progress:
-    """A one-line progress bar on a terminal; does nothing elsewhere."""
-
-    def __init__(self, label: str, total: int, stream: TextIO, enabled: bool) -> None:
-        self.label = label
-        self.total = total
-        self.stream = stream
-        self.enabled = enabled and total >= PROGRESS_MIN_BYTES and stream.isatty()
-        self.shown_at = 0.0
-        self.width = 0
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.shown_at < 0.1 and done < self.total):
-            return
-        self.shown_at = now
-        columns = shutil.get_terminal_size().columns
-        fraction = done / self.total
-        tail = f" {100 * fraction:5.1f}%  {human(done)} / {human(self.total)}"
-        bar_width = 30
-        label = self.label
-        room = columns - 1 - len(tail) - bar_width - 3
-        if len(label) > room:
-            label = "..." + label[-max(room - 3, 0) :] if room > 3 else ""
-        filled = int(bar_width * fraction)
-        line = f"{label} [{'#' * filled}{'.' * (bar_width - filled)}]{tail}"
-        self.stream.write("\r" + line.ljust(self.width))
-        self.stream.flush()
-        self.width = len(line)
-
-    def close(self) -> None:
-        if self.enabled and self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.stream.flush()
-
-
-def warm_one(m: iommap.MappedFile, label: str, scratch: bytearray, show_progress: bool) -> None:
-    size = len(m)
-    buffer = memoryview(scratch)
-    progress = Progress(label, size, sys.stderr, show_progress)
-    try:
-        offset = 0
-        while offset < size:
-            n = min(len(scratch), size - offset)
-            # Start the read-ahead for the chunk, then wait for it by reading.
-            m.advise(offset, n, "willneed")
-            m.readinto(offset, buffer[:n])
-            offset += n
-            progress.update(offset)
-    finally:
-        progress.close()
-
-
-def resident_pages(m: iommap.MappedFile, known: bool) -> int | None:
-    return m.resident() // PAGE_SIZE if known else None
-
-
-def resident_bytes(pages: int | None, size: int) -> int | None:
-    return None if pages is None else min(pages * PAGE_SIZE, size)
+    check_paths_given(args)
+    return run_walk(args, new_walk(args, "residency"))
 
 
 def run_warm(args: argparse.Namespace) -> int:
-    report = Report("warm", args.json)
-    scratch = bytearray(WARM_CHUNK)
-    for path in args.files:
-        started = time.monotonic()
-        try:
-            with open_file(path) as m:
-                known = residency_visible(path)
-                before = resident_pages(m, known)
-                warm_one(m, shown(path), scratch, not args.no_progress)
-                after = resident_pages(m, known)
-                size = len(m)
-        except FileFailure as failure:
-            report.fail(failure)
-            continue
-        except OSError as exc:
-            report.fail(FileFailure.from_os_error(path, exc))
-            continue
-        report.files.append(
-            moved_record(path, size, before, after, seconds=round(time.monotonic() - started, 4))
-        )
-    print_moved(report, args)
-    return report.status
+    check_paths_given(args)
+    progress = _toolkit.Progress(enabled=False if args.no_progress else None)
+    args.progress = progress
 
+    def on_progress(path: str | bytes, done: int, total: int) -> None:
+        if total >= PROGRESS_MIN_BYTES:
+            progress.bar(shown(path), done, total)
 
-def moved_record(
-    path: str, size: int, before: int | None, after: int | None, **extra: Any
-) -> Record:
-    pages = page_count(size)
-    return {
-        "path": path,
-        "size": size,
-        "pages": pages,
-        "residency_known": after is not None,
-        "resident_pages_before": before,
-        "resident_pages": after,
-        "resident_bytes": resident_bytes(after, size),
-        "percent": percent(after, pages),
-        **extra,
-    }
-
-
-def print_moved(report: Report, args: argparse.Namespace) -> None:
-    """warm's and evict's output: residency before and after, per file."""
-    if args.json:
-        report.print_json()
-        return
-    if not report.files:
-        return
-    rows = [
-        [
-            human(f["size"]),
-            str(f["pages"]),
-            count_cell(f["resident_pages_before"]),
-            count_cell(f["resident_pages"]),
-            percent_cell(f["percent"]),
-            shown(f["path"]),
-        ]
-        for f in report.files
-    ]
-    print("\n".join(table_lines(["SIZE", "PAGES", "BEFORE", "RESIDENT", "%", "FILE"], rows)))
-    report.note_hidden()
-
-
-# ---- evict ------------------------------------------------------------------
-
-
-def drop_from_cache(path: str) -> None:
-    """Write the file's dirty pages back, then ask the kernel to drop its pages."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        flush = getattr(os, "fdatasync", os.fsync)
-        try:
-            flush(fd)
-        except OSError:
-            pass  # a file system that cannot flush: drop what is clean
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+    return run_walk(args, new_walk(args, "warm", on_progress=on_progress))
 
 
 def run_evict(args: argparse.Namespace) -> int:
-    report = Report("evict", args.json)
-    for path in args.files:
-        try:
-            with open_file(path) as m:
-                known = residency_visible(path)
-                before = resident_pages(m, known)
-                m.advise(0, 0, "dontneed")
-                drop_from_cache(path)
-                after = resident_pages(m, known)
-                size = len(m)
-        except FileFailure as failure:
-            report.fail(failure)
-            continue
-        except OSError as exc:
-            report.fail(FileFailure.from_os_error(path, exc))
-            continue
-        report.files.append(moved_record(path, size, before, after))
-    print_moved(report, args)
-    return report.status
+    check_paths_given(args)
+    noted: set[str] = set()
+
+    def note_memory_fs(r: pagecache.FileResidency) -> None:
+        if r.resident_pages:
+            fs = pagecache.memory_filesystem(r.path)
+            if fs is not None and fs not in noted:
+                noted.add(fs)
+                warn_command(
+                    "evict",
+                    f"{shown(r.path)}: on {fs}, which keeps files only in memory: "
+                    "its pages cannot be evicted",
+                )
+
+    return run_walk(args, new_walk(args, "evict", writeback=args.writeback), note_memory_fs)
 
 
-# ---- lock -------------------------------------------------------------------
+# ---- lock -------------------------------------------------------------------------------
 
 
 def run_lock(args: argparse.Namespace) -> int:
-    report = Report("lock", args.json)
-    handles: list[iommap.MappedFile] = []
-    try:
-        for path in args.files:
-            try:
-                m = open_file(path, lock=True)
-            except FileFailure as failure:
-                report.fail(failure)
-                break
-            handles.append(m)
-            size = len(m)
-            report.files.append(
-                {"path": path, "size": size, "pages": page_count(size), "locked_bytes": size}
-            )
-        if report.errors:
-            if args.json:
-                report.files = []
-                report.print_json(pid=os.getpid(), locked=False)
-            return EXIT_FAILED
-
-        # Block the stop signals before saying we are ready, then wait for one:
-        # a script may signal as soon as it reads the message, and a signal
-        # that comes before the wait stays pending instead of being missed.
-        stop = {signal.SIGINT, signal.SIGTERM}
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    check_paths_given(args)
+    walk = new_walk(args, "residency")
+    paths: list[str | bytes] = []
+    errors: list[pagecache.FileError] = []
+    for result in walk:
+        if isinstance(result, pagecache.FileError):
+            errors.append(result)
+            error_line("lock", result)
+            break
+        paths.append(result.path)
+    locked: pagecache.Locked | None = None
+    if not errors:
         try:
-            total = sum(f["size"] for f in report.files)
-            if args.json:
-                report.print_json(pid=os.getpid(), locked=True)
-            else:
-                count = len(handles)
-                print(
-                    f"locked {count} file{'s' if count != 1 else ''}, {human(total)} in memory "
-                    f"(pid {os.getpid()}); Ctrl-C to release",
-                    flush=True,
+            locked = pagecache.lock(paths)
+        except OSError as exc:
+            failure = pagecache.FileError.from_exception(getattr(exc, "filename", None) or "", exc)
+            if failure.reason in ("enomem", "eperm", "eagain"):
+                failure = failure._replace(
+                    message=failure.message
+                    + " (mlock: the locked-memory limit, `ulimit -l`, is too low for these"
+                    " files; raise it, or run with CAP_IPC_LOCK)"
                 )
+            errors.append(failure)
+            error_line("lock", failure)
+    if locked is None:
+        if args.json:
+            doc = {
+                "command": "lock",
+                "page_size": PAGE_SIZE,
+                "pid": os.getpid(),
+                "locked": False,
+                "files": [],
+                "errors": [
+                    {**json_path(e.path), "reason": e.reason, "message": e.message} for e in errors
+                ],
+            }
+            with Output() as out:
+                try:
+                    out.write(json.dumps(doc) + "\n")
+                except OutputError:
+                    pass
+        return EXIT_FAILED
+    with locked:
+        return hold(args, locked)
+
+
+def hold(args: argparse.Namespace, locked: pagecache.Locked) -> int:
+    """Say the files are locked, then wait for a stop signal (in the
+    background with --daemon), and release them."""
+    stop = {signal.SIGINT, signal.SIGTERM}
+    # Block the stop signals before saying we are ready, then wait for one:
+    # a script may signal as soon as it reads the message, and a signal that
+    # comes before the wait stays pending instead of being missed.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    try:
+        if args.daemon:
+            return daemonize(args, locked, stop)
+        if args.pidfile:
+            write_pidfile(args.pidfile, os.getpid())
+        try:
+            announce(args, locked, os.getpid())
             signal.sigwait(stop)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        if not args.json:
-            print("released", flush=True)
-        return EXIT_OK
+            if args.pidfile:
+                remove_pidfile(args.pidfile)
     finally:
-        for m in handles:
-            m.close()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if not args.json and not args.quiet:
+        with Output() as out:
+            try:
+                out.write("released\n")
+            except OutputError:
+                pass
+    return EXIT_OK
+
+
+def announce(args: argparse.Namespace, locked: pagecache.Locked, pid: int) -> None:
+    with Output() as out:
+        try:
+            if args.json:
+                doc = {
+                    "command": "lock",
+                    "page_size": PAGE_SIZE,
+                    "pid": pid,
+                    "locked": True,
+                    "files": [
+                        {**json_path(f.path), "size": f.size, "locked_bytes": f.size}
+                        for f in locked.files
+                    ],
+                    "errors": [],
+                    "locked_bytes": locked.locked_bytes,
+                }
+                out.write(json.dumps(doc) + "\n")
+            elif not args.quiet:
+                count = len(locked.files)
+                out.write(
+                    f"locked {count} file{'s' if count != 1 else ''}, "
+                    f"{format_size(locked.locked_bytes)} in memory (pid {pid}); "
+                    + ("SIGTERM to release\n" if args.daemon else "Ctrl-C to release\n")
+                )
+            out.flush()
+        except OutputError:
+            pass
+
+
+def write_pidfile(path: str, pid: int) -> None:
+    tmp = f"{path}.{pid}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{pid}\n")
+    os.replace(tmp, path)
+
+
+def remove_pidfile(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def daemonize(args: argparse.Namespace, locked: pagecache.Locked, stop: set[signal.Signals]) -> int:
+    """Fork; the child keeps the locks (mlock survives only in the process
+    that made it, so it locks again), writes the pidfile and waits for a
+    stop signal; the parent reports and returns once the child is ready."""
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            answer = ready.read()
+        if not answer.startswith(b"ok"):
+            message = answer.decode("utf-8", "replace").strip() or "the locker died"
+            warn_command("lock", message)
+            os.waitpid(pid, 0)
+            return EXIT_FAILED
+        announce(args, locked, pid)
+        return EXIT_OK
+    # The child.
+    os.close(ready_r)
+    status = EXIT_FAILED
+    try:
+        os.setsid()
+        paths = [f.path for f in locked.files]
+        locked.close()  # the parent's locks go with the parent
+        try:
+            again = pagecache.lock(paths)
+        except OSError as exc:
+            os.write(ready_w, f"error: {describe(exc)}".encode())
+            os._exit(EXIT_FAILED)
+        with again:
+            if args.pidfile:
+                write_pidfile(args.pidfile, os.getpid())
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
+            os.write(ready_w, b"ok")
+            os.close(ready_w)
+            ready_w = -1
+            signal.sigwait(stop)
+            if args.pidfile:
+                remove_pidfile(args.pidfile)
+        status = EXIT_OK
+    finally:
+        if ready_w >= 0:
+            os.close(ready_w)
+        os._exit(status)
+
+
+# ---- running a command ---------------------------------------------------------------
+
+
+def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run one command, turning Ctrl-C and output failures into exit statuses."""
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        warn("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`iommap ... | head`). Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        Output()._silence()
+        return EXIT_BROKEN_PIPE
+    except OutputError as error:
+        if error.message:
+            warn(error.message)
+        return error.status
+
+
+def main(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse and run; usage errors show the sub-command's usage (or JSON)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(parser, argv)
+    except UsageError as error:
+        return report_usage_error(error, argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run_command(run, args)
+    except UsageError as error:
+        return report_usage_error(error, argv)

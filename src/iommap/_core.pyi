@@ -28,6 +28,15 @@ _BufferT = TypeVar("_BufferT", bound=Buffer)
 GIL_RELEASE_BYTES: Final[int]
 """Copies of at least this many bytes release the GIL (64 KiB)."""
 
+PAGE_SIZE: Final[int]
+"""The page size the core maps and counts residency with (sysconf)."""
+
+def file_cache_stat(
+    path: StrOrBytesPath, offset: int, length: int | None, follow: bool, /
+) -> tuple[int, int, int, int, int, int, int, int, int, int, int, int]:
+    """Open a file, count its pages in the page cache over a range with
+    cachestat(2), close it (internal: iommap.pagecache uses it)."""
+
 @final
 class Mapping:
     """One mapped region of a file, alive while a handle or a view refers to it.

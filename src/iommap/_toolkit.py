@@ -14,22 +14,19 @@ Internal: nothing here is public API, and it may change with the callers.
 
 from __future__ import annotations
 
-import mmap
 import os
-import shutil
 import sys
 import time
-from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final, TextIO
 
 import iommap
+from iommap import _core
 
-# The page size the core maps with and mincore(2) counts in: sysconf
-# (_SC_PAGESIZE), as the core itself asks (the standard library's
-# mmap.PAGESIZE is that same call). 4 KiB on most machines, 16 KiB on Apple
-# silicon and some arm64 kernels, 64 KiB on some ppc64 ones: never assume.
-PAGE_SIZE: Final[int] = mmap.PAGESIZE
+# The page size the core maps with and mincore(2) counts in, as the core
+# itself has it (sysconf). 4 KiB on most machines, 16 KiB on Apple silicon
+# and some arm64 kernels, 64 KiB on some ppc64 ones: never assume.
+PAGE_SIZE: Final[int] = _core.PAGE_SIZE
 
 KiB: Final[int] = 1 << 10
 MiB: Final[int] = 1 << 20
@@ -91,21 +88,29 @@ def format_size(n: float, *, exact: bool = False) -> str:
 
 
 def parse_size(text: str, *, allow_zero: bool = False) -> int:
-    """``'1G'``, ``'256MiB'``, ``'4k'``, ``'65536'`` -> bytes (binary units).
+    """``'1G'``, ``'1.5G'``, ``'256MiB'``, ``'4k'``, ``'65536'`` -> bytes.
 
     Units: B, K/KB/KiB, M/MB/MiB, G/GB/GiB, T/TB/TiB, P/PB/PiB, any case, all
-    powers of 1024 (as vmtouch and dd read them). Raises ``ValueError`` with a
-    message fit to show a user for anything else, and for 0 unless
-    ``allow_zero``.
+    powers of 1024 (as vmtouch and dd read them); a fraction is rounded down
+    to a whole byte. Raises ``ValueError`` with a message fit to show a user
+    for anything else, and for 0 unless ``allow_zero``.
     """
     s = text.strip().upper()
     i = len(s)
     while i and not s[i - 1].isdigit():
         i -= 1
     number, unit = s[:i], s[i:].strip()
-    if not number.isdigit() or unit not in _PARSE_UNITS:
-        raise ValueError(f"not a size: {text!r} (try 4096, 4K, 256M, 1G)")
-    value = int(number) * _PARSE_UNITS[unit]
+    whole, dot, fraction = number.partition(".")
+    if (
+        not (whole.isdigit() or (dot and not whole and fraction))
+        or (dot and not fraction.isdigit())
+        or unit not in _PARSE_UNITS
+    ):
+        raise ValueError(f"not a size: {text!r} (try 4096, 4K, 256M, 1.5G)")
+    scale = _PARSE_UNITS[unit]
+    value = int(whole or 0) * scale
+    if fraction:
+        value += int(fraction) * scale // 10 ** len(fraction)
     if value == 0 and not allow_zero:
         raise ValueError(f"a size must be positive: {text!r}")
     return value
@@ -121,8 +126,11 @@ def terminal_columns(stream: TextIO) -> int:
     except (OSError, ValueError, AttributeError):
         columns = 0
     if columns <= 0:  # a pseudo-terminal without a size says 0
-        columns = shutil.get_terminal_size((80, 24)).columns or 80
-    return columns
+        try:
+            columns = int(os.environ.get("COLUMNS", "80"))
+        except ValueError:
+            columns = 80
+    return columns if columns > 0 else 80
 
 
 def fit(text: str, width: int) -> str:
@@ -297,8 +305,9 @@ def warm_range(
 ) -> int:
     """Bring ``[offset, offset + length)`` of a mapped file into the page cache.
 
-    For each chunk: a will-need hint (the kernel starts reading the chunk),
-    then one byte of each page copied out with ``m.gather`` (SIGBUS-guarded:
+    For each chunk: a will-need hint (the kernel starts reading the chunk,
+    and the next one while this one is touched), then one byte of each page
+    copied out with ``m.gather`` (SIGBUS-guarded:
     a file that shrinks meanwhile raises ``iommap.SigbusError``, it does not
     kill the process). Touching a byte per page waits for each page without
     copying the data, as ``vmtouch -t`` does. ``length=None`` means to the
@@ -306,14 +315,22 @@ def warm_range(
     (``KeyboardInterrupt``) is seen between chunks. Returns the bytes
     covered.
     """
+    from array import array
+
     size = len(m)
     end = size if length is None else min(size, offset + length)
     chunk = max(PAGE_SIZE, chunk - chunk % PAGE_SIZE)
     start = offset - offset % PAGE_SIZE
     pos = start
+    if pos < end:
+        m.advise(pos, min(chunk, end - pos), "willneed")
     while pos < end:
         n = min(chunk, end - pos)
-        m.advise(pos, n, "willneed")
+        ahead = pos + n
+        if ahead < end:
+            # Ask for the next chunk before waiting for this one: the disk
+            # keeps reading while the pages of this chunk are touched.
+            m.advise(ahead, min(chunk, end - ahead), "willneed")
         m.gather(array("q", range(pos, pos + n, PAGE_SIZE)), 1)
         pos += n
         if on_progress is not None:

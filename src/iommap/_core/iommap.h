@@ -8,6 +8,7 @@
  *   resize.c    truncate, sync, advise
  *   view.c      view, resident, residency
  *   batch.c     gather, scatter
+ *   pagecache.c file_cache_stat(): a file's page-cache counts by path
  *   lock.c      the handle lock, fork, and how a locked section reports
  *   handle.h    what the MappedFile files share: layout, locked sections
  *   args.c      argument conversion: integers, modes, paths, buffers
@@ -300,5 +301,11 @@ PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs);
 /* Registers the at-fork handler that lets a forked child re-initialise
  * handle locks another parent thread held at fork (once per process). */
 int iommap_fork_handler_install(void);
+
+/* ---- page-cache counts by path (pagecache.c) ------------------------- */
+
+/* _core.file_cache_stat(path, offset, length, follow): see pagecache.c. */
+PyObject *iommap_file_cache_stat(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_file_cache_stat_doc[];
 
 #endif

@@ -30,6 +30,8 @@ static PyMethodDef module_functions[] = {
      "enabling or disabling faulthandler) once your last open() is done, so that\n"
      "small reads and writes are guarded again. The handler that was in front is\n"
      "kept and still receives every SIGBUS that is not a fault of an iommap copy."},
+    {"file_cache_stat", (PyCFunction)(void (*)(void))iommap_file_cache_stat, METH_FASTCALL,
+     iommap_file_cache_stat_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -64,7 +66,8 @@ static int module_exec(PyObject *module)
         return -1;
     if (PyModule_AddObjectRef(module, "MappedFile", (PyObject *)st->mapped_file_type) != 0 ||
         PyModule_AddObjectRef(module, "Mapping", (PyObject *)st->mapping_type) != 0 ||
-        PyModule_AddIntConstant(module, "GIL_RELEASE_BYTES", IOMMAP_GIL_RELEASE_BYTES) != 0)
+        PyModule_AddIntConstant(module, "GIL_RELEASE_BYTES", IOMMAP_GIL_RELEASE_BYTES) != 0 ||
+        PyModule_AddIntConstant(module, "PAGE_SIZE", (long)iommap_page_size()) != 0)
         return -1;
 
     if (iommap_guard_install() != 0) {

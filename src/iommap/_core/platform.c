@@ -90,6 +90,33 @@ int iommap_platform_reserve(int fd, size_t old_size, size_t size)
     return ftruncate(fd, (off_t)size);
 }
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+/* cachestat is 451 on every architecture that shares the generic syscall
+ * table (all but alpha); older headers do not name it. */
+#if !defined(__NR_cachestat) && !defined(__alpha__)
+#define __NR_cachestat 451
+#endif
+#endif
+
+int iommap_platform_cachestat(int fd, uint64_t off, uint64_t len, uint64_t counts[5])
+{
+#ifdef __NR_cachestat
+    struct {
+        uint64_t off, len;
+    } range = {off, len};
+    /* struct cachestat is five __u64 in this order: cache, dirty,
+     * writeback, evicted, recently_evicted. */
+    return syscall(__NR_cachestat, fd, &range, counts, 0) == 0 ? 0 : -1;
+#else
+    (void)fd;
+    (void)off;
+    (void)len;
+    (void)counts;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
 /* Linux: the pseudo-file systems whose files report a size unrelated to
  * their content (and which do not support mmap as a file anyway). */
 const char *iommap_platform_pseudo_file(int fd)

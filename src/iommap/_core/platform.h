@@ -17,6 +17,8 @@
  *              it is fast (ERMS); elsewhere memmove only
  *   signals    x86-64 and arm64 Linux: a signal handler can tell whether the
  *              thread was returning from a system call; elsewhere it cannot
+ *   cachestat  Linux 6.5+ cachestat(2); elsewhere ENOSYS (callers count with
+ *              mincore instead)
  *
  * Included by iommap.h.
  */
@@ -101,6 +103,10 @@ int iommap_platform_interrupted_after_syscall(const void *context);
 /* 1 if the CPU advertises fast `rep movsb` (x86-64 ERMS), else 0.  Reads
  * the CPU each call: callers keep the answer. */
 int iommap_platform_fast_rep_movsb(void);
+/* cachestat(2) over [off, off + len) of fd (len > 0): counts[] gets the
+ * cached, dirty, writeback, evicted and recently evicted pages.  ENOSYS
+ * where the kernel or the OS has no such call. */
+int iommap_platform_cachestat(int fd, uint64_t off, uint64_t len, uint64_t counts[5]);
 /* A block device's size in bytes: Linux BLKGETSIZE64.  Elsewhere ENODEV:
  * macOS and the BSDs cannot map their disk devices as files. */
 int iommap_platform_device_size(int fd, uint64_t *size);

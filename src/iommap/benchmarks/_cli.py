@@ -49,7 +49,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller file and fewer repeats: done in well under a minute",
+        help="smaller file (256M) and fewer repeats and operations",
     )
     parser.add_argument(
         "--size",
@@ -267,6 +267,26 @@ def _meta(
     }
 
 
+def _flag_busy(
+    busy: dict[str, Any] | None,
+    title: str,
+    threshold: float,
+    warnings: list[str],
+    progress: Progress,
+) -> None:
+    """Adds a warning to `busy` (and to `warnings`) when other processes used
+    more than `threshold` CPUs while `title` was measured."""
+    if busy and busy["others_cpus"] > threshold + busy["slack_cpus"]:
+        busy["warning"] = (
+            f"machine busy during '{title}': other processes used "
+            f"{busy['others_cpus']:.2f} of {os.cpu_count()} CPUs (steal "
+            f"{busy['steal_cpus']:.2f}) over {busy['seconds']:.1f} s; its figures are less "
+            "reliable"
+        )
+        warnings.append(busy["warning"])
+        progress.warn(busy["warning"])
+
+
 def run(
     args: argparse.Namespace, out: TextIO | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -323,19 +343,7 @@ def run(
                     label=f"[{i}/{len(groups)}]",
                     monitor=monitor,
                 )
-                if busy and busy["others_cpus"] > args.busy_threshold + busy["slack_cpus"]:
-                    busy["warning"] = (
-                        "machine busy during '{}': other processes used {:.2f} of {} CPUs "
-                        "(steal {:.2f}) over {:.1f} s; its figures are less reliable".format(
-                            group.title,
-                            busy["others_cpus"],
-                            os.cpu_count(),
-                            busy["steal_cpus"],
-                            busy["seconds"],
-                        )
-                    )
-                    warnings.append(busy["warning"])
-                    progress.warn(busy["warning"])
+                _flag_busy(busy, group.title, args.busy_threshold, warnings, progress)
                 done.append((group, rows, busy))
         finally:
             env.close()
@@ -352,19 +360,7 @@ def run(
                 work_rows, busy = _workloads.run_case(
                     ctx, case, progress, f"[workload {i}/{len(cases)}]", monitor
                 )
-                if busy and busy["others_cpus"] > args.busy_threshold + busy["slack_cpus"]:
-                    busy["warning"] = (
-                        "machine busy during '{}': other processes used {:.2f} of {} CPUs "
-                        "(steal {:.2f}) over {:.1f} s; its figures are less reliable".format(
-                            case.title,
-                            busy["others_cpus"],
-                            os.cpu_count(),
-                            busy["steal_cpus"],
-                            busy["seconds"],
-                        )
-                    )
-                    warnings.append(busy["warning"])
-                    progress.warn(busy["warning"])
+                _flag_busy(busy, case.title, args.busy_threshold, warnings, progress)
                 work_done.append((case, work_rows, busy))
         finally:
             ctx.release()

@@ -11,11 +11,15 @@ every iteration and drown a 60 ns operation.
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from .._toolkit import MiB
 
 _LOOP_TEMPLATE = """\
 def loop(offsets, n, f, a, b, clock):
@@ -143,3 +147,51 @@ class BusyMonitor:
             "seconds": round(wall, 3),
             "slack_cpus": round(slack, 3),
         }
+
+
+class Buffers:
+    """Buffers that ctypes.memmove reads or writes by address, kept alive together.
+
+    The memcpy limit copies from a *pool*: an anonymous buffer as large as
+    the file, filled, read at the same offsets as the file.  It is private
+    anonymous memory with transparent huge pages asked for where the
+    platform has them: the page cache behind a file mapping may be mapped
+    with 2 MiB folios, and a limit made of 4 KiB pages would be the slower of
+    the two.  (A MAP_SHARED anonymous map is shmem, which usually gets no
+    huge pages.)
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keep: list[object] = []
+        self._pool: mmap.mmap | None = None
+        self._pool_address = 0
+
+    def address(self, buf: bytearray | mmap.mmap) -> int:
+        """The address of a writable buffer's bytes, for ctypes.memmove."""
+        cbuf = (ctypes.c_char * len(buf)).from_buffer(buf)
+        self._keep.append(cbuf)
+        return ctypes.addressof(cbuf)
+
+    def pool_address(self) -> int:
+        """The address of the pool, made and filled on first use."""
+        if self._pool is None:
+            pool = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)
+            if hasattr(mmap, "MADV_HUGEPAGE"):
+                try:
+                    pool.madvise(mmap.MADV_HUGEPAGE)
+                except OSError:
+                    pass
+            block = bytes(range(1, 256)) * (MiB // 255 + 1)
+            for start in range(0, self.size, MiB):
+                end = min(self.size, start + MiB)
+                pool[start:end] = block[: end - start]
+            self._pool = pool
+            self._pool_address = self.address(pool)
+        return self._pool_address
+
+    def release(self) -> None:
+        self._keep.clear()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None

@@ -8,8 +8,9 @@ result the parent compares across ways), then again when told to go, and
 reports its memory before closing.  Only one way's workers have the file
 open at a time, so each one's PSS divides the shared pages among them alone.
 
-This module imports nothing beyond the standard library and iommap: a
-worker's memory is the interpreter's, the way's, and the pages it maps.
+This module imports nothing beyond the standard library and iommap (no
+numpy): a worker's memory is the interpreter's, the way's, and the pages it
+maps.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from __future__ import annotations
 import mmap
 import os
 import random
+import time
 import zlib
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import iommap
+
+from ._measure import LoopArgs, make_loop
 
 #: The ways a worker can read: today's (os.pread, stdlib mmap) and iommap's.
 WAYS = ("os_pread", "mmap_slice", "iommap_pread")
@@ -51,52 +55,47 @@ def memory() -> tuple[int, int] | None:
     return values["Rss:"], values["Pss:"]
 
 
-def _timed(way: str, path: str, record: int, offs: list[int], conn: Connection) -> None:
-    """One round: open, checksum pass, timed pass on "go", memory, close."""
-    n = record
-    checksum = 0
+def _open(
+    way: str, path: str
+) -> tuple[Callable[[int, int], bytes], LoopArgs, str, Callable[[], None]]:
+    """A way's reader: a plain read for the checksum, the timed loop's
+    arguments and body (the suite's loop: only the body differs between
+    ways), and how to close it."""
     if way == "os_pread":
-        # Today's way without a mapping: a file descriptor per process and a
-        # pread system call per record.
+        # Today's way without a mapping: a descriptor per process and a pread
+        # system call per record.
         fd = os.open(path, os.O_RDONLY)
-        try:
-            pread = os.pread
-            for o in offs:
-                checksum = zlib.crc32(pread(fd, n, o), checksum)
-            conn.send(("ready", checksum))
-            conn.recv()
-            for o in offs:
-                pread(fd, n, o)
-            conn.send(("done", memory()))
-        finally:
-            os.close(fd)
-    elif way == "mmap_slice":
+        return (
+            (lambda o, n: os.pread(fd, n, o)),
+            ([], 0, os.pread, fd, None),
+            "f(a, n, o)",
+            (lambda: os.close(fd)),
+        )
+    if way == "mmap_slice":
         # Today's way with a mapping: each process maps the file with the
         # standard library and slices a record out (a new bytes object).
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        try:
-            for o in offs:
-                checksum = zlib.crc32(mm[o : o + n], checksum)
-            conn.send(("ready", checksum))
-            conn.recv()
-            for o in offs:
-                mm[o : o + n]
-            conn.send(("done", memory()))
-        finally:
-            mm.close()
-    elif way == "iommap_pread":
-        with iommap.open(path, "read") as m:
-            read: Callable[[int, int], bytes] = m.pread
-            for o in offs:
-                checksum = zlib.crc32(read(o, n), checksum)
-            conn.send(("ready", checksum))
-            conn.recv()
-            for o in offs:
-                read(o, n)
-            conn.send(("done", memory()))
-    else:
-        raise ValueError(f"unknown way: {way!r}")
+        return (lambda o, n: mm[o : o + n]), ([], 0, None, mm, None), "a[o:o+n]", mm.close
+    if way == "iommap_pread":
+        m = iommap.open(path, "read")
+        return m.pread, ([], 0, m.pread, None, None), "f(o, n)", m.close
+    raise ValueError(f"unknown way: {way!r}")
+
+
+def _timed(way: str, path: str, record: int, offs: list[int], conn: Connection) -> None:
+    """One round: open, checksum pass, timed pass on "go", memory, close."""
+    read, (_, _, f, a, b), body, close = _open(way, path)
+    try:
+        checksum = 0
+        for o in offs:
+            checksum = zlib.crc32(read(o, record), checksum)
+        conn.send(("ready", checksum))
+        conn.recv()
+        make_loop(body)(offs, record, f, a, b, time.perf_counter_ns)
+        conn.send(("done", memory()))
+    finally:
+        close()
 
 
 def worker(conn: Connection, way: str, path: str, record: int, count: int, index: int) -> None:

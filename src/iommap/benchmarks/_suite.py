@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 import iommap
 
-from .._toolkit import PAGE_SIZE, MiB, Progress, format_size
-from ._measure import BusyMonitor, LoopArgs, make_loop, run_once
+from .._toolkit import PAGE_SIZE, Progress, format_size
+from ._measure import Buffers, BusyMonitor, LoopArgs, make_loop, run_once
 
 #: Where the memcpy limit comes from, for the report.
 MEMCPY_METHOD = (
@@ -119,9 +119,7 @@ class Env:
         self._buffers: dict[tuple[int, int], bytearray] = {}
         self._views: dict[tuple[int, int], memoryview] = {}
         self._data: dict[object, Any] = {}
-        self._pool: mmap.mmap | None = None
-        self._pool_address = 0
-        self._keep: list[object] = []
+        self.buffers = Buffers(size)
 
     # -- optional contenders -------------------------------------------------
     @property
@@ -171,33 +169,11 @@ class Env:
         return view
 
     def address(self, buf: bytearray | mmap.mmap) -> int:
-        """The address of a writable buffer's bytes, for ctypes.memmove."""
-        cbuf = (ctypes.c_char * len(buf)).from_buffer(buf)
-        self._keep.append(cbuf)
-        return ctypes.addressof(cbuf)
+        return self.buffers.address(buf)
 
     def pool_address(self) -> int:
-        """An anonymous buffer as large as the file, filled, for the memcpy limit.
-
-        Private anonymous memory with transparent huge pages asked for where
-        the platform has them: the page cache behind a file mapping may be
-        mapped with 2 MiB folios, and a limit made of 4 KiB pages would be
-        the slower of the two.  (A MAP_SHARED anonymous map is shmem, which
-        usually gets no huge pages.)"""
-        if self._pool is None:
-            pool = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)
-            if hasattr(mmap, "MADV_HUGEPAGE"):
-                try:
-                    pool.madvise(mmap.MADV_HUGEPAGE)
-                except OSError:
-                    pass
-            block = bytes(range(1, 256)) * (MiB // 255 + 1)
-            for start in range(0, self.size, MiB):
-                end = min(self.size, start + MiB)
-                pool[start:end] = block[: end - start]
-            self._pool = pool
-            self._pool_address = self.address(pool)
-        return self._pool_address
+        """The memcpy limit's source (see Buffers)."""
+        return self.buffers.pool_address()
 
     def records(self, count: int, n: int) -> tuple[list[int], Any, Any]:
         """`count` random record-aligned offsets (multiples of `n`), as a list and
@@ -226,12 +202,9 @@ class Env:
         return result
 
     def close(self) -> None:
-        self._keep.clear()
+        self.buffers.release()
         self._views.clear()
         self._buffers.clear()
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
         if self.iommap is not None:
             self.iommap.close()
         if self.pa_file is not None:

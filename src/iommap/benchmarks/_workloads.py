@@ -35,7 +35,7 @@ import iommap
 
 from .._toolkit import KiB, MiB, Progress, format_size, render_table
 from . import _readers
-from ._measure import BusyMonitor
+from ._measure import Buffers, BusyMonitor
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -167,8 +167,7 @@ class Ctx:
             self.missing["pyarrow"] = "pyarrow not installed"
         else:
             del pyarrow
-        self._pool: mmap.mmap | None = None
-        self._keep: list[object] = []
+        self.buffers = Buffers(size)
         self.cleanups: list[Callable[[], None]] = []
         self.cache: dict[tuple[object, ...], Any] = {}
 
@@ -177,40 +176,17 @@ class Ctx:
         return zlib.crc32((f"{self.seed}/{what}").encode())
 
     def address(self, buf: bytearray | mmap.mmap) -> int:
-        """The address of a writable buffer's bytes, for ctypes.memmove."""
-        cbuf = (ctypes.c_char * len(buf)).from_buffer(buf)
-        self._keep.append(cbuf)
-        return ctypes.addressof(cbuf)
+        return self.buffers.address(buf)
 
     def pool_address(self) -> int:
-        """An anonymous buffer as large as the file, filled: the memcpy line's source.
-
-        As in the suite's memcpy limit: private anonymous memory, with huge
-        pages asked for where the platform has them, as the page cache may
-        map the file with large folios."""
-        if self._pool is None:
-            pool = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)
-            if hasattr(mmap, "MADV_HUGEPAGE"):
-                try:
-                    pool.madvise(mmap.MADV_HUGEPAGE)
-                except OSError:
-                    pass
-            block = bytes(range(1, 256)) * (MiB // 255 + 1)
-            for start in range(0, self.size, MiB):
-                end = min(self.size, start + MiB)
-                pool[start:end] = block[: end - start]
-            self._pool = pool
-            self._pool_addr = self.address(pool)
-        return self._pool_addr
+        """The memcpy line's source: the suite's memcpy limit's (see Buffers)."""
+        return self.buffers.pool_address()
 
     def release(self) -> None:
         """Runs the cleanups and frees the pool (between cases)."""
         while self.cleanups:
             self.cleanups.pop()()
-        self._keep.clear()
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self.buffers.release()
 
 
 def as_bytes(result: object) -> bytes:

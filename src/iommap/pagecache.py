@@ -1,0 +1,930 @@
+"""Files in the page cache, by path: residency, warming, eviction, locking.
+
+What ``iommap info``, ``warm``, ``evict`` and ``lock`` do, as a library::
+
+    from iommap import pagecache
+
+    r = pagecache.residency("data.bin")
+    print(r.resident_pages, "of", r.total_pages, "pages in memory")
+
+    walk = pagecache.walk(["/var/lib/db"], ignore=["*.tmp"])
+    for result in walk:              # results come as the walk goes
+        if isinstance(result, pagecache.FileError):
+            print("skipped", result.path, result.message)
+    print(walk.totals.resident_bytes, "bytes cached")
+
+Counts come from ``cachestat(2)`` where the kernel has it (Linux 6.5 and
+later), which also gives the dirty, writeback, evicted and recently evicted
+counts; elsewhere from ``mincore(2)`` on an iommap mapping of the file,
+queried in chunks, so memory stays bounded whatever the file's size.
+
+Linux tells the page cache of a file only to its owner, to who may write
+it, and to holders of ``CAP_FOWNER``; for other files the counts are
+``None`` and ``known`` is false, never a false 100%.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import fnmatch
+import os
+import stat as _stat
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Final, NamedTuple, Union
+
+from . import _core, _toolkit
+from ._core import MappedFile
+from ._core import open as _open
+from ._errors import Error
+
+__all__ = [
+    "PAGE_SIZE",
+    "FileResidency",
+    "FileError",
+    "Totals",
+    "Walk",
+    "Locked",
+    "residency",
+    "warm",
+    "evict",
+    "lock",
+    "walk",
+    "residency_map",
+    "resident_ranges",
+    "memory_filesystem",
+    "cachestat_available",
+]
+
+PAGE_SIZE: Final[int] = _toolkit.PAGE_SIZE
+"""The system's page size in bytes: the unit of every page count here."""
+
+# mincore is asked about ranges of at most this many bytes of file: its
+# vector takes 64 KiB whatever the file's size, and Ctrl-C is seen between
+# two ranges (one takes about 20 ms on a sparse range, where the kernel looks
+# up every page).
+_CHUNK: Final[int] = 256 << 20
+
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+
+class FileResidency(NamedTuple):
+    """One file's pages in memory (a range of it, with ``offset``/``length``).
+
+    Counts are of whole pages over the range examined. Those that the system
+    does not tell are ``None``: all of them when ``known`` is false (Linux
+    hides the page cache of files the caller neither owns nor may write),
+    and the ``cachestat`` counts (dirty, writeback, evicted, recently
+    evicted) where the kernel lacks ``cachestat(2)``.
+    """
+
+    path: str | bytes
+    """The path as given (``os.fspath`` of it: ``str`` or ``bytes``), or as found
+    under a directory given."""
+    size: int
+    """The file's size in bytes."""
+    offset: int
+    """Start of the range examined, in bytes (page-aligned)."""
+    length: int
+    """Bytes of the file in the range examined (the whole file: ``size``)."""
+    total_pages: int
+    """Pages in the range examined (the last one may be partial)."""
+    known: bool
+    """Whether the system told this file's residency."""
+    resident_pages: int | None
+    """Pages in the page cache now (fincore's PAGES)."""
+    resident_bytes: int | None
+    """``resident_pages`` times the page size: whole pages, as fincore's RES and
+    ``MappedFile.resident()`` count (so a partly used last page counts whole)."""
+    dirty_pages: int | None = None
+    """Resident pages not yet written back."""
+    writeback_pages: int | None = None
+    """Pages being written back now."""
+    evicted_pages: int | None = None
+    """Pages that were cached and were evicted."""
+    recently_evicted_pages: int | None = None
+    """Evicted pages that would still be in memory had there been room."""
+    resident_pages_before: int | None = None
+    """For :func:`warm` and :func:`evict`: resident pages before they ran."""
+
+    @property
+    def percent(self) -> float | None:
+        """Resident pages as a percentage of the range's pages (2 decimals)."""
+        if self.resident_pages is None:
+            return None
+        if not self.total_pages:
+            return 0.0
+        return round(100.0 * self.resident_pages / self.total_pages, 2)
+
+
+class FileError(NamedTuple):
+    """A path that could not be processed; a walk goes on after it."""
+
+    path: str | bytes
+    reason: str
+    """The lowercase errno name (``"enoent"``, ``"eacces"``...), ``"enodev"``
+    for a file that is not a regular file, ``"sigbus"`` for one that shrank
+    while it was read."""
+    message: str
+    """What went wrong, for people."""
+    errno: int | None = None
+
+    @classmethod
+    def from_exception(cls, path: str | bytes, exc: OSError) -> FileError:
+        """The error an ``OSError`` (or ``iommap.Error``) means for ``path``."""
+        if isinstance(exc, Error):
+            reason = exc.reason
+        else:
+            reason = _errno.errorcode.get(exc.errno or 0, "oserror").lower()
+        message = os.strerror(exc.errno) if exc.errno else str(exc)
+        if isinstance(exc, Error) and reason in ("enodev", "enxio") and exc.strerror:
+            # iommap.open names the type of file it cannot map.
+            message = exc.strerror[6:] if exc.strerror.startswith("open: ") else exc.strerror
+        if reason == "sigbus":
+            message = "the file shrank (or an I/O error struck) while it was being read"
+        return cls(path, reason, message, exc.errno)
+
+
+class Totals(NamedTuple):
+    """What a :class:`Walk` has seen so far."""
+
+    files: int
+    """Files processed (each inode once unless hard links are counted)."""
+    directories: int
+    """Directories entered."""
+    errors: int
+    """Paths that could not be processed."""
+    skipped: int
+    """Files left out: ignored, over ``max_size``, not regular, a link seen."""
+    size: int
+    """Bytes of the ranges examined."""
+    total_pages: int
+    """Pages of the ranges examined."""
+    resident_pages: int
+    """Resident pages, over the files whose residency is known."""
+    resident_bytes: int
+    unknown: int
+    """Files whose residency the system did not tell."""
+    seconds: float
+    """Time since the walk started."""
+
+    @property
+    def percent(self) -> float:
+        """Resident pages as a percentage of all pages (2 decimals)."""
+        if not self.total_pages:
+            return 0.0
+        return round(100.0 * self.resident_pages / self.total_pages, 2)
+
+
+# ---- counting one file ---------------------------------------------------------
+
+# Set once the kernel has said it has no cachestat(2): from then on, counts
+# come from mincore(2) on a mapping.
+_cachestat_missing = not sys.platform.startswith("linux")
+
+# file_cache_stat's first item.
+_COUNTED, _HIDDEN, _UNSUPPORTED, _NOT_REGULAR = 0, 1, 2, 3
+
+
+def cachestat_available() -> bool:
+    """Whether this kernel has ``cachestat(2)`` (Linux 6.5 and later), so
+    results carry the dirty, writeback and evicted counts."""
+    global _cachestat_missing
+    if not _cachestat_missing:
+        try:
+            status = _core.file_cache_stat(os.devnull, 0, None, True)[0]
+        except OSError:
+            return True  # cannot tell from here; the first real file will
+        # /dev/null is not a regular file: ask for a regular one we own.
+        if status == _NOT_REGULAR:
+            status = _probe_cachestat()
+        if status == _UNSUPPORTED:
+            _cachestat_missing = True
+    return not _cachestat_missing
+
+
+def _probe_cachestat() -> int:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(b"\0")
+        f.flush()
+        return _core.file_cache_stat(f.name, 0, None, True)[0]
+
+
+def _has_capability(bit: int) -> bool:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+_fowner: bool | None = None
+
+
+def _mincore_visible(path: PathLike, st: os.stat_result) -> bool:
+    """Whether mincore(2) tells this process the truth about the file's pages.
+
+    Linux (since 5.0) reveals the page cache only for files the caller owns,
+    could open for writing, or holds CAP_FOWNER over; for any other file it
+    reports every page resident, which would read as a false 100%.
+    """
+    global _fowner
+    if not sys.platform.startswith("linux") or st.st_uid == os.geteuid():
+        return True
+    effective = os.access in os.supports_effective_ids
+    try:
+        if os.access(path, os.W_OK, effective_ids=effective):
+            return True
+    except OSError:
+        return False
+    if _fowner is None:
+        _fowner = _has_capability(3)  # CAP_FOWNER
+    return _fowner
+
+
+def _page_range(size: int, offset: int, length: int | None) -> tuple[int, int]:
+    """[start, end) in bytes: the range, starting on a page, within the file
+    (as file_cache_stat computes it)."""
+    start = min(offset - offset % PAGE_SIZE, size)
+    end = size if length is None else min(size, offset + length)
+    return start, max(start, end)
+
+
+def _pages(nbytes: int) -> int:
+    return -(-nbytes // PAGE_SIZE)
+
+
+class _NotRegular(OSError):
+    pass
+
+
+def _not_regular(mode: int) -> OSError:
+    if _stat.S_ISDIR(mode):
+        return IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR))
+    return _NotRegular(_errno.ENODEV, "not a regular file")
+
+
+_Stat = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
+
+
+_new_tuple = tuple.__new__
+
+
+def _counted(given: str | bytes, t: _Stat, before: int | None = None) -> FileResidency:
+    """The result of a file_cache_stat tuple whose status is counted or hidden.
+
+    Built with tuple.__new__, as FileResidency._make is: the walk makes one
+    per file, and the generated __new__ costs more than the system calls."""
+    size, start, end = t[2], t[5], t[6]
+    length = end - start
+    total = -(-length // PAGE_SIZE)
+    if t[0] == _HIDDEN:
+        fields: tuple[object, ...] = (
+            given, size, start, length, total, False, None, None, None, None, None, None, before
+        )  # fmt: skip
+    else:
+        resident = t[7] if t[7] < total else total
+        fields = (
+            given, size, start, length, total, True, resident,
+            resident * PAGE_SIZE, t[8], t[9], t[10], t[11], before,
+        )  # fmt: skip
+    result: FileResidency = _new_tuple(FileResidency, fields)
+    return result
+
+
+def _mincore_count(path: PathLike, start: int, end: int) -> int:
+    """Resident pages of [start, end) by mincore(2) on a mapping, in chunks:
+    the vector for 1 GiB of file is 256 KiB, whatever the file's size."""
+    if start >= end:
+        return 0
+    cached = 0
+    with _open(path, "read") as m:
+        pos, end = start, min(end, len(m))
+        while pos < end:
+            n = min(_CHUNK, end - pos)
+            cached += m.resident(pos, n) // PAGE_SIZE
+            pos += n
+    return cached
+
+
+_Counted = tuple[Union[_Stat, None], int, Union[int, None]]
+
+
+def _count(path: PathLike, offset: int, length: int | None, follow: bool = True) -> _Counted:
+    """Count one file: (file_cache_stat's tuple, size, None) with cachestat;
+    (None, size, resident pages or None if hidden) with mincore."""
+    if not _cachestat_missing:
+        t = _core.file_cache_stat(path, offset, length, follow)
+        if t[0] == _NOT_REGULAR:
+            return _count_mapped(path, offset, length, t[1])
+        if t[0] != _UNSUPPORTED:
+            return t, t[2], None
+        _mark_cachestat_missing()
+    st = os.stat(path, follow_symlinks=follow)
+    if not _stat.S_ISREG(st.st_mode):
+        return _count_mapped(path, offset, length, st.st_mode)
+    if not _mincore_visible(path, st):
+        return None, st.st_size, None
+    start, end = _page_range(st.st_size, offset, length)
+    return None, st.st_size, _mincore_count(path, start, end)
+
+
+def _count_mapped(path: PathLike, offset: int, length: int | None, mode: int) -> _Counted:
+    """A file that is not a regular one: iommap.open decides whether it can
+    be mapped (a block device can, at its size) and names the type of what it
+    refuses (a FIFO, a socket, a character device...), without ever blocking."""
+    if _stat.S_ISDIR(mode):
+        raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR))
+    with _open(path, "read") as m:
+        size = len(m)
+        st = os.stat(path)
+    if not _mincore_visible(path, st):
+        return None, size, None
+    start, end = _page_range(size, offset, length)
+    return None, size, _mincore_count(path, start, end)
+
+
+def _mark_cachestat_missing() -> None:
+    global _cachestat_missing
+    _cachestat_missing = True
+
+
+def _result(
+    given: str | bytes,
+    counted: _Counted,
+    offset: int,
+    length: int | None,
+    before: int | None = None,
+) -> FileResidency:
+    t, size, resident = counted
+    if t is not None:
+        return _counted(given, t, before)
+    start, end = _page_range(size, offset, length)
+    total = _pages(end - start)
+    if resident is None:
+        return FileResidency(
+            given, size, start, end - start, total, False, None, None,
+            resident_pages_before=before,
+        )  # fmt: skip
+    resident = min(resident, total)
+    return FileResidency(
+        given,
+        size,
+        start,
+        end - start,
+        total,
+        True,
+        resident,
+        resident * PAGE_SIZE,
+        resident_pages_before=before,
+    )
+
+
+def _resident_of(counted: _Counted) -> int | None:
+    t, _, resident = counted
+    if t is not None:
+        return None if t[0] == _HIDDEN else t[7]
+    return resident
+
+
+# ---- one file ----------------------------------------------------------------------
+
+
+def _check_range(offset: int, length: int | None) -> None:
+    if offset < 0 or (length is not None and length < 0):
+        raise ValueError("offset and length must not be negative")
+
+
+def _run(
+    action: str,
+    path: PathLike,
+    offset: int,
+    length: int | None,
+    follow: bool = True,
+    writeback: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FileResidency:
+    """``action`` on one file, ``path`` a regular file (else OSError)."""
+    given = _as_given(path)
+    before = _count(path, offset, length, follow)
+    if action == "residency":
+        return _result(given, before, offset, length)
+    size = before[1]
+    start, end = _page_range(size, offset, length)
+    if action == "evict":
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not (_stat.S_ISREG(mode) or _stat.S_ISBLK(mode)):
+                raise _not_regular(mode)  # swapped since it was counted
+            if writeback:
+                os.fdatasync(fd)
+            if hasattr(os, "posix_fadvise") and end > start:
+                os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    elif end > start:
+        with _open(path, "read") as m:
+            total = end - start
+
+            def progress(done: int) -> None:
+                if on_progress is not None:
+                    on_progress(done, total)
+
+            _toolkit.warm_range(m, start, total, on_progress=progress)
+    after = _count(path, start, end - start, follow)
+    return _result(given, after, start, end - start, _resident_of(before))
+
+
+def residency(path: PathLike, *, offset: int = 0, length: int | None = None) -> FileResidency:
+    """How much of a file (or of ``[offset, offset + length)``) is in memory.
+
+    Nothing is read. Raises ``OSError`` (``FileNotFoundError``,
+    ``IsADirectoryError``, ...) for a path that is not a readable regular
+    file, ``ValueError`` for a negative offset or length.
+    """
+    _check_range(offset, length)
+    return _run("residency", path, offset, length)
+
+
+def warm(
+    path: PathLike,
+    *,
+    offset: int = 0,
+    length: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FileResidency:
+    """Read a file (or a range of it) into the page cache; its residency after.
+
+    Each chunk gets a will-need hint, then a byte of each page is read
+    through iommap's SIGBUS-guarded copies, so the pages are in memory when
+    it returns, as far as memory allows. ``on_progress(done, total)`` gets
+    the bytes covered after each chunk. A file that shrinks meanwhile raises
+    ``iommap.SigbusError``; Ctrl-C raises ``KeyboardInterrupt`` between two
+    chunks. ``resident_pages_before`` is set in the result.
+    """
+    _check_range(offset, length)
+    return _run("warm", path, offset, length, on_progress=on_progress)
+
+
+def evict(
+    path: PathLike, *, offset: int = 0, length: int | None = None, writeback: bool = False
+) -> FileResidency:
+    """Drop a file's clean pages (or a range's) from the page cache.
+
+    As ``vmtouch -e``: ``posix_fadvise(POSIX_FADV_DONTNEED)``, no forced
+    writeback, so dirty pages stay until the kernel writes them back.
+    ``writeback=True`` writes the dirty pages first (``fdatasync``), so
+    they can go too. Pages another process has mapped or locked stay, and
+    so does everything on a file system that lives in memory (tmpfs; see
+    :func:`memory_filesystem`): the residency after tells.
+    ``resident_pages_before`` is set in the result.
+    """
+    _check_range(offset, length)
+    return _run("evict", path, offset, length, writeback=writeback)
+
+
+def residency_map(
+    path: PathLike, cells: int = 64, *, offset: int = 0, length: int | None = None
+) -> str:
+    """A picture of where a file's resident pages are, one character a cell.
+
+    Each cell stands for an equal share of the range's pages (one page each
+    when there are no more pages than cells): ``O`` all resident, ``o``
+    some, a space none, ``?`` unknown. Memory stays bounded: one count per
+    cell.
+    """
+    _check_range(offset, length)
+    whole = residency(path, offset=offset, length=length)
+    start, end = whole.offset, whole.offset + whole.length
+    pages = whole.total_pages
+    n = min(cells, pages)
+    if not whole.known:
+        return "?" * n
+    out = []
+    for i in range(n):
+        first = start + (i * pages // n) * PAGE_SIZE
+        last = min(end, start + ((i + 1) * pages // n) * PAGE_SIZE)
+        got = _resident_of(_count(path, first, last - first))
+        if got is None:
+            return "?" * n
+        want = _pages(last - first)
+        out.append(" " if got == 0 else "O" if got >= want else "o")
+    return "".join(out)
+
+
+def resident_ranges(
+    path: PathLike, *, offset: int = 0, length: int | None = None
+) -> Iterator[tuple[int, int]]:
+    """``(first, end)`` page numbers of each run of resident pages, in order.
+
+    Pages are numbered from the start of the file. Read in chunks with
+    ``mincore``, so memory stays bounded; yields nothing when the system
+    hides the file's residency (see :func:`residency`).
+    """
+    _check_range(offset, length)
+    whole = residency(path, offset=offset, length=length)
+    if not whole.known or not whole.length:
+        return
+    start, end = whole.offset, whole.offset + whole.length
+    run: int | None = None
+    with _open(path, "read") as m:
+        end = min(end, len(m))
+        pos = start
+        while pos < end:
+            n = min(_CHUNK, end - pos)
+            vec = m.residency(pos, n)
+            base = pos // PAGE_SIZE
+            i = 0
+            while i < len(vec):
+                if run is None:
+                    j = vec.find(1, i)
+                    if j < 0:
+                        break
+                    run, i = base + j, j
+                else:
+                    j = vec.find(0, i)
+                    if j < 0:
+                        break
+                    yield (run, base + j)
+                    run, i = None, j
+            pos += n
+    if run is not None:
+        yield (run, _pages(end))
+
+
+def memory_filesystem(path: PathLike) -> str | None:
+    """``"tmpfs"`` or ``"ramfs"`` when the file lives on a file system kept
+    in memory, whose pages cannot be evicted; otherwise ``None`` (also where
+    the system cannot tell)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        buf = ctypes.create_string_buffer(256)  # struct statfs, f_type first
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.statfs(os.fsencode(path), buf) != 0:
+            return None
+        magic = ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+    except (OSError, AttributeError, ValueError):
+        return None
+    return {0x01021994: "tmpfs", 0x858458F6: "ramfs"}.get(magic)
+
+
+def _as_given(path: PathLike) -> str | bytes:
+    return path if isinstance(path, (str, bytes)) else os.fspath(path)
+
+
+# ---- locking -----------------------------------------------------------------------
+
+
+class Locked:
+    """Files mapped and locked in memory (``mlock``), until :meth:`close`.
+
+    Made by :func:`lock`; a context manager. ``files`` holds each file's
+    residency once locked.
+    """
+
+    def __init__(self, handles: list[MappedFile], files: list[FileResidency]) -> None:
+        self._handles = handles
+        self.files = files
+
+    @property
+    def locked_bytes(self) -> int:
+        """Bytes locked, over all files."""
+        return sum(f.size for f in self.files)
+
+    def close(self) -> None:
+        """Unlock and unmap every file. Idempotent."""
+        handles, self._handles = self._handles, []
+        for m in handles:
+            m.close()
+
+    def __enter__(self) -> Locked:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def lock(paths: Iterable[PathLike]) -> Locked:
+    """Map each file and lock its pages in memory, all or none.
+
+    Raises the first file's error (``OSError``, ``iommap.Error``) after
+    unlocking what was locked. Locking needs a locked-memory limit
+    (``ulimit -l``) as large as the files, or ``CAP_IPC_LOCK``.
+    """
+    handles: list[MappedFile] = []
+    files: list[FileResidency] = []
+    try:
+        for path in paths:
+            if _stat.S_ISDIR(os.stat(path).st_mode):
+                raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR), path)
+            m = _open(path, "read", lock=True)  # it decides what can be mapped
+            handles.append(m)
+            size = len(m)
+            pages = _pages(size)
+            files.append(FileResidency(_as_given(path), size, 0, size, pages, True, pages, size))
+    except BaseException:
+        for m in handles:
+            m.close()
+        raise
+    return Locked(handles, files)
+
+
+# ---- many files --------------------------------------------------------------------
+
+Result = Union[FileResidency, FileError]
+
+
+def _entry_name(entry: os.DirEntry[Any]) -> Any:
+    return entry.name
+
+
+class Walk:
+    """Files under paths, each processed as the walk reaches it.
+
+    Iterate over it (once) for a :class:`FileResidency` or a
+    :class:`FileError` per file; :attr:`totals` counts as it goes. Made by
+    :func:`walk`, which documents the options.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[PathLike],
+        action: str,
+        *,
+        offset: int,
+        length: int | None,
+        follow_symlinks: bool,
+        one_filesystem: bool,
+        ignore: Sequence[str],
+        include: Sequence[str],
+        max_size: int | None,
+        count_hard_links: bool,
+        writeback: bool,
+        on_progress: Callable[[str | bytes, int, int], None] | None,
+    ) -> None:
+        if action not in ("residency", "warm", "evict"):
+            raise ValueError(f"unknown action: {action!r} (residency, warm or evict)")
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("offset and length must not be negative")
+        self._paths = paths
+        self._action = action
+        self._offset = offset
+        self._length = length
+        self._follow = follow_symlinks
+        self._one_fs = one_filesystem
+        self._ignore = list(ignore)
+        self._include = list(include)
+        self._max_size = max_size
+        self._count_links = count_hard_links
+        self._writeback = writeback
+        self._on_progress = on_progress
+        self._seen: set[int] = set()
+        self._dirs_seen: set[int] = set()
+        self._started = time.monotonic()
+        self._counts = [0] * 9
+        self._current: str | bytes | None = None
+        self._used = False
+
+    @property
+    def totals(self) -> Totals:
+        """What the walk has counted so far (a snapshot)."""
+        c = self._counts
+        seconds = round(time.monotonic() - self._started, 6)
+        return Totals(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], seconds)
+
+    @property
+    def current(self) -> str | bytes | None:
+        """The path being processed now (to report an interrupted walk)."""
+        return self._current
+
+    def __iter__(self) -> Iterator[Result]:
+        if self._used:
+            raise RuntimeError("a Walk can be iterated over once")
+        self._used = True
+        self._started = time.monotonic()
+        cachestat_available()
+        for path in self._paths:
+            yield from self._top(path)
+
+    # files -----------------------------------------------------------------------
+
+    def _name_of(self, path: str | bytes) -> str:
+        return os.path.basename(os.fsdecode(path))
+
+    def _ignored(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self._ignore)
+
+    def _excluded(self, name: str) -> bool:
+        return bool(self._include) and not any(fnmatch.fnmatchcase(name, p) for p in self._include)
+
+    def _error(self, path: str | bytes, exc: OSError) -> FileError:
+        self._counts[2] += 1
+        if isinstance(exc, _NotRegular):
+            return FileError(path, "enodev", "not a regular file", _errno.ENODEV)
+        return FileError.from_exception(path, exc)
+
+    def _top(self, path: PathLike) -> Iterator[Result]:
+        given = _as_given(path)
+        name = self._name_of(given)
+        if self._ignore and name and self._ignored(name):
+            self._counts[3] += 1
+            return
+        try:
+            st = os.stat(given)  # a symlink named here is followed
+        except OSError as exc:
+            yield self._error(given, exc)
+            return
+        if _stat.S_ISDIR(st.st_mode):
+            yield from self._directory(given, st, st.st_dev)
+        else:
+            result = self._file(given, True)
+            if result is not None:
+                yield result
+
+    def _directory(self, path: str | bytes, st: os.stat_result, device: int) -> Iterator[Result]:
+        key = st.st_dev << 64 | st.st_ino
+        if key in self._dirs_seen:
+            return  # a loop through followed symlinks, or a tree given twice
+        self._dirs_seen.add(key)
+        self._counts[1] += 1
+        # Name order within a directory: the same tree always gives the same
+        # output. Only the entries of the directories on the way down are held.
+        try:
+            with os.scandir(path) as it:
+                entries: list[os.DirEntry[Any]] = sorted(it, key=_entry_name)
+        except OSError as exc:
+            yield self._error(path, exc)
+            return
+        follow = self._follow
+        for entry in entries:
+            if self._ignore and self._ignored(os.fsdecode(entry.name)):
+                self._counts[3] += 1
+                continue
+            try:
+                # The directory entry's type needs no system call.
+                if entry.is_file(follow_symlinks=follow):
+                    if not follow or not entry.is_symlink():
+                        result = self._file(entry.path, follow)
+                        if result is not None:
+                            yield result
+                        continue
+                    result = self._file(entry.path, True)
+                    if result is not None:
+                        yield result
+                    continue
+                if entry.is_dir(follow_symlinks=follow):
+                    sub = entry.stat(follow_symlinks=follow)
+                    if self._one_fs and sub.st_dev != device:
+                        self._counts[3] += 1
+                        continue
+                    yield from self._directory(entry.path, sub, device)
+                    continue
+            except OSError as exc:
+                yield self._error(entry.path, exc)
+                continue
+            # Symlinks not followed, FIFOs, sockets, devices.
+            self._counts[3] += 1
+
+    def _file(self, path: str | bytes, follow: bool) -> Result | None:
+        """The result for one regular file, or None when it is left out."""
+        counts = self._counts
+        if self._include and self._excluded(self._name_of(path)):
+            counts[3] += 1
+            return None
+        self._current = path
+        try:
+            t: _Stat | None = None
+            if self._action == "residency" and not _cachestat_missing:
+                # The common case in one call: open, fstat, cachestat, close.
+                t = _core.file_cache_stat(path, self._offset, self._length, follow)
+                status, size = t[0], t[2]
+                if status == _NOT_REGULAR and _stat.S_ISDIR(t[1]):
+                    raise _not_regular(t[1])
+                if status == _NOT_REGULAR:
+                    # A device or a FIFO named on the command line, or one
+                    # swapped in since the directory was read: the library
+                    # decides, as for any other file it is asked to map.
+                    t = None
+                elif status == _UNSUPPORTED:
+                    _mark_cachestat_missing()
+                    return self._file(path, follow)
+                else:
+                    key = t[3] << 64 | t[4]
+            if t is None:
+                st = os.stat(path, follow_symlinks=follow)
+                if _stat.S_ISDIR(st.st_mode):
+                    raise _not_regular(st.st_mode)
+                size, key = st.st_size, st.st_dev << 64 | st.st_ino
+            if self._max_size is not None and size > self._max_size:
+                counts[3] += 1
+                self._current = None
+                return None
+            if not self._count_links:
+                if key in self._seen:
+                    counts[3] += 1
+                    self._current = None
+                    return None
+                self._seen.add(key)
+            if t is not None:
+                result = _counted(path, t)
+            else:
+                result = _run(
+                    self._action,
+                    path,
+                    self._offset,
+                    self._length,
+                    follow,
+                    self._writeback,
+                    self._progress_for(path),
+                )
+        except OSError as exc:
+            self._current = None
+            return self._error(path, exc)
+        # Left set when Ctrl-C interrupts the file, to say which it was.
+        self._current = None
+        counts[0] += 1
+        counts[4] += result.length
+        counts[5] += result.total_pages
+        if result.resident_pages is None:
+            counts[8] += 1
+        else:
+            counts[6] += result.resident_pages
+            counts[7] += result.resident_bytes or 0
+        return result
+
+    def _progress_for(self, path: str | bytes) -> Callable[[int, int], None] | None:
+        callback = self._on_progress
+        if callback is None:
+            return None
+
+        def progress(done: int, total: int) -> None:
+            assert callback is not None
+            callback(path, done, total)
+
+        return progress
+
+
+def walk(
+    paths: Iterable[PathLike],
+    action: str = "residency",
+    *,
+    offset: int = 0,
+    length: int | None = None,
+    follow_symlinks: bool = False,
+    one_filesystem: bool = False,
+    ignore: Sequence[str] = (),
+    include: Sequence[str] = (),
+    max_size: int | None = None,
+    count_hard_links: bool = False,
+    writeback: bool = False,
+    on_progress: Callable[[str | bytes, int, int], None] | None = None,
+) -> Walk:
+    """Process every regular file named in ``paths`` or found under them.
+
+    ``action`` is ``"residency"`` (count only), ``"warm"`` or ``"evict"``,
+    each as the function of that name does it, over the range ``offset`` /
+    ``length`` of each file. ``paths`` may be any iterable (a generator
+    reading a file list, say): it is consumed as the walk goes, and results
+    come out as they are made, so memory does not grow with the tree (but
+    for one entry per inode, to count hard links once).
+
+    - Directories are walked recursively. A symlink named in ``paths`` is
+      followed; one met inside a directory is not, unless
+      ``follow_symlinks`` (loops are detected).
+    - ``one_filesystem``: do not enter a directory on another file system
+      than the path given.
+    - ``ignore``: shell patterns (``fnmatch``) of names of files and
+      directories to leave out; ``include``: if given, only files whose
+      name matches one are processed. Both match the last part of the path.
+    - ``max_size``: leave out files larger than this many bytes.
+    - A file reached twice (a hard link, a path given twice) counts once,
+      unless ``count_hard_links``.
+    - Non-regular files (FIFOs, sockets, devices) met in a directory are
+      left out; named in ``paths`` they are a :class:`FileError`.
+
+    Left-out files count in ``totals.skipped``.
+    """
+    return Walk(
+        paths,
+        action,
+        offset=offset,
+        length=length,
+        follow_symlinks=follow_symlinks,
+        one_filesystem=one_filesystem,
+        ignore=ignore,
+        include=include,
+        max_size=max_size,
+        count_hard_links=count_hard_links,
+        writeback=writeback,
+        on_progress=on_progress,
+    )
