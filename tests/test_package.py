@@ -21,4 +21,4 @@ def test_public_callables_come_from_the_core():
 
 def test_version():
     assert isinstance(iommap.__version__, str) and iommap.__version__
-    assert sys.version_info >= (3, 9)
+    assert sys.version_info >= (3, 10)

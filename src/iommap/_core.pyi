@@ -6,7 +6,7 @@
 
 import sys
 from collections.abc import Sequence
-from typing import Final, Literal, SupportsIndex, TypeVar, final, overload
+from typing import Any, Final, Literal, Protocol, SupportsIndex, TypeVar, final, overload
 
 from _typeshed import StrOrBytesPath
 from typing_extensions import Buffer, Self, TypeAlias
@@ -15,15 +15,32 @@ _Mode: TypeAlias = Literal["read", "write", "read_write"]
 _SyncMode: TypeAlias = Literal["sync", "async"]
 _Hint: TypeAlias = Literal["normal", "random", "sequential", "willneed", "dontneed"]
 
+# Any object with the buffer protocol.  typeshed declares __buffer__ on the
+# built-in buffers for every version, but numpy's stubs declare it only for
+# Python 3.12 and later (PEP 688), so checking for an older version would
+# reject every numpy array.  There, the alias also accepts what numpy's stubs
+# do declare for its arrays and scalars on every version: `.data`, the
+# memoryview of the object's own buffer, beside the array interface.
+if sys.version_info >= (3, 12):
+    _Buffer: TypeAlias = Buffer
+else:
+    class _ArrayBuffer(Protocol):
+        @property
+        def data(self) -> memoryview: ...
+        @property
+        def __array_interface__(self) -> dict[str, Any]: ...
+
+    _Buffer: TypeAlias = Buffer | _ArrayBuffer
+
 # pwrite's data: a bytes-like object, or lists and tuples of them nested like
 # an iolist. Never str or int.
-_IOData: TypeAlias = Buffer | list[_IOData] | tuple[_IOData, ...]
+_IOData: TypeAlias = _Buffer | list[_IOData] | tuple[_IOData, ...]
 
 # gather/scatter offsets: a sequence of ints, or a buffer of 64-bit integers
 # (numpy int64/uint64, array('q'), array('Q')).
-_Offsets: TypeAlias = Sequence[SupportsIndex] | Buffer
+_Offsets: TypeAlias = Sequence[SupportsIndex] | _Buffer
 
-_BufferT = TypeVar("_BufferT", bound=Buffer)
+_BufferT = TypeVar("_BufferT", bound=_Buffer)
 
 GIL_RELEASE_BYTES: Final[int]
 """Copies of at least this many bytes release the GIL (64 KiB)."""
@@ -58,13 +75,13 @@ class MappedFile:
     @property
     def path(self) -> StrOrBytesPath: ...
     def pread(self, offset: SupportsIndex, length: SupportsIndex, /) -> bytes: ...
-    def readinto(self, offset: SupportsIndex, buffer: Buffer, /) -> int: ...
+    def readinto(self, offset: SupportsIndex, buffer: _Buffer, /) -> int: ...
     # The second overload lets a list[bytes] variable through: list is
     # invariant, so list[bytes] is not a list[_IOData].
     @overload
     def pwrite(self, offset: SupportsIndex, data: _IOData, /) -> None: ...
     @overload
-    def pwrite(self, offset: SupportsIndex, data: Sequence[Buffer], /) -> None: ...
+    def pwrite(self, offset: SupportsIndex, data: Sequence[_Buffer], /) -> None: ...
     def sync(
         self, mode: _SyncMode = "sync", offset: SupportsIndex = 0, length: SupportsIndex = 0
     ) -> None: ...
@@ -79,7 +96,7 @@ class MappedFile:
     def gather(self, offsets: _Offsets, length: SupportsIndex, out: None = None) -> bytearray: ...
     @overload
     def gather(self, offsets: _Offsets, length: SupportsIndex, out: _BufferT) -> _BufferT: ...
-    def scatter(self, offsets: _Offsets, length: SupportsIndex, data: Buffer, /) -> None: ...
+    def scatter(self, offsets: _Offsets, length: SupportsIndex, data: _Buffer, /) -> None: ...
     def resident(self, offset: SupportsIndex = 0, length: SupportsIndex = 0) -> int: ...
     def residency(self, offset: SupportsIndex = 0, length: SupportsIndex = 0) -> bytes: ...
     def __len__(self) -> int: ...

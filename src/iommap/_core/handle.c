@@ -318,10 +318,12 @@ static PyMethodDef mf_methods[] = {
     {"sync", (PyCFunction)(void (*)(void))iommap_mf_sync, METH_VARARGS | METH_KEYWORDS,
      "sync($self, /, mode='sync', offset=0, length=0)\n--\n\n"
      "Flush the range's changes to the file.\n\n"
-     "mode 'sync' returns once the data is on disk (MS_SYNC); 'async' schedules\n"
-     "the write-back (MS_ASYNC). length 0 means to the end of the file; the range\n"
-     "is widened to whole pages. A private mapping has nothing to write: it\n"
-     "succeeds and writes nothing."},
+     "mode 'sync' returns once the data is on disk (MS_SYNC), and with it the\n"
+     "file's size after any size change (fdatasync) and, the first time, the\n"
+     "directory entry of a file open() created; 'async' schedules the data's\n"
+     "write-back (MS_ASYNC) and waits for nothing. length 0 means to the end of\n"
+     "the file; the range is widened to whole pages. A private mapping has no\n"
+     "data to write."},
     {"truncate", (PyCFunction)(void (*)(void))iommap_mf_truncate, METH_FASTCALL,
      "truncate($self, new_size, /)\n--\n\n"
      "Resize the file to `new_size` bytes and remap it.\n\n"

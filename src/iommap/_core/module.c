@@ -21,7 +21,10 @@ static PyMethodDef module_functions[] = {
      "is never modified through the handle); lock=True mlocks the pages; populate=True\n"
      "prefaults them; create=True creates a missing file (0o644 before umask);\n"
      "truncate=True empties it first; size=N extends a shorter file to N bytes,\n"
-     "reserving disk space."},
+     "reserving disk space.\n\n"
+     "A regular file or a block device is mapped; anything else (FIFO, socket,\n"
+     "character device, /proc file) raises an iommap.Error naming its type,\n"
+     "without ever blocking. A failed open leaves the file as it was."},
     {"rearm_guard", iommap_rearm_guard, METH_NOARGS,
      "rearm_guard()\n--\n\n"
      "Put iommap's SIGBUS handler back in front of the process's handlers.\n\n"
@@ -107,10 +110,14 @@ static void module_free(void *module)
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
-#ifdef Py_mod_gil
-    /* Every handle field is guarded by the handle's own lock or atomic. */
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#ifdef Py_mod_multiple_interpreters
+    /* Every interpreter gets its own module object, state, types and
+     * exception classes; what the core shares across interpreters is
+     * process-wide by nature and safe in parallel (see iommap.h). */
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
+    /* No Py_mod_gil: a free-threaded CPython re-enables the GIL on import,
+     * since the suite has never run on a free-threaded build. */
     {0, NULL},
 };
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -19,12 +20,20 @@
 #include <sys/vfs.h> /* fstatfs */
 #endif
 
+/* Read once, lazily.  Threads of interpreters that each have their own GIL
+ * (or of a free-threaded build) may all ask for the first time at once.
+ * Each would find and store the same value, so relaxed atomic accesses are
+ * enough: they turn what would be a data race on a plain static (undefined
+ * behaviour in C11) into well-defined concurrent stores of one value. */
 size_t iommap_page_size(void)
 {
-    static size_t page_size;
-    if (page_size == 0)
-        page_size = (size_t)sysconf(_SC_PAGESIZE);
-    return page_size;
+    static atomic_size_t page_size;
+    size_t size = atomic_load_explicit(&page_size, memory_order_relaxed);
+    if (size == 0) {
+        size = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&page_size, size, memory_order_relaxed);
+    }
+    return size;
 }
 
 int iommap_platform_map_flags(int populate, int nocache)
