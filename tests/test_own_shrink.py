@@ -183,3 +183,42 @@ def test_views_of_another_open_handle_are_not_cut(tmp_path):
         """,
         tmp_path,
     )
+
+
+def test_a_window_view_is_cut_at_the_files_new_end(tmp_path):
+    # A window starts mid-page: its pages past the file's new end are cut by
+    # file offset, and the page holding the end keeps the file's bytes.
+    child(
+        """
+        make(6 * page)
+        window = iommap.open(path, "read", offset=page + 100, length=4 * page)
+        view = window.view()
+        window.close()
+        writer = iommap.open(path)
+        new_end = 3 * page + 7
+        writer.truncate(new_end)
+        kept = new_end - (page + 100)
+        assert bytes(view[:kept]) == content(new_end)[page + 100 :]
+        assert bytes(view[kept:]) == bytes(4 * page - kept)
+        print("OK")
+        """,
+        tmp_path,
+    )
+
+
+def test_the_mapping_remap_replaced_is_cut_too(tmp_path):
+    child(
+        """
+        make(2 * page)
+        m = iommap.open(path)
+        old = m.view()
+        with open(path, "ab") as f:
+            f.write(content(2 * page))     # grown from outside
+        assert m.remap() == 4 * page
+        m.truncate(page)
+        assert bytes(old[:page]) == content(page)
+        assert bytes(old[page:]) == bytes(page)
+        print("OK")
+        """,
+        tmp_path,
+    )

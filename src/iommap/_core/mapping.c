@@ -19,6 +19,17 @@ int iommap_mapping_writable(const iommap_map_options *opts)
     return IOMMAP_CAN_WRITE(opts->mode);
 }
 
+/* A window that starts inside a page is mapped from that page's start (mmap
+ * wants a page-aligned file offset) and handed out from the window's first
+ * byte: `addr` is never page-aligned then, and the bytes before it in its
+ * first page are mapped but never reachable through the handle.  Since the
+ * lead-in is less than a page, the region's real start is `addr` rounded
+ * down, which is how iommap_unmap_region finds it again. */
+static size_t lead_in(uint64_t offset)
+{
+    return (size_t)(offset & (uint64_t)(iommap_page_size() - 1));
+}
+
 int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char **addr,
                       const char **failed_call)
 {
@@ -26,32 +37,59 @@ int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char 
     if (size == 0)
         return 0;
 
+    size_t skip = lead_in(opts->offset);
+    if (size > SIZE_MAX - skip) {
+        errno = ENOMEM;
+        *failed_call = "mmap()";
+        return -1;
+    }
     int prot = PROT_READ | (iommap_mapping_writable(opts) ? PROT_WRITE : 0);
     int flags = (opts->private_ ? MAP_PRIVATE : MAP_SHARED) |
                 iommap_platform_map_flags(opts->populate, opts->nocache);
-    void *p = mmap(NULL, size, prot, flags, fd, 0);
+    void *p = mmap(NULL, skip + size, prot, flags, fd, (off_t)(opts->offset - skip));
     if (p == MAP_FAILED) {
         *failed_call = "mmap()";
         return -1;
     }
-    if (opts->lock && mlock(p, size) != 0) {
+    if (opts->lock && mlock(p, skip + size) != 0) {
         int saved = errno;
-        munmap(p, size);
+        munmap(p, skip + size);
         errno = saved;
         *failed_call = "mlock()";
         return -1;
     }
-    iommap_platform_after_map(p, size, opts->populate);
-    *addr = p;
+    iommap_platform_after_map(p, skip + size, opts->populate);
+    *addr = (char *)p + skip;
     return 0;
+}
+
+void iommap_unmap_region(char *addr, size_t size)
+{
+    if (addr == NULL)
+        return;
+    size_t skip = (size_t)((uintptr_t)addr & (uintptr_t)(iommap_page_size() - 1));
+    munmap(addr - skip, skip + size);
+}
+
+size_t iommap_window_size(const iommap_map_options *opts, size_t file_size, int *whole)
+{
+    *whole = 0;
+    if (opts->offset > file_size)
+        return 0;
+    size_t rest = file_size - (size_t)opts->offset;
+    if (opts->length == 0) {
+        *whole = 1;
+        return rest;
+    }
+    *whole = opts->length <= rest;
+    return *whole ? (size_t)opts->length : rest;
 }
 
 iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable)
 {
     iommap_mapping *m = PyObject_New(iommap_mapping, type);
     if (m == NULL) {
-        if (addr != NULL)
-            munmap(addr, size);
+        iommap_unmap_region(addr, size);
         return NULL;
     }
     m->addr = addr;
@@ -59,6 +97,7 @@ iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size,
     m->writable = writable;
     m->retired = 0;
     m->shared = 0;
+    m->file_offset = 0;
     m->dev = 0;
     m->ino = 0;
     m->prev_retired = m->next_retired = NULL;
@@ -110,7 +149,7 @@ static void retired_lock_take(void)
     pthread_mutex_lock(&retired_lock);
 }
 
-void iommap_mapping_retire(iommap_mapping *m, int fd, int shared)
+void iommap_mapping_retire(iommap_mapping *m, int fd, const iommap_map_options *opts)
 {
     struct stat st;
     if (m->addr == NULL || fstat(fd, &st) != 0)
@@ -118,7 +157,8 @@ void iommap_mapping_retire(iommap_mapping *m, int fd, int shared)
     retired_lock_take();
     if (!m->retired) {
         m->retired = 1;
-        m->shared = shared;
+        m->shared = !opts->private_;
+        m->file_offset = opts->offset;
         m->dev = st.st_dev;
         m->ino = st.st_ino;
         m->prev_retired = NULL;
@@ -145,44 +185,63 @@ static void unlist(iommap_mapping *m)
     pthread_mutex_unlock(&retired_lock);
 }
 
-/* The range of `m` past new_size that is no longer the file's: whole pages,
- * from the page boundary at or after new_size.  0 if there is none. */
-static size_t tail_of(const iommap_mapping *m, size_t new_size, size_t *start)
+/* The pages of `m` (whose first byte is the file's byte `foff`) that start
+ * at or past new_size: *start gets the first one's address, *start_off its
+ * file offset; returns their length, 0 if there are none.  A mapping's
+ * address and file offset agree modulo the page size, so page boundaries in
+ * the file are page boundaries in memory; the region mapped begins at the
+ * page holding foff, which may lie before m->addr. */
+static size_t tail_of(const iommap_mapping *m, uint64_t foff, size_t new_size, char **start,
+                      uint64_t *start_off)
 {
-    size_t page = iommap_page_size();
-    if (m == NULL || m->addr == NULL || new_size >= m->size)
+    uint64_t page = iommap_page_size();
+    if (m == NULL || m->addr == NULL || m->size == 0)
         return 0;
-    size_t from = (new_size + page - 1) / page * page;
-    size_t end = (m->size + page - 1) / page * page;
-    *start = from;
-    return from < end ? end - from : 0;
+    uint64_t end_off = foff + m->size;
+    if (new_size >= end_off)
+        return 0;
+    uint64_t from = ((uint64_t)new_size + page - 1) / page * page;
+    uint64_t first = foff / page * page;
+    if (from < first)
+        from = first;
+    uint64_t to = (end_off + page - 1) / page * page;
+    if (from >= to)
+        return 0;
+    *start = m->addr - (ptrdiff_t)(foff - first) + (ptrdiff_t)(from - first);
+    *start_off = from;
+    return (size_t)(to - from);
 }
 
-static void zero_tail(iommap_mapping *m, size_t new_size)
+static void zero_tail(iommap_mapping *m, uint64_t foff, size_t new_size)
 {
-    size_t start, len = tail_of(m, new_size, &start);
+    char *start;
+    uint64_t start_off;
+    size_t len = tail_of(m, foff, new_size, &start, &start_off);
     if (len == 0)
         return;
     int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
     /* On failure (the limit on mappings, say) the view faults as before. */
-    (void)mmap(m->addr + start, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    (void)mmap(start, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 }
 
 /* Undoes zero_tail: the file's pages again, as they were mapped.  A private
  * mapping's own changes to those pages are not brought back. */
-static void file_tail(iommap_mapping *m, int fd, size_t new_size, int shared)
+static void file_tail(iommap_mapping *m, uint64_t foff, int fd, size_t new_size, int shared)
 {
-    size_t start, len = tail_of(m, new_size, &start);
+    char *start;
+    uint64_t start_off;
+    size_t len = tail_of(m, foff, new_size, &start, &start_off);
     if (len == 0)
         return;
     int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
     int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
-    (void)mmap(m->addr + start, len, prot, flags, fd, (off_t)start);
+    (void)mmap(start, len, prot, flags, fd, (off_t)start_off);
 }
 
-/* Runs `each` over every retired mapping of fd's file and over `current`. */
-static void for_file(int fd, size_t new_size, iommap_mapping *current, int current_shared,
-                     int restore)
+/* Cuts (or, with `restore`, uncuts) every retired mapping of fd's file and
+ * `current`. */
+static void for_file(int fd, size_t new_size, iommap_mapping *current,
+                     const iommap_map_options *opts, int restore)
 {
     struct stat st;
     if (fstat(fd, &st) != 0)
@@ -192,29 +251,30 @@ static void for_file(int fd, size_t new_size, iommap_mapping *current, int curre
         if (m == current || m->dev != st.st_dev || m->ino != st.st_ino)
             continue;
         if (restore)
-            file_tail(m, fd, new_size, m->shared);
+            file_tail(m, m->file_offset, fd, new_size, m->shared);
         else
-            zero_tail(m, new_size);
+            zero_tail(m, m->file_offset, new_size);
     }
     if (current != NULL) {
         if (restore)
-            file_tail(current, fd, new_size, current_shared);
+            file_tail(current, opts->offset, fd, new_size, !opts->private_);
         else
-            zero_tail(current, new_size);
+            zero_tail(current, opts->offset, new_size);
     }
     pthread_mutex_unlock(&retired_lock);
 }
 
-void iommap_mappings_cut(int fd, size_t new_size, iommap_mapping *current, int current_shared)
+void iommap_mappings_cut(int fd, size_t new_size, iommap_mapping *current,
+                         const iommap_map_options *opts)
 {
-    for_file(fd, new_size, current, current_shared, 0);
+    for_file(fd, new_size, current, opts, 0);
 }
 
-void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current, int current_shared)
+void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current,
+                             const iommap_map_options *opts)
 {
-    for_file(fd, new_size, current, current_shared, 1);
+    for_file(fd, new_size, current, opts, 1);
 }
-
 typedef struct {
     char *addr;
     size_t size;
@@ -223,7 +283,8 @@ typedef struct {
 static int run_munmap(void *arg)
 {
     region *r = arg;
-    return munmap(r->addr, r->size);
+    iommap_unmap_region(r->addr, r->size); /* a window's lead-in page too */
+    return 0;
 }
 
 /* Unmapping costs time in proportion to the pages the region holds (a
