@@ -2,7 +2,8 @@
  *
  * Files, one concern each (each calls only files listed below it):
  *   module.c    the iommap._core module: its state, types and functions
- *   handle.c    the MappedFile type: open(), close, lifecycle, method table
+ *   open.c      iommap.open(): arguments, the file set up, the handle made
+ *   handle.c    the MappedFile type: close, lifecycle, method table
  *   read.c      pread, readinto
  *   write.c     pwrite
  *   resize.c    truncate, remap, sync, advise
@@ -329,7 +330,7 @@ typedef struct {
 
 int iommap_guarded_batch(const iommap_batch *batch);
 
-/* ---- the handle (handle.c, lock.c) ------------------------------------ */
+/* ---- the handle (open.c, handle.c, lock.c) -------------------------- */
 
 extern PyType_Spec iommap_mapped_file_spec;
 
