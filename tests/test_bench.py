@@ -66,7 +66,7 @@ def test_runs_and_leaves_no_file_behind(tiny_run):
 
 def test_json_has_every_group_and_row(tiny_run):
     _status, doc, _text, _tmp = tiny_run
-    assert set(doc) == {"meta", "groups", "warnings", "workloads"}
+    assert set(doc) == {"meta", "groups", "warnings", "workloads", "interpreters"}
     expected = build_groups(2 * MiB, 256 * KiB, [64, 4 * KiB], [64 * KiB, MiB], 2)
     assert [g["id"] for g in doc["groups"]] == [g.id for g in expected]
     for group, want in zip(doc["groups"], expected):

@@ -16,7 +16,7 @@ import iommap
 
 from .. import _toolkit
 from .._toolkit import GiB, KiB, MiB, Progress, warm_range
-from . import _report, _suite, _workloads
+from . import _interpreters, _report, _suite, _workloads
 from ._measure import BusyMonitor
 from ._suite import size_label
 
@@ -367,6 +367,11 @@ def run(
             for name in os.listdir(scratch):
                 os.unlink(os.path.join(scratch, name))
             os.rmdir(scratch)
+        interp_result = None
+        if not args.only or args.only in _interpreters.GROUP_ID:
+            interp_result = _interpreters.run(
+                path, args.hot, args.small_sizes, args.ops, args.repeats, args.seed, progress
+            )
         progress.clear()
     finally:
         if temp_dir is not None:
@@ -385,6 +390,8 @@ def run(
             "\nWorkloads: today's way and iommap's, the same job, results checked equal\n", file=out
         )
         print(_workloads.format_table(work_done), file=out)
+    if interp_result is not None:
+        print("\n" + _interpreters.format_table(interp_result), file=out)
     if done:
         print(
             f"\nlimits: memcpy = {_suite.MEMCPY_METHOD}.\n"
@@ -399,6 +406,7 @@ def run(
             print("  " + w, file=out)
     document = _report.to_document(results, meta, warnings)
     document["workloads"] = _workloads.to_document(work_done)
+    document["interpreters"] = interp_result
     if args.json:
         _report.write_json(args.json, document)
         print(f"wrote {args.json}", file=out)
