@@ -196,6 +196,9 @@ static int measure(iommap_state *st, const char *op, PyObject *obj, int depth, P
     int rc = 0;
     /* Index by index, re-reading the size: an exporter's code may change
      * the list (the expansion that follows checks again in any case). */
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(obj); /* another thread may resize the list */
+#endif
     for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(obj); i++) {
         PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(obj, i));
         iommap_iolist_size part;
@@ -206,6 +209,9 @@ static int measure(iommap_state *st, const char *op, PyObject *obj, int depth, P
             total.pieces = add_saturating(total.pieces, part.pieces);
         }
     }
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
     if (rc == 0 && key != NULL) {
         PyObject *entry = Py_BuildValue("(OKK)", obj, (unsigned long long)total.bytes,
                                         (unsigned long long)total.pieces);
@@ -223,14 +229,7 @@ int iommap_iolist_measure(iommap_state *st, const char *op, PyObject *data,
                           iommap_iolist_size *size)
 {
     PyObject *memo = NULL;
-    int rc;
-#ifdef Py_GIL_DISABLED
-    Py_BEGIN_CRITICAL_SECTION(data); /* another thread may resize the list */
-#endif
-    rc = measure(st, op, data, 0, &memo, size);
-#ifdef Py_GIL_DISABLED
-    Py_END_CRITICAL_SECTION();
-#endif
+    int rc = measure(st, op, data, 0, &memo, size);
     Py_XDECREF(memo);
     return rc;
 }

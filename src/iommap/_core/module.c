@@ -7,13 +7,21 @@
 static PyMethodDef module_functions[] = {
     {"open", (PyCFunction)(void (*)(void))iommap_open, METH_VARARGS | METH_KEYWORDS,
      "open(path, mode='read_write', *, private=False, lock=False, populate=False, "
-     "nocache=False, create=False, truncate=False, size=None)\n--\n\n"
-     "Map the whole file at `path` and return a MappedFile.\n\n"
-     "mode is 'read', 'write' or 'read_write'. private=True maps copy-on-write (the file\n"
-     "is never modified through the handle); lock=True mlocks the pages; populate=True\n"
-     "prefaults them; create=True creates a missing file (0o644 before umask);\n"
-     "truncate=True empties it first; size=N extends a shorter file to N bytes,\n"
-     "reserving disk space."},
+     "nocache=False, create=False, truncate=False, size=None, offset=0, length=None)\n--\n\n"
+     "Map the file at `path`, or a window of it, and return a MappedFile.\n\n"
+     "path is a str, bytes or os.PathLike; or a file descriptor (an int) or an\n"
+     "object with fileno(), which the handle duplicates (m.path is then None;\n"
+     "create and truncate need a path). mode is 'read', 'write' or 'read_write'.\n"
+     "private=True maps copy-on-write (the file is never modified through the\n"
+     "handle); lock=True mlocks the pages; populate=True prefaults them;\n"
+     "create=True creates a missing file (0o644 before umask); truncate=True\n"
+     "empties it first; size=N extends a shorter file to N bytes, reserving disk\n"
+     "space. offset= and length= map only [offset, offset + length) of the file\n"
+     "(length None or 0: to its end); every position is then relative to the\n"
+     "window, and any offset is accepted.\n\n"
+     "A regular file or a block device is mapped; anything else (FIFO, socket,\n"
+     "character device, /proc file) raises an iommap.Error naming its type,\n"
+     "without ever blocking. A failed open leaves the file as it was."},
     {"file_cache_stat", (PyCFunction)(void (*)(void))iommap_file_cache_stat, METH_FASTCALL,
      iommap_file_cache_stat_doc},
     {NULL, NULL, 0, NULL},
