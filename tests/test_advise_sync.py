@@ -65,7 +65,9 @@ def test_hints_do_not_change_data(handle, data):
         assert handle.pread(0, len(data)) == data
 
 
-@pytest.mark.parametrize("hint", ["", "NORMAL", "free", "hugepage", "will_need", "dont_need"])
+@pytest.mark.parametrize(
+    "hint", ["", "NORMAL", "Free", "huge_page", "will_need", "dont_need", "madv_cold"]
+)
 def test_unknown_hint_is_bad_value(handle, hint):
     with pytest.raises(iommap.BadArgumentValueError) as ei:
         handle.advise(0, 0, hint)

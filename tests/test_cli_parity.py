@@ -274,6 +274,9 @@ def test_files_from_list(tree: Path, tmp_path: Path) -> None:
     assert sorted(names(json.loads(done.stdout))) == ["d.log", "new\nline.bin"]
     # Paths on the command line come first, then the list.
     assert names(info_json(str(c), "-b", str(listing))) == ["c.idx", "a.idx"]
+    missing = run("info", "-b", str(tmp_path / "no-list"))
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr == f"iommap info: {tmp_path / 'no-list'}: No such file or directory\n"
 
 
 def test_hard_links_once(tree: Path) -> None:

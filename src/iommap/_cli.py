@@ -10,8 +10,6 @@ its iommap name.
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import signal
 import sys
@@ -121,7 +119,7 @@ def report_usage_error(error: UsageError, argv: Sequence[str]) -> int:
             "usage": parser.format_usage().strip(),
         }
         with Output() as out:
-            out.write(json.dumps(doc) + "\n")
+            out.write(_dumps(doc) + "\n")
         return out.status or EXIT_USAGE
     return EXIT_USAGE
 
@@ -243,8 +241,22 @@ def json_path(path: str | bytes) -> dict[str, str]:
     except UnicodeDecodeError:
         return {
             "path": raw.decode("utf-8", "backslashreplace"),
-            "path_base64": base64.b64encode(raw).decode("ascii"),
+            "path_base64": _b64(raw),
         }
+
+
+def _dumps(obj: Any) -> str:
+    """json.dumps, imported when a command prints JSON: a plain `info` starts
+    faster without it."""
+    import json
+
+    return json.dumps(obj)
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode("ascii")
 
 
 # ---- columns -------------------------------------------------------------------------
@@ -450,7 +462,10 @@ def add_walk_options(parser: argparse.ArgumentParser) -> None:
         help="print one JSON document, on one line of stdout, instead of text",
     )
     out.add_argument(
-        "-q", "--quiet", action="store_true", help="print nothing on stdout (errors still go)"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing on stdout but --json's document (errors still go to stderr)",
     )
     out.add_argument(
         "-s",
@@ -516,8 +531,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         commands,
         "warm",
         "read files into the page cache",
-        "Bring each file into the page cache: advise will-need on each chunk, then\n"
-        "touch a byte of each page through iommap's SIGBUS-guarded copies, so\n"
+        "Bring each file into the page cache: advise sequential access on its\n"
+        "mapping, then touch a byte of each page through iommap's SIGBUS-guarded\n"
+        "copies, a chunk at a time, so\n"
         "every page is in memory when the command returns (as far as memory\n"
         "allows: the counts after say). A progress bar shows on a terminal for\n"
         f"files of {format_size(PROGRESS_MIN_BYTES)} and more. Ctrl-C prints what was "
@@ -583,35 +599,51 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def read_list(source: IO[bytes], nul: bool) -> Iterator[str]:
-    """Paths from a list, streamed: NUL- or newline-separated, empty ones
-    skipped; bytes that are not UTF-8 kept exactly (surrogateescape)."""
+    """Paths from a list, streamed as they arrive (a pipe from a running
+    `find` is read as it writes): NUL- or newline-separated, empty entries
+    skipped, bytes that are not UTF-8 kept exactly (surrogateescape)."""
     sep = b"\0" if nul else b"\n"
+    read = getattr(source, "read1", source.read)
     pending = b""
     while True:
-        block = source.read(1 << 16)
+        block = read(1 << 16)
         if not block:
             break
         pending += block
         *complete, pending = pending.split(sep)
         for item in complete:
-            if not nul:
-                item = item.rstrip(b"\r")
             if item:
                 yield os.fsdecode(item)
-    if pending and not (not nul and not pending.rstrip(b"\r")):
-        yield os.fsdecode(pending.rstrip(b"\r") if not nul else pending)
+    if pending:
+        yield os.fsdecode(pending)
 
 
 def paths_of(args: argparse.Namespace) -> Iterator[str]:
     yield from args.files
-    if args.files_from is not None:
-        if args.files_from == "-":
-            stdin = sys.stdin.buffer if sys.stdin is not None else None
-            if stdin is not None:
-                yield from read_list(stdin, args.null)
-        else:
-            with open(args.files_from, "rb") as f:
-                yield from read_list(f, args.null)
+    source: IO[bytes] | None = getattr(args, "list_source", None)
+    if source is not None:
+        try:
+            yield from read_list(source, args.null)
+        finally:
+            if source is not getattr(sys.stdin, "buffer", None):
+                source.close()
+
+
+def open_list(args: argparse.Namespace) -> bool:
+    """Open -b's list before the walk starts; False (and a message) if it
+    cannot be read."""
+    args.list_source = None
+    if args.files_from is None:
+        return True
+    if args.files_from == "-":
+        args.list_source = sys.stdin.buffer if sys.stdin is not None else None
+        return True
+    try:
+        args.list_source = open(args.files_from, "rb")
+    except OSError as exc:
+        warn_command(args.command, f"{shown(args.files_from)}: {describe(exc)}")
+        return False
+    return True
 
 
 def check_paths_given(args: argparse.Namespace) -> None:
@@ -721,7 +753,7 @@ class Printer:
         self.headings = not getattr(args, "noheadings", False)
         if self.json:
             head = {"command": self.command, "page_size": PAGE_SIZE}
-            self.out.write(json.dumps(head)[:-1] + ', "files": [')
+            self.out.write(_dumps(head)[:-1] + ', "files": [')
 
     def file(self, r: pagecache.FileResidency) -> None:
         if not r.known:
@@ -730,7 +762,7 @@ class Printer:
             rec = record_of(r, self.command)
             if self.verbose:
                 self.add_map(r, rec)
-            self.out.write(("" if self.first else ", ") + json.dumps(rec))
+            self.out.write(("" if self.first else ", ") + _dumps(rec))
             self.first = False
             return
         if self.quiet or self.summary_only:
@@ -784,7 +816,7 @@ class Printer:
                 "interrupted": interrupted,
                 **extra,
             }
-            self.out.write("], " + json.dumps(tail)[1:] + "\n")
+            self.out.write("], " + _dumps(tail)[1:] + "\n")
             self.out.flush()
             return
         if not self.quiet:
@@ -859,11 +891,15 @@ def run_walk(
 
 def run_info(args: argparse.Namespace) -> int:
     check_paths_given(args)
+    if not open_list(args):
+        return EXIT_FAILED
     return run_walk(args, new_walk(args, "residency"))
 
 
 def run_warm(args: argparse.Namespace) -> int:
     check_paths_given(args)
+    if not open_list(args):
+        return EXIT_FAILED
     progress = _toolkit.Progress(enabled=False if args.no_progress else None)
     args.progress = progress
 
@@ -876,6 +912,8 @@ def run_warm(args: argparse.Namespace) -> int:
 
 def run_evict(args: argparse.Namespace) -> int:
     check_paths_given(args)
+    if not open_list(args):
+        return EXIT_FAILED
     noted: set[str] = set()
 
     def note_memory_fs(r: pagecache.FileResidency) -> None:
@@ -897,6 +935,8 @@ def run_evict(args: argparse.Namespace) -> int:
 
 def run_lock(args: argparse.Namespace) -> int:
     check_paths_given(args)
+    if not open_list(args):
+        return EXIT_FAILED
     walk = new_walk(args, "residency")
     paths: list[str | bytes] = []
     errors: list[pagecache.FileError] = []
@@ -934,7 +974,7 @@ def run_lock(args: argparse.Namespace) -> int:
             }
             with Output() as out:
                 try:
-                    out.write(json.dumps(doc) + "\n")
+                    out.write(_dumps(doc) + "\n")
                 except OutputError:
                     pass
         return EXIT_FAILED
@@ -988,7 +1028,7 @@ def announce(args: argparse.Namespace, locked: pagecache.Locked, pid: int) -> No
                     "errors": [],
                     "locked_bytes": locked.locked_bytes,
                 }
-                out.write(json.dumps(doc) + "\n")
+                out.write(_dumps(doc) + "\n")
             elif not args.quiet:
                 count = len(locked.files)
                 out.write(

@@ -13,7 +13,31 @@ from typing_extensions import Buffer, Self, TypeAlias
 
 _Mode: TypeAlias = Literal["read", "write", "read_write"]
 _SyncMode: TypeAlias = Literal["sync", "async"]
-_Hint: TypeAlias = Literal["normal", "random", "sequential", "willneed", "dontneed"]
+_Hint: TypeAlias = Literal[
+    "normal",
+    "random",
+    "sequential",
+    "willneed",
+    "dontneed",
+    "hugepage",
+    "nohugepage",
+    "free",
+    "cold",
+    "pageout",
+    "populate_read",
+    "populate_write",
+    "dontdump",
+    "dodump",
+    "dontfork",
+    "dofork",
+    "remove",
+]
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+# What open() maps: a path, a file descriptor, or an object with fileno().
+_Source: TypeAlias = StrOrBytesPath | int | _HasFileno
 
 # Any object with the buffer protocol.  typeshed declares __buffer__ on the
 # built-in buffers for every version, but numpy's stubs declare it only for
@@ -73,7 +97,7 @@ class MappedFile:
     @property
     def mode(self) -> _Mode: ...
     @property
-    def path(self) -> StrOrBytesPath: ...
+    def path(self) -> StrOrBytesPath | None: ...
     def pread(self, offset: SupportsIndex, length: SupportsIndex, /) -> bytes: ...
     def readinto(self, offset: SupportsIndex, buffer: _Buffer, /) -> int: ...
     # The second overload lets a list[bytes] variable through: list is
@@ -85,7 +109,12 @@ class MappedFile:
     def sync(
         self, mode: _SyncMode = "sync", offset: SupportsIndex = 0, length: SupportsIndex = 0
     ) -> None: ...
+    def flush(
+        self, mode: _SyncMode = "sync", offset: SupportsIndex = 0, length: SupportsIndex = 0
+    ) -> None: ...
     def truncate(self, new_size: SupportsIndex, /) -> None: ...
+    def remap(self) -> int: ...
+    def fileno(self) -> int: ...
     def advise(self, offset: SupportsIndex, length: SupportsIndex, hint: _Hint, /) -> None: ...
     def position(self) -> int: ...
     def close(self) -> None: ...
@@ -100,11 +129,20 @@ class MappedFile:
     def resident(self, offset: SupportsIndex = 0, length: SupportsIndex = 0) -> int: ...
     def residency(self, offset: SupportsIndex = 0, length: SupportsIndex = 0) -> bytes: ...
     def __len__(self) -> int: ...
+    def __bool__(self) -> Literal[True]: ...
+    @overload
+    def __getitem__(self, key: SupportsIndex, /) -> int: ...
+    @overload
+    def __getitem__(self, key: slice, /) -> bytes: ...
+    @overload
+    def __setitem__(self, key: SupportsIndex, value: int, /) -> None: ...
+    @overload
+    def __setitem__(self, key: slice, value: _Buffer, /) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, *exc_info: object) -> None: ...
 
 def open(
-    path: StrOrBytesPath,
+    path: _Source,
     mode: _Mode = "read_write",
     *,
     private: bool = False,
@@ -114,5 +152,7 @@ def open(
     create: bool = False,
     truncate: bool = False,
     size: SupportsIndex | None = None,
+    offset: SupportsIndex = 0,
+    length: SupportsIndex | None = None,
 ) -> MappedFile:
-    """Map the whole file at `path` and return a MappedFile."""
+    """Map the file at `path` (or a descriptor, or a file object), or a window of it."""

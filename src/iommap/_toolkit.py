@@ -305,12 +305,14 @@ def warm_range(
 ) -> int:
     """Bring ``[offset, offset + length)`` of a mapped file into the page cache.
 
-    For each chunk: a will-need hint (the kernel starts reading the chunk,
-    and the next one while this one is touched), then one byte of each page
-    copied out with ``m.gather`` (SIGBUS-guarded:
-    a file that shrinks meanwhile raises ``iommap.SigbusError``, it does not
-    kill the process). Touching a byte per page waits for each page without
-    copying the data, as ``vmtouch -t`` does. ``length=None`` means to the
+    A sequential-access hint on the range (the kernel then reads ahead in
+    large steps as the pages are touched), then, a chunk at a time, one byte
+    of each page copied out with ``m.gather``: SIGBUS-guarded, so a file that
+    shrinks meanwhile raises ``iommap.SigbusError`` instead of killing the
+    process. Touching a byte per page waits for each page without copying
+    the data, as ``vmtouch -t`` does. (Measured on a cold 256 MiB file: about
+    a third of the time of a will-need hint per chunk, which reads in the
+    caller's system time, chunk after chunk.) ``length=None`` means to the
     end. ``on_progress(bytes_done)`` runs after each chunk; Ctrl-C
     (``KeyboardInterrupt``) is seen between chunks. Returns the bytes
     covered.
@@ -321,18 +323,17 @@ def warm_range(
     end = size if length is None else min(size, offset + length)
     chunk = max(PAGE_SIZE, chunk - chunk % PAGE_SIZE)
     start = offset - offset % PAGE_SIZE
-    pos = start
-    if pos < end:
-        m.advise(pos, min(chunk, end - pos), "willneed")
-    while pos < end:
-        n = min(chunk, end - pos)
-        ahead = pos + n
-        if ahead < end:
-            # Ask for the next chunk before waiting for this one: the disk
-            # keeps reading while the pages of this chunk are touched.
-            m.advise(ahead, min(chunk, end - ahead), "willneed")
-        m.gather(array("q", range(pos, pos + n, PAGE_SIZE)), 1)
-        pos += n
-        if on_progress is not None:
-            on_progress(pos - start)
-    return max(end - start, 0)
+    if start >= end:
+        return 0
+    m.advise(start, end - start, "sequential")
+    try:
+        pos = start
+        while pos < end:
+            n = min(chunk, end - pos)
+            m.gather(array("q", range(pos, pos + n, PAGE_SIZE)), 1)
+            pos += n
+            if on_progress is not None:
+                on_progress(pos - start)
+    finally:
+        m.advise(start, end - start, "normal")
+    return end - start

@@ -124,6 +124,16 @@ PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why)
     return raise_instance(exc);
 }
 
+PyObject *iommap_err_errno(iommap_state *st, int code, const char *op, const char *why)
+{
+    PyObject *msg = PyUnicode_FromFormat("%s: %s", op, why);
+    if (msg == NULL)
+        return NULL;
+    PyObject *exc = PyObject_CallFunction(st->os_error_factory, "iOO", code, msg, Py_None);
+    Py_DECREF(msg);
+    return raise_instance(exc);
+}
+
 PyObject *iommap_err_file_type(iommap_state *st, const char *op, const char *kind, int code,
                                PyObject *filename)
 {

@@ -240,6 +240,8 @@ int iommap_setup_file(int fd, const iommap_setup *in, iommap_setup_result *out)
     out->size_changed = 0;
     out->call = NULL;
     out->refused_kind = NULL;
+    out->beyond = 0;
+    out->file_size = 0;
     if (iommap_file_size(fd, &out->kind, &old, &out->refused_kind) != 0) {
         if (errno != ENODEV && errno != EISDIR) { /* a failed call, not a refusal */
             out->call = out->refused_kind;
@@ -275,15 +277,22 @@ int iommap_setup_file(int fd, const iommap_setup *in, iommap_setup_result *out)
         out->call = "fcntl(F_NOCACHE)";
         goto undo;
     }
-    if (iommap_map_region(fd, target, in->opts, &out->addr, &out->call) != 0)
+    /* The window: all of it inside the file, or nothing is mapped. */
+    int whole;
+    size_t length = iommap_window_size(in->opts, target, &whole);
+    out->file_size = target;
+    if (!whole) {
+        out->beyond = 1;
+        goto undo;
+    }
+    if (iommap_map_region(fd, length, in->opts, &out->addr, &out->call) != 0)
         goto undo;
     /* The point of no return: only now is an existing file emptied. */
     if (in->truncate && old > 0) {
         int rc = target == 0 ? ftruncate(fd, 0) : iommap_refill_with_zeros(fd, target);
         if (rc != 0) {
             int saved = errno;
-            if (out->addr != NULL)
-                munmap(out->addr, target);
+            iommap_unmap_region(out->addr, length);
             out->addr = NULL;
             out->call = target == 0 ? "ftruncate()" : "fallocate()";
             errno = saved;
@@ -292,9 +301,9 @@ int iommap_setup_file(int fd, const iommap_setup *in, iommap_setup_result *out)
         /* Emptying the file unmapped its pages (locked ones too): fault
          * them in again, as the mapping asked. */
         if (in->opts->lock && out->addr != NULL)
-            (void)mlock(out->addr, target);
+            (void)mlock(out->addr, length);
     }
-    out->length = target;
+    out->length = length;
     out->size_changed = target != old || (in->truncate && old > 0);
     return 0;
 

@@ -42,7 +42,8 @@ int iommap_sync_directory(const char *dir);
 char *iommap_parent_directory(const char *path);
 
 /* What open() does to a descriptor once it has one: decide what it is
- * (iommap_file_size), empty and size it as asked, and map it; a failure
+ * (iommap_file_size), empty and size it as asked, and map it (the window
+ * the options name, which must lie inside the file); a failure
  * leaves the file's size, content and reserved space as they were (see
  * iommap_reserve_whole for the one window where it cannot). */
 typedef struct {
@@ -60,6 +61,8 @@ typedef struct {
     int size_changed;         /* this call changed the file's size */
     const char *call;         /* on failure: the system call that failed */
     const char *refused_kind; /* or: the file type that cannot be mapped */
+    int beyond;               /* or: the window passes the end of the file */
+    size_t file_size;         /* the file's size, for that message */
 } iommap_setup_result;
 
 int iommap_setup_file(int fd, const iommap_setup *in, iommap_setup_result *out);

@@ -46,79 +46,108 @@ static PyObject *handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
 
 PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"path",    "mode",   "private",  "lock", "populate",
-                               "nocache", "create", "truncate", "size", NULL};
+    static char *keywords[] = {"path",   "mode",     "private", "lock",   "populate", "nocache",
+                               "create", "truncate", "size",    "offset", "length",   NULL};
     iommap_state *st = PyModule_GetState(module);
-    PyObject *path, *mode_obj = NULL, *size_obj = NULL;
+    PyObject *path, *mode_obj = NULL, *size_obj = NULL, *offset_obj = NULL, *length_obj = NULL;
     int private_ = 0, lock = 0, populate = 0, nocache = 0, create = 0, truncate = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppppppO:open", keywords, &path, &mode_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppppppOOO:open", keywords, &path, &mode_obj,
                                      &private_, &lock, &populate, &nocache, &create, &truncate,
-                                     &size_obj))
+                                     &size_obj, &offset_obj, &length_obj))
         return NULL;
 
-    iommap_map_options opts = {IOMMAP_READ_WRITE, private_, populate, nocache, lock};
+    iommap_map_options opts = {IOMMAP_READ_WRITE, private_, populate, nocache, lock, 0, 0};
     size_t size;
     int size_given;
     if (iommap_parse_mode(st, mode_obj, &opts.mode) != 0 ||
-        iommap_parse_size(st, size_obj, &size, &size_given) != 0)
+        iommap_parse_size(st, size_obj, &size, &size_given) != 0 ||
+        (offset_obj != NULL &&
+         iommap_arg_to_u64(st, "open", "offset", offset_obj, &opts.offset) != 0) ||
+        (length_obj != NULL && length_obj != Py_None &&
+         iommap_arg_to_u64(st, "open", "length", length_obj, &opts.length) != 0))
         return NULL;
     if (opts.mode == IOMMAP_READ && (create || truncate || size_given))
         return iommap_err_bad_value(st, "open: mode \"read\" cannot create, truncate or size "
                                         "a file");
-    PyObject *encoded = iommap_encode_path(st, path);
-    if (encoded == NULL)
+    int given_fd = iommap_descriptor_of(st, path);
+    if (given_fd == -1)
         return NULL;
-    const char *name = PyBytes_AS_STRING(encoded);
+    if (given_fd >= 0 && (create || truncate))
+        return iommap_err_bad_value(st, "open: create and truncate need a path, not a "
+                                        "descriptor");
+
+    /* A private mapping never writes the file, so it needs write access only
+     * to set the file up (truncate, size).  No O_TRUNC: iommap_setup_file
+     * empties the file once everything that can fail has succeeded. */
+    int needs_write = opts.mode != IOMMAP_READ && (!private_ || truncate || size_given);
+    PyObject *encoded = NULL;
+    PyObject *filename = NULL; /* for errors: the path, when there is one */
+    const char *name = NULL;
+    int fd = -1;
+    if (given_fd >= 0) {
+        fd = iommap_dup_descriptor(st, given_fd, opts.mode, needs_write);
+        if (fd < 0)
+            return NULL;
+        path = Py_None; /* m.path: the handle was not opened by name */
+    } else {
+        encoded = iommap_encode_path(st, path);
+        if (encoded == NULL)
+            return NULL;
+        name = PyBytes_AS_STRING(encoded);
+        filename = path;
+    }
     char *created_dir = NULL; /* for the first sync(), if this call creates the file */
     if (create && (created_dir = iommap_parent_directory(name)) == NULL) {
         Py_DECREF(encoded);
         return PyErr_NoMemory();
     }
 
-    /* A private mapping never writes the file, so it needs write access only
-     * to set the file up (truncate, size).  No O_TRUNC: iommap_setup_file
-     * empties the file once everything that can fail has succeeded. */
-    int needs_write = opts.mode != IOMMAP_READ && (!private_ || truncate || size_given);
     int flags = (needs_write ? O_RDWR : O_RDONLY) | (create ? O_CREAT : 0);
     iommap_setup setup = {truncate, size_given, size, nocache, &opts};
-    iommap_setup_result done = {IOMMAP_FILE_REGULAR, NULL, 0, 0, NULL, NULL};
-    int fd, created = 0, err = 0;
+    iommap_setup_result done = {IOMMAP_FILE_REGULAR, NULL, 0, 0, NULL, NULL, 0, 0};
+    int created = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    fd = iommap_open_file(name, flags, &created, &done.refused_kind);
+    if (fd < 0)
+        fd = iommap_open_file(name, flags, &created, &done.refused_kind);
     if (fd < 0) {
         if (done.refused_kind == NULL)
             done.call = "open()";
     } else if (iommap_setup_file(fd, &setup, &done) != 0) {
-        if (done.call == NULL && done.refused_kind == NULL)
+        if (done.call == NULL && done.refused_kind == NULL && !done.beyond)
             done.call = "open()";
-    } else if (iommap_clear_nonblock(fd) != 0) {
+    } else if (given_fd < 0 && iommap_clear_nonblock(fd) != 0) {
+        /* (A caller's descriptor keeps its flags: they are the caller's.) */
         done.call = "fcntl()";
-        if (done.addr != NULL)
-            munmap(done.addr, done.length);
+        iommap_unmap_region(done.addr, done.length);
         done.addr = NULL;
     }
     err = errno;
-    if ((done.call != NULL || done.refused_kind != NULL) && fd >= 0) {
+    if ((done.call != NULL || done.refused_kind != NULL || done.beyond) && fd >= 0) {
         if (created) /* a failed open leaves no file it made */
             iommap_remove_created(name, fd);
         close(fd);
     }
     Py_END_ALLOW_THREADS
-    Py_DECREF(encoded);
-    if (!created || done.call != NULL || done.refused_kind != NULL) {
+    Py_XDECREF(encoded);
+    if (!created || done.call != NULL || done.refused_kind != NULL || done.beyond) {
         PyMem_RawFree(created_dir);
         created_dir = NULL;
     }
     if (done.refused_kind != NULL)
-        return iommap_err_file_type(st, "open", done.refused_kind, err, path);
+        return iommap_err_file_type(st, "open", done.refused_kind, err, filename);
     if (done.call != NULL)
-        return iommap_err_os(st, "open", done.call, err, path);
+        return iommap_err_os(st, "open", done.call, err, filename);
+    if (done.beyond)
+        return iommap_err_format(st->out_of_bounds_error,
+                                 "open: the window at offset %llu, length %llu passes the end "
+                                 "of the file (%zu bytes)",
+                                 (unsigned long long)opts.offset, (unsigned long long)opts.length,
+                                 done.file_size);
 
     /* Put the SIGBUS handler back in front if another was installed since. */
     if (iommap_guard_install() != 0) {
         err = errno;
-        if (done.addr != NULL)
-            munmap(done.addr, done.length);
+        iommap_unmap_region(done.addr, done.length);
         close(fd);
         PyMem_RawFree(created_dir);
         return iommap_err_os(st, "open", "sigaction()", err, NULL);
@@ -171,6 +200,20 @@ static PyObject *mf_position(iommap_handle *h, PyObject *Py_UNUSED(ignored))
 static Py_ssize_t mf_len(iommap_handle *h)
 {
     return mapped_size(h, "len");
+}
+
+/* The handle's own descriptor (a duplicate when open() was given one),
+ * valid until close(). */
+static PyObject *mf_fileno(iommap_handle *h, PyObject *Py_UNUSED(ignored))
+{
+    if (iommap_check_usable(h, "fileno", 0) != 0)
+        return NULL;
+    iommap_status s;
+    if (iommap_enter(h, IOMMAP_SHARED, 0, 0, &s) == NULL)
+        return iommap_raise_status(h, "fileno", &s, 0, 0);
+    int fd = h->fd;
+    iommap_unlock(h);
+    return PyLong_FromLong(fd);
 }
 
 /* Closes once; later calls wait for the first to finish and return. */
@@ -236,6 +279,21 @@ static PyObject *mf_get_path(iommap_handle *h, void *Py_UNUSED(closure))
 
 static PyObject *mf_repr(iommap_handle *h)
 {
+    if (h->path == Py_None) {
+        /* Opened from a descriptor: the handle's own one names it. */
+        iommap_status s;
+        int fd = -1;
+        if (!iommap_is_closing(h) && iommap_enter(h, IOMMAP_SHARED, 0, 0, &s) != NULL) {
+            fd = h->fd;
+            iommap_unlock(h);
+        }
+        if (fd < 0)
+            return PyUnicode_FromFormat("<iommap.MappedFile fd mode=%s closed>",
+                                        iommap_mode_name(h->opts.mode));
+        return PyUnicode_FromFormat("<iommap.MappedFile fd=%d mode=%s size=%zu>", fd,
+                                    iommap_mode_name(h->opts.mode),
+                                    atomic_load_explicit(&h->size_hint, memory_order_relaxed));
+    }
     if (iommap_is_closing(h))
         return PyUnicode_FromFormat("<iommap.MappedFile %R mode=%s closed>", h->path,
                                     iommap_mode_name(h->opts.mode));
@@ -330,12 +388,36 @@ static PyMethodDef mf_methods[] = {
      "size, which restores service after a shrink from outside. Views made before\n"
      "keep the old mapping. A 'read' handle or a private mapping refuses with\n"
      "PermissionError (reason 'eacces')."},
+    {"flush", (PyCFunction)(void (*)(void))iommap_mf_sync, METH_VARARGS | METH_KEYWORDS,
+     "flush($self, /, mode='sync', offset=0, length=0)\n--\n\n"
+     "The same as sync(), for code written against mmap.mmap.\n\n"
+     "mmap's flush(offset, size) is sync(offset=offset, length=size) here."},
+    {"remap", (PyCFunction)iommap_mf_remap, METH_NOARGS,
+     "remap($self, /)\n--\n\n"
+     "Map the file's current size anew, without changing the file; return it.\n\n"
+     "Follows growth by another process (a log being appended to) and restores\n"
+     "service after a shrink from outside: reads past the new end are then\n"
+     "OutOfBoundsError, not SigbusError. A window maps as much of its range as\n"
+     "the file now holds. Views made before keep the old mapping. On a private\n"
+     "mapping the new mapping shows the file as it is: changes made through the\n"
+     "handle stay in the old views only."},
+    {"fileno", (PyCFunction)mf_fileno, METH_NOARGS,
+     "fileno($self, /)\n--\n\n"
+     "Return the handle's file descriptor, for os.fstat, fcntl locks, os.sendfile.\n\n"
+     "It belongs to the handle (open() duplicates a descriptor it is given) and\n"
+     "is closed by close(): do not close it yourself, and os.dup() it to keep it\n"
+     "longer. ClosedError once the handle is closed."},
     {"advise", (PyCFunction)(void (*)(void))iommap_mf_advise, METH_FASTCALL,
      "advise($self, offset, length, hint, /)\n--\n\n"
      "Tell the kernel how the range will be used (madvise).\n\n"
-     "hint is 'normal', 'random', 'sequential', 'willneed' or 'dontneed'; length 0\n"
-     "means to the end of the file; the range is widened to whole pages. On a\n"
-     "private mapping 'dontneed' never discards this process's own changes."},
+     "hint is 'normal', 'random', 'sequential', 'willneed', 'dontneed', 'hugepage',\n"
+     "'nohugepage', 'free', 'cold', 'pageout', 'populate_read', 'populate_write',\n"
+     "'dontdump', 'dodump', 'dontfork', 'dofork' or 'remove'; one this platform\n"
+     "lacks is an OSError naming it (ENOTSUP, or EINVAL from an older kernel).\n"
+     "length 0 means to the end of the file; the range is widened to whole pages,\n"
+     "except for 'free' and 'remove', which discard data: they act on the whole\n"
+     "pages inside it only. On a private mapping 'dontneed' never discards this\n"
+     "process's own changes."},
     {"view", (PyCFunction)(void (*)(void))iommap_mf_view, METH_VARARGS | METH_KEYWORDS,
      "view($self, /, offset=0, length=None)\n--\n\n"
      "Return a memoryview over the mapped pages, without copying; length None\n"
@@ -407,6 +489,9 @@ static PyType_Slot mf_slots[] = {
     {Py_tp_getset, mf_getset},
     {Py_tp_members, mf_members},
     {Py_sq_length, mf_len},
+    {Py_mp_subscript, iommap_mf_subscript},
+    {Py_mp_ass_subscript, iommap_mf_ass_subscript},
+    {Py_nb_bool, iommap_mf_bool},
     {Py_tp_doc, "A memory-mapped file, made by iommap.open()."},
     {0, NULL},
 };

@@ -180,6 +180,11 @@ static inline int iommap_finish_released(iommap_handle *h, size_t bytes, int (*w
 int iommap_enter_pages(iommap_handle *h, const iommap_range *r, iommap_status *s, char **start,
                        size_t *len);
 
+/* The same, over the whole pages inside `r` only (for hints that discard
+ * data, which must never reach a byte outside the range). */
+int iommap_enter_whole_pages(iommap_handle *h, const iommap_range *r, iommap_status *s,
+                             char **start, size_t *len);
+
 /* ---- before the locked section ---------------------------------------- */
 
 /* ClosedError if close() has begun; PermissionError if the handle's mode
@@ -223,6 +228,7 @@ PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t n
 PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
 PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs);
 PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+PyObject *iommap_mf_remap(iommap_handle *h, PyObject *Py_UNUSED(ignored));
 /* view.c */
 PyObject *iommap_mf_view(iommap_handle *h, PyObject *args, PyObject *kwargs);
 PyObject *iommap_mf_resident(iommap_handle *h, PyObject *args, PyObject *kwargs);
@@ -230,5 +236,9 @@ PyObject *iommap_mf_residency(iommap_handle *h, PyObject *args, PyObject *kwargs
 /* batch.c */
 PyObject *iommap_mf_gather(iommap_handle *h, PyObject *args, PyObject *kwargs);
 PyObject *iommap_mf_scatter(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+/* subscript.c */
+PyObject *iommap_mf_subscript(iommap_handle *h, PyObject *key);
+int iommap_mf_ass_subscript(iommap_handle *h, PyObject *key, PyObject *value);
+int iommap_mf_bool(iommap_handle *h);
 
 #endif

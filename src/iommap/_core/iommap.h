@@ -12,6 +12,9 @@
  *   lock.c      the handle lock, fork, and how a locked section reports
  *   handle.h    what the MappedFile files share: layout, locked sections
  *   args.c      argument conversion: integers, modes, paths, buffers
+ *   descriptor.c  open() given a descriptor or a file object
+ *   subscript.c m[i], m[a:b], their assignment, bool(m)
+ *   hints.c     advise()'s hints, what each is and needs (hints.h)
  *   inputs.c    inputs that run the caller's code or outgrow their length:
  *               buffers, pwrite's nested lists, offsets (inputs.h)
  *   files.c     the file behind a handle: opening without blocking, what can
@@ -175,6 +178,19 @@ static inline int iommap_small_int(PyObject *obj, uint64_t *out)
 #endif
 }
 
+/* ---- descriptors (descriptor.c) -------------------------------------- */
+
+/* The descriptor open()'s first argument names when it is not a path: an
+ * int, or an object with fileno() (whose exceptions pass through).  Returns
+ * it (>= 0), IOMMAP_NOT_A_DESCRIPTOR for a path, or -1 with an exception. */
+#define IOMMAP_NOT_A_DESCRIPTOR (-2)
+int iommap_descriptor_of(iommap_state *st, PyObject *source);
+
+/* The handle's own duplicate of the caller's descriptor `fd`, close-on-exec,
+ * once its access mode allows `mode` (and writing, if `needs_write`).
+ * Returns it, or -1 with the exception set (eacces naming what is missing). */
+int iommap_dup_descriptor(iommap_state *st, int fd, iommap_mode mode, int needs_write);
+
 /* ---- errors (errors.c) ------------------------------------------------ *
  * Each sets the Python exception and returns NULL, for `return err(...)`. */
 
@@ -201,6 +217,8 @@ PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why);
 /* errno `code` from system call `call` during `op`; `filename` may be NULL. */
 PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int code,
                         PyObject *filename);
+/* errno `code` that iommap decides itself, with `why` as the message. */
+PyObject *iommap_err_errno(iommap_state *st, int code, const char *op, const char *why);
 /* A file of type `kind` ("a FIFO") that cannot be mapped: errno `code`. */
 PyObject *iommap_err_file_type(iommap_state *st, const char *op, const char *kind, int code,
                                PyObject *filename);
@@ -227,13 +245,30 @@ typedef struct {
     int populate;
     int nocache;
     int lock; /* mlock the pages */
+    /* The window: the file's bytes [offset, offset + length) are mapped;
+     * length 0 means to the end of the file.  Both 0 for a whole file. */
+    uint64_t offset;
+    uint64_t length;
 } iommap_map_options;
 
-/* Maps `size` bytes of `fd` from offset 0 into *addr (size 0 maps nothing:
- * NULL).  Returns 0, or -1 with errno set and *failed_call naming the system
- * call.  Needs no GIL: open and truncate call it with the GIL released. */
+/* A handle on a window (offset= or length= given) rather than a whole file. */
+#define IOMMAP_IS_WINDOW(opts) ((opts)->offset != 0 || (opts)->length != 0)
+
+/* Maps `size` bytes of `fd` from the window's offset into *addr (size 0 maps
+ * nothing: NULL); *addr is not page-aligned when the offset is not.
+ * Returns 0, or -1 with errno set and *failed_call naming the system call.
+ * Needs no GIL: open, truncate and remap call it with the GIL released. */
 int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char **addr,
                       const char **failed_call);
+
+/* Unmaps a region made by iommap_map_region (NULL: nothing). */
+void iommap_unmap_region(char *addr, size_t size);
+
+/* How many bytes a handle maps of a file of `file_size` bytes: the whole
+ * file, or as much of its window as the file holds (0 if the file ends
+ * before the window starts).  *whole is 1 when the window lies wholly
+ * inside the file. */
+size_t iommap_window_size(const iommap_map_options *opts, size_t file_size, int *whole);
 
 /* Wraps a region from iommap_map_region in a new Mapping that owns it (and
  * unmaps it on failure).  Needs the GIL. */

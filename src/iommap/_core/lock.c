@@ -107,19 +107,35 @@ PyObject *iommap_raise_status_given(iommap_handle *h, const char *op, const iomm
     return NULL;
 }
 
-/* The pages a range touches in a mapping that starts on a page boundary:
- * the start moves down to its page, the kernel rounds the end up. */
+/* The pages [offset, offset + length) touches (length 0: to the end).  The
+ * pages are the machine's: a window's mapping may start inside one.  The
+ * start moves down to its page; the kernel rounds the end up. */
 static void page_align(const iommap_mapping *m, const iommap_range *r, char **start, size_t *len)
 {
-    size_t page = iommap_page_size();
+    uintptr_t page = iommap_page_size();
     size_t length = r->length != 0 ? (size_t)r->length : m->size - (size_t)r->offset;
-    size_t aligned = (size_t)r->offset & ~(page - 1);
-    *start = m->addr + aligned;
-    *len = length + ((size_t)r->offset - aligned);
+    uintptr_t first = (uintptr_t)(m->addr + r->offset);
+    uintptr_t aligned = first & ~(page - 1);
+    *start = (char *)aligned;
+    *len = length + (size_t)(first - aligned);
 }
 
-int iommap_enter_pages(iommap_handle *h, const iommap_range *r, iommap_status *s, char **start,
-                       size_t *len)
+/* The whole pages inside the range: the start moves up to a page boundary
+ * and the end down; *len may be 0. */
+static void page_align_inward(const iommap_mapping *m, const iommap_range *r, char **start,
+                              size_t *len)
+{
+    uintptr_t page = iommap_page_size();
+    size_t length = r->length != 0 ? (size_t)r->length : m->size - (size_t)r->offset;
+    uintptr_t first = (uintptr_t)(m->addr + r->offset);
+    uintptr_t end = (first + length) & ~(page - 1);
+    first = (first + page - 1) & ~(page - 1);
+    *start = (char *)first;
+    *len = end > first ? (size_t)(end - first) : 0;
+}
+
+static int enter_aligned(iommap_handle *h, const iommap_range *r, iommap_status *s, char **start,
+                         size_t *len, int inward)
 {
     iommap_mapping *m = iommap_enter(h, IOMMAP_SHARED, r->offset, r->length, s);
     if (m == NULL)
@@ -128,6 +144,25 @@ int iommap_enter_pages(iommap_handle *h, const iommap_range *r, iommap_status *s
         iommap_unlock(h);
         return 0;
     }
-    page_align(m, r, start, len);
+    if (inward)
+        page_align_inward(m, r, start, len);
+    else
+        page_align(m, r, start, len);
+    if (*len == 0) {
+        iommap_unlock(h);
+        return 0;
+    }
     return 1;
+}
+
+int iommap_enter_pages(iommap_handle *h, const iommap_range *r, iommap_status *s, char **start,
+                       size_t *len)
+{
+    return enter_aligned(h, r, s, start, len, 0);
+}
+
+int iommap_enter_whole_pages(iommap_handle *h, const iommap_range *r, iommap_status *s,
+                             char **start, size_t *len)
+{
+    return enter_aligned(h, r, s, start, len, 1);
 }

@@ -18,6 +18,17 @@ int iommap_mapping_writable(const iommap_map_options *opts)
     return IOMMAP_CAN_WRITE(opts->mode);
 }
 
+/* A window that starts inside a page is mapped from that page's start (mmap
+ * wants a page-aligned file offset) and handed out from the window's first
+ * byte: `addr` is never page-aligned then, and the bytes before it in its
+ * first page are mapped but never reachable through the handle.  Since the
+ * lead-in is less than a page, the region's real start is `addr` rounded
+ * down, which is how iommap_unmap_region finds it again. */
+static size_t lead_in(uint64_t offset)
+{
+    return (size_t)(offset & (uint64_t)(iommap_page_size() - 1));
+}
+
 int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char **addr,
                       const char **failed_call)
 {
@@ -25,32 +36,59 @@ int iommap_map_region(int fd, size_t size, const iommap_map_options *opts, char 
     if (size == 0)
         return 0;
 
+    size_t skip = lead_in(opts->offset);
+    if (size > SIZE_MAX - skip) {
+        errno = ENOMEM;
+        *failed_call = "mmap()";
+        return -1;
+    }
     int prot = PROT_READ | (iommap_mapping_writable(opts) ? PROT_WRITE : 0);
     int flags = (opts->private_ ? MAP_PRIVATE : MAP_SHARED) |
                 iommap_platform_map_flags(opts->populate, opts->nocache);
-    void *p = mmap(NULL, size, prot, flags, fd, 0);
+    void *p = mmap(NULL, skip + size, prot, flags, fd, (off_t)(opts->offset - skip));
     if (p == MAP_FAILED) {
         *failed_call = "mmap()";
         return -1;
     }
-    if (opts->lock && mlock(p, size) != 0) {
+    if (opts->lock && mlock(p, skip + size) != 0) {
         int saved = errno;
-        munmap(p, size);
+        munmap(p, skip + size);
         errno = saved;
         *failed_call = "mlock()";
         return -1;
     }
-    iommap_platform_after_map(p, size, opts->populate);
-    *addr = p;
+    iommap_platform_after_map(p, skip + size, opts->populate);
+    *addr = (char *)p + skip;
     return 0;
+}
+
+void iommap_unmap_region(char *addr, size_t size)
+{
+    if (addr == NULL)
+        return;
+    size_t skip = (size_t)((uintptr_t)addr & (uintptr_t)(iommap_page_size() - 1));
+    munmap(addr - skip, skip + size);
+}
+
+size_t iommap_window_size(const iommap_map_options *opts, size_t file_size, int *whole)
+{
+    *whole = 0;
+    if (opts->offset > file_size)
+        return 0;
+    size_t rest = file_size - (size_t)opts->offset;
+    if (opts->length == 0) {
+        *whole = 1;
+        return rest;
+    }
+    *whole = opts->length <= rest;
+    return *whole ? (size_t)opts->length : rest;
 }
 
 iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable)
 {
     iommap_mapping *m = PyObject_New(iommap_mapping, type);
     if (m == NULL) {
-        if (addr != NULL)
-            munmap(addr, size);
+        iommap_unmap_region(addr, size);
         return NULL;
     }
     m->addr = addr;
@@ -67,7 +105,8 @@ typedef struct {
 static int run_munmap(void *arg)
 {
     region *r = arg;
-    return munmap(r->addr, r->size);
+    iommap_unmap_region(r->addr, r->size); /* a window's lead-in page too */
+    return 0;
 }
 
 /* Unmapping costs time in proportion to the pages the region holds (a

@@ -1,8 +1,10 @@
-/* Resizing and syncing: MappedFile.truncate, .sync and .advise, the calls
- * that act on the file or its pages through system calls. */
+/* Resizing and syncing: MappedFile.truncate, .remap, .sync and .advise, the
+ * calls that act on the file or its pages through system calls. */
 #include "handle.h"
+#include "hints.h"
 #include "files.h"
 
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,8 +42,8 @@ static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_map
     }
     if (new_size < file_size && ftruncate(h->fd, (off_t)new_size) != 0) {
         s = (iommap_status){IOMMAP_FAIL_OS, errno, "ftruncate()", 0};
-        if (addr != NULL && addr != h->mapping->addr)
-            munmap(addr, new_size);
+        if (addr != h->mapping->addr)
+            iommap_unmap_region(addr, new_size);
         return s;
     }
     /* Shrinking the file can unmap locked pages below the new end too (Linux
@@ -88,6 +90,9 @@ PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t
         iommap_check_usable(h, "truncate", IOMMAP_WRITE))
         return NULL;
     iommap_state *st = IOMMAP_STATE(h);
+    if (IOMMAP_IS_WINDOW(&h->opts))
+        return iommap_err_bad_value(st, "truncate: a window (opened with offset= or length=) "
+                                        "never resizes its file");
     if (h->opts.private_)
         return iommap_err_refused(st, "truncate", "a private mapping cannot resize its file");
     if (new_size > (uint64_t)INT64_MAX || new_size > (uint64_t)SIZE_MAX)
@@ -111,6 +116,75 @@ PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t
     if (s.what != IOMMAP_DONE)
         return iommap_raise_status(h, "truncate", &s, new_size, 0);
     Py_RETURN_NONE;
+}
+
+/* ---- remap -------------------------------------------------------------- */
+
+/* Maps the file's current size anew, leaving the file as it is; under the
+ * exclusive lock with the GIL released, as resize_locked.  *new_size gets
+ * the size now mapped; *old the replaced mapping, or NULL if the size is the
+ * same (the mapping stays: it covers the same pages). */
+static iommap_status remap_locked(iommap_handle *h, iommap_mapping *fresh, iommap_mapping **old,
+                                  size_t *new_size)
+{
+    *old = NULL;
+    struct stat st;
+    if (fstat(h->fd, &st) != 0)
+        return (iommap_status){IOMMAP_FAIL_OS, errno, "fstat()", 0};
+    int whole;
+    size_t size = iommap_window_size(&h->opts, (size_t)st.st_size, &whole);
+    *new_size = size;
+    if (size == h->mapping->size)
+        return (iommap_status){IOMMAP_DONE, 0, NULL, 0};
+    char *addr;
+    const char *call = NULL;
+    if (iommap_map_region(h->fd, size, &h->opts, &addr, &call) != 0)
+        return (iommap_status){IOMMAP_FAIL_OS, errno, call, 0};
+    fresh->addr = addr;
+    fresh->size = size;
+    *old = h->mapping;
+    h->mapping = fresh;
+    atomic_store_explicit(&h->size_hint, size, memory_order_relaxed);
+    return (iommap_status){IOMMAP_DONE, 0, NULL, 0};
+}
+
+typedef struct {
+    iommap_handle *h;
+    iommap_mapping *fresh;
+    iommap_mapping **old;
+    size_t *new_size;
+    iommap_status *s;
+} remap_work;
+
+static int run_remap(void *arg)
+{
+    remap_work *w = arg;
+    *w->s = remap_locked(w->h, w->fresh, w->old, w->new_size);
+    return 0;
+}
+
+PyObject *iommap_mf_remap(iommap_handle *h, PyObject *Py_UNUSED(ignored))
+{
+    if (iommap_check_usable(h, "remap", 0) != 0)
+        return NULL;
+    iommap_state *st = IOMMAP_STATE(h);
+    iommap_mapping *fresh =
+        iommap_mapping_wrap(st->mapping_type, NULL, 0, iommap_mapping_writable(&h->opts));
+    if (fresh == NULL)
+        return NULL;
+    iommap_mapping *old = NULL;
+    size_t new_size = 0;
+    iommap_status s;
+    if (iommap_enter(h, IOMMAP_EXCLUSIVE, 0, 0, &s) != NULL) {
+        remap_work w = {h, fresh, &old, &new_size, &s};
+        (void)iommap_finish_released(h, IOMMAP_BLOCKING, run_remap, &w);
+    }
+    if (s.what != IOMMAP_DONE || old == NULL)
+        Py_DECREF(fresh); /* unused: addr NULL, so nothing is unmapped */
+    Py_XDECREF(old);      /* unmapped here unless a view still holds it */
+    if (s.what != IOMMAP_DONE)
+        return iommap_raise_status(h, "remap", &s, 0, 0);
+    return PyLong_FromSize_t(new_size);
 }
 
 /* ---- sync / advise ------------------------------------------------------ */
@@ -137,11 +211,14 @@ static int run_range_call(void *arg)
  * only checks.  Raises and returns NULL on failure, else None. */
 static PyObject *call_on_range(iommap_handle *h, const char *op, iommap_range r,
                                PyObject *offset_obj, PyObject *length_obj,
-                               int (*call)(void *, size_t, int), const char *call_name, int arg)
+                               int (*call)(void *, size_t, int), const char *call_name, int arg,
+                               int inward)
 {
     iommap_status s;
     range_call_work w = {call, NULL, 0, arg, 0};
-    if (iommap_enter_pages(h, &r, &s, &w.start, &w.len) > 0) {
+    int entered = inward ? iommap_enter_whole_pages(h, &r, &s, &w.start, &w.len)
+                         : iommap_enter_pages(h, &r, &s, &w.start, &w.len);
+    if (entered > 0) {
         if (call == NULL)
             iommap_unlock(h);
         else if (iommap_finish_released(h, IOMMAP_BLOCKING, run_range_call, &w) != 0)
@@ -239,52 +316,70 @@ PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs)
 
     /* A private mapping has nothing to write back: it never reaches the file. */
     int (*call)(void *, size_t, int) = h->opts.private_ ? NULL : msync;
-    PyObject *done = call_on_range(h, "sync", r, offset_obj, length_obj, call, "msync()", flags);
+    PyObject *done = call_on_range(h, "sync", r, offset_obj, length_obj, call, "msync()", flags, 0);
     if (done == NULL || flags != MS_SYNC)
         return done; /* "async" schedules the data and waits for nothing */
     Py_DECREF(done);
     return make_durable(h);
 }
 
-static int advice_of(iommap_handle *h, PyObject *hint, int *advice)
+static const iommap_hint *hint_of(iommap_handle *h, PyObject *name)
 {
-    static const struct {
-        const char *name;
-        int advice;
-    } hints[] = {
-        {"normal", MADV_NORMAL},     {"random", MADV_RANDOM},     {"sequential", MADV_SEQUENTIAL},
-        {"willneed", MADV_WILLNEED}, {"dontneed", MADV_DONTNEED},
-    };
-    if (!PyUnicode_Check(hint)) {
+    if (!PyUnicode_Check(name)) {
         iommap_err_bad_type(IOMMAP_STATE(h), "advise: hint must be a str, not %.100s",
-                            Py_TYPE(hint)->tp_name);
+                            Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    const iommap_hint *hint = iommap_hint_find(name);
+    if (hint == NULL)
+        iommap_err_bad_value(IOMMAP_STATE(h),
+                             "advise: hint must be one of " IOMMAP_HINT_LIST ", not %R", name);
+    return hint;
+}
+
+/* The advice a known hint gives on this handle, or -1 with the exception
+ * that refuses it: the platform lacks it, or the handle's mode or kind
+ * forbids it. */
+static int advice_for(iommap_handle *h, const iommap_hint *hint, int *advice)
+{
+    char why[160];
+    if (hint->advice == IOMMAP_HINT_ABSENT) {
+        snprintf(why, sizeof(why), "hint \"%s\" is not available on this platform (no %s)",
+                 hint->name, hint->call);
+        iommap_err_errno(IOMMAP_STATE(h), ENOTSUP, "advise", why);
         return -1;
     }
-    for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
-        if (PyUnicode_CompareWithASCIIString(hint, hints[i].name) == 0) {
-            *advice = hints[i].advice;
-            return 0;
-        }
+    const char *refusal = NULL;
+    if ((hint->rules & IOMMAP_HINT_NEEDS_WRITE) && !IOMMAP_CAN_WRITE(h->opts.mode))
+        refusal = "needs a handle that may write";
+    else if ((hint->rules & IOMMAP_HINT_PRIVATE_ONLY) && !h->opts.private_)
+        refusal = "applies to private mappings only: it would discard the file's pages";
+    else if ((hint->rules & IOMMAP_HINT_SHARED_ONLY) && h->opts.private_)
+        refusal = "changes the file, which a private mapping never does";
+    if (refusal != NULL) {
+        snprintf(why, sizeof(why), "hint \"%s\" %s", hint->name, refusal);
+        iommap_err_refused(IOMMAP_STATE(h), "advise", why);
+        return -1;
     }
-    iommap_err_bad_value(IOMMAP_STATE(h),
-                         "advise: hint must be one of \"normal\", \"random\", "
-                         "\"sequential\", \"willneed\", \"dontneed\", not %R",
-                         hint);
-    return -1;
+    *advice = hint->advice;
+    /* On a private mapping MADV_DONTNEED throws this process's own changes
+     * away; a hint must never lose data. */
+    if ((hint->rules & IOMMAP_HINT_KEEPS_PRIVATE) && h->opts.private_)
+        *advice = IOMMAP_MADV_PRIVATE_DONTNEED;
+    return 0;
 }
 
 PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {
     iommap_range r;
+    const iommap_hint *hint = NULL;
     int advice;
     if (iommap_check_nargs("advise", nargs, 3) ||
         iommap_to_u64(h, "advise", "offset", args[0], &r.offset) ||
         iommap_to_u64(h, "advise", "length", args[1], &r.length) ||
-        advice_of(h, args[2], &advice) || iommap_check_usable(h, "advise", 0))
+        (hint = hint_of(h, args[2])) == NULL || iommap_check_usable(h, "advise", 0) ||
+        advice_for(h, hint, &advice))
         return NULL;
-    /* On a private mapping MADV_DONTNEED throws this process's own changes
-     * away; a hint must never lose data. */
-    if (advice == MADV_DONTNEED && h->opts.private_)
-        advice = IOMMAP_MADV_PRIVATE_DONTNEED;
-    return call_on_range(h, "advise", r, args[0], args[1], madvise, "madvise()", advice);
+    int inward = (hint->rules & IOMMAP_HINT_INWARD) != 0;
+    return call_on_range(h, "advise", r, args[0], args[1], madvise, hint->call, advice, inward);
 }

@@ -59,10 +59,6 @@ class Sample:
 Runner = Callable[[bool], Sample]
 
 
-class Skip(Exception):
-    """A way that cannot run here (a missing optional package); the message says why."""
-
-
 @dataclass
 class Way:
     id: str
@@ -189,13 +185,14 @@ class Ctx:
         self.buffers.release()
 
 
-def as_bytes(result: object) -> bytes:
-    """A way's result as bytes, to compare: arrays, buffers, lists of them, ints."""
+def as_bytes(result: Any) -> bytes:
+    """A way's result as bytes, to compare: ints, lists, or anything with the
+    buffer protocol (arrays, bytes, pyarrow buffers)."""
     if isinstance(result, int):
         return result.to_bytes(8, "little")
     if isinstance(result, list):
         return b"".join(as_bytes(r) for r in result)
-    return bytes(memoryview(result))  # type: ignore[arg-type]
+    return bytes(memoryview(result))
 
 
 def _np() -> Any:
@@ -506,7 +503,8 @@ def scan_ways(chunk: int) -> list[Way]:
     def memcpy(ctx: Ctx) -> Runner:
         buf = bytearray(chunk)
         dst, src = ctx.address(buf), ctx.pool_address()
-        size, memmove = ctx.size, ctx_memmove()
+        size = ctx.size
+        memmove: Callable[[int, int, int], object] = ctypes.memmove
 
         # The line: the same bytes copied chunk by chunk from memory into a
         # buffer, with no checksum.
@@ -526,11 +524,6 @@ def scan_ways(chunk: int) -> list[Way]:
         Way("iommap_readinto", "readinto a reused array", "iommap", iommap_readinto, "numpy"),
         Way("memcpy", "memcpy line: ctypes.memmove, no checksum", "limit", memcpy),
     ]
-
-
-def ctx_memmove() -> Callable[[int, int, int], object]:
-    memmove: Callable[[int, int, int], object] = ctypes.memmove
-    return memmove
 
 
 # -- 4. many readers of one file -----------------------------------------------
