@@ -196,6 +196,14 @@ def test_bad_arguments_are_refused_before_running(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_size_the_workloads_cannot_read_as_words_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--size", "1000001", "--only", "workloads", "--dir", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "multiple of 8" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "text, value",
     [("64", 64), ("4K", 4096), ("4KiB", 4096), ("256m", 256 * MiB), ("1G", 1024 * MiB)],

@@ -153,6 +153,13 @@ def _resolve(args: argparse.Namespace) -> list[str]:
     )
     if args.repeats < 1 or args.ops < 1 or args.threads < 1 or args.workers < 1:
         problems.append("--repeats, --ops, --threads and --workers must be at least 1")
+    # The workloads read the file as uint16 tokens and uint64 words.
+    workloads = not args.only or any(
+        args.only in c.id
+        for c in _workloads.build_cases(args.size, args.ops, args.repeats, args.workers)
+    )
+    if workloads and args.size % 8:
+        problems.append(f"the workloads need a --size that is a multiple of 8 (not {args.size})")
     if micro and args.hot > args.size:
         problems.append(
             f"--hot ({size_label(args.hot)}) is larger than the file ({size_label(args.size)})"
