@@ -124,13 +124,14 @@ static unsigned slots_used; /* guarded by install_lock */
 
 static void on_sigbus(unsigned slot, int sig, siginfo_t *info, void *context);
 
-#define ENTRY(i)                                                                                   \
-    static void on_sigbus_##i(int sig, siginfo_t *info, void *context)                             \
+/* Entry point on_sigbus_<i><j> serves slot i * 8 + j. */
+#define ENTRY(i, j)                                                                                \
+    static void on_sigbus_##i##j(int sig, siginfo_t *info, void *context)                          \
     {                                                                                              \
-        on_sigbus(i, sig, info, context);                                                          \
+        on_sigbus((i) * 8 + (j), sig, info, context);                                              \
     }
 #define ENTRY8(i)                                                                                  \
-    ENTRY(i##0) ENTRY(i##1) ENTRY(i##2) ENTRY(i##3) ENTRY(i##4) ENTRY(i##5) ENTRY(i##6) ENTRY(i##7)
+    ENTRY(i, 0) ENTRY(i, 1) ENTRY(i, 2) ENTRY(i, 3) ENTRY(i, 4) ENTRY(i, 5) ENTRY(i, 6) ENTRY(i, 7)
 ENTRY8(0)
 ENTRY8(1)
 ENTRY8(2)
@@ -140,7 +141,6 @@ ENTRY8(5)
 ENTRY8(6)
 ENTRY8(7)
 
-/* Slot i's entry point is on_sigbus_<i / 8><i % 8>: the digits are octal. */
 #define NAMES8(i)                                                                                  \
     on_sigbus_##i##0, on_sigbus_##i##1, on_sigbus_##i##2, on_sigbus_##i##3, on_sigbus_##i##4,      \
         on_sigbus_##i##5, on_sigbus_##i##6, on_sigbus_##i##7
