@@ -136,6 +136,13 @@ static inline int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_
  * the exporter's own exception). */
 int iommap_get_destination(PyObject *obj, Py_buffer *buf);
 
+/* The value of an int or any __index__ object (not a float) as a long
+ * long, *overflow -1 or 1 when it lies beyond that range (as
+ * PyLong_AsLongLongAndOverflow).  Returns 0; 1 when `obj` is no integer (no
+ * exception set: the caller raises its badarg); -1 with the exception
+ * __index__ raised. */
+int iommap_index_value(PyObject *obj, long long *value, int *overflow);
+
 /* A non-negative integer argument (an int or any __index__ object; not a
  * float) as uint64, for `op`'s argument `name`.  Values beyond 64 bits
  * saturate at UINT64_MAX: a range that large is out of bounds, never an
