@@ -486,10 +486,13 @@ def test_faulthandler_enabled_before_import(tmp_path):
 
 
 def test_guarded_reads_and_writes_make_no_system_call(tmp_path):
-    # The guard adds no system call to a read or write (guard.c).  Under
-    # strace, the calls between two getppid() markers must make none at all
-    # (single thread, buffers made beforehand, so neither the GIL nor the
-    # allocator needs the kernel either).
+    # The guard adds no system call to a small read or write (guard.c), and
+    # exactly one sigaction(2) read (the re-arm check) to a copy large enough
+    # to release the GIL.  Under strace, the small calls between two getppid()
+    # markers make none at all, and the large ones between the next two make
+    # one rt_sigaction(SIGBUS, NULL, ...) each and nothing else (single
+    # thread, buffers made beforehand, so neither the GIL nor the allocator
+    # needs the kernel either).
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("needs strace")
@@ -503,14 +506,24 @@ def test_guarded_reads_and_writes_make_no_system_call(tmp_path):
             f.write(b"\\1" * (2 << 20))
         m = iommap.open(path)
         big, small, data = bytearray(1 << 20), bytearray(100), bytes(1 << 20)
+        out16, data16 = bytearray(16), bytes(16)
+        offsets = list(range(0, 1 << 20, 4096))
         for _ in range(2):   # warm up: first calls may allocate
             m.pread(0, 100); m.readinto(0, big); m.readinto(0, small)
             m.pwrite(0, data); m.pwrite(0, [b"a", [b"b"]]); m.position()
+            m.gather([0, 8], 8, out16); m.scatter([0, 8], 8, data16)
+            m.gather(offsets, 4096, big); m.scatter(offsets, 4096, data)
         os.getppid()
         for i in range(50):
             m.pread(i, 100); m.readinto(i, small); m.pwrite(i, b"abc")
-            m.pwrite(i, [b"a", [b"b"]]); m.readinto(i, big); m.pwrite(i, data)
-            m.position(); len(m)
+            m.pwrite(i, [b"a", [b"b"]]); m.position(); len(m)
+            m.gather([i, 8], 8, out16); m.scatter([i, 8], 8, data16)
+        os.getppid()
+        for i in range(50):
+            m.readinto(i, big); m.pwrite(i, data)
+        os.getppid()
+        for i in range(50):
+            m.gather(offsets, 4096, big); m.scatter(offsets, 4096, data)
         os.getppid()
         m.close()
         """
@@ -528,6 +541,19 @@ def test_guarded_reads_and_writes_make_no_system_call(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = trace.read_text().splitlines()
     marks = [i for i, line in enumerate(lines) if re.match(r"^\d+\s+getppid\(", line)]
-    assert len(marks) == 2, marks
-    between = lines[marks[0] + 1 : marks[1]]
-    assert between == [], "\n".join(between[:20])
+    assert len(marks) == 4, marks
+    small_calls = lines[marks[0] + 1 : marks[1]]
+    assert small_calls == [], "\n".join(small_calls[:20])
+    rearm = re.compile(r"^\d+\s+rt_sigaction\(SIGBUS, NULL, ")
+    large_calls = lines[marks[1] + 1 : marks[2]]
+    others = [line for line in large_calls if not rearm.match(line)]
+    assert others == [], "\n".join(others[:20])
+    assert len(large_calls) == 2 * 50, len(large_calls)
+    # gather and scatter copy their offsets into an allocation, which an
+    # allocator may serve with mmap (AddressSanitizer's does): only those
+    # calls may join the one re-arm check per call.
+    batch_calls = lines[marks[2] + 1 : marks[3]]
+    allocator = re.compile(r"^\d+\s+(mmap|munmap|madvise|brk|mprotect)\(")
+    others = [line for line in batch_calls if not rearm.match(line) and not allocator.match(line)]
+    assert others == [], "\n".join(others[:20])
+    assert sum(1 for line in batch_calls if rearm.match(line)) == 2 * 50

@@ -8,7 +8,7 @@ thread safety, resize with remapping, kernel hints, and SIGBUS protection.
 See README.md for the whole reference.
 """
 
-from ._core import MappedFile, open
+from ._core import MappedFile, open, rearm_guard
 from ._errors import (
     BadArgumentTypeError,
     BadArgumentValueError,
@@ -22,6 +22,7 @@ from ._version import __version__
 
 __all__ = [
     "open",
+    "rearm_guard",
     "MappedFile",
     "Error",
     "BadArgumentTypeError",

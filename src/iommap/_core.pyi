@@ -156,3 +156,6 @@ def open(
     length: SupportsIndex | None = None,
 ) -> MappedFile:
     """Map the file at `path` (or a descriptor, or a file object), or a window of it."""
+
+def rearm_guard() -> None:
+    """Put iommap's SIGBUS handler back in front of the process's handlers."""

@@ -227,7 +227,9 @@ static int close_handle(iommap_handle *h)
     h->fd = -1;
     atomic_store_explicit(&h->size_hint, 0, memory_order_relaxed);
     iommap_unlock(h);
-    Py_XDECREF(m); /* unmapped unless a view still holds it */
+    if (m != NULL && fd >= 0)
+        iommap_mapping_retire(m, fd, &h->opts); /* views may keep it */
+    Py_XDECREF(m);                              /* unmapped unless a view still holds it */
     if (fd >= 0 && close(fd) != 0 && errno != EINTR) {
         iommap_err_os(IOMMAP_STATE(h), "close", "close()", errno, h->path);
         return -1;

@@ -37,6 +37,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "platform.h"
 
@@ -228,11 +229,19 @@ PyObject *iommap_err_file_type(iommap_state *st, const char *op, const char *kin
  * view outlive close() and truncate().  Unmapped when the last reference
  * goes. */
 
-typedef struct {
+typedef struct iommap_mapping {
     PyObject_HEAD
     char *addr; /* NULL when size is 0: an empty file has no region */
     size_t size;
     int writable; /* PROT_WRITE was given */
+    /* Set once no handle maps through it (see iommap_mapping_retire); then
+     * guarded by mapping.c's registry lock. */
+    int retired;
+    int shared;           /* MAP_SHARED, for putting the file's pages back */
+    uint64_t file_offset; /* of addr[0] in the file (a window's offset) */
+    dev_t dev;            /* the file */
+    ino_t ino;
+    struct iommap_mapping *prev_retired, *next_retired;
 } iommap_mapping;
 
 extern PyType_Spec iommap_mapping_spec;
@@ -274,6 +283,27 @@ size_t iommap_window_size(const iommap_map_options *opts, size_t file_size, int 
 iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable);
 
 int iommap_mapping_writable(const iommap_map_options *opts);
+
+/* Own shrink vs old views.  A handle that stops mapping through `m` (its
+ * truncate() or remap() replaced it, or close() dropped it) retires it:
+ * views may keep it alive, and from then on every shrink of the same file by
+ * a handle of this process zeroes its tail.  `fd` is the handle's descriptor
+ * (for the file's identity), `opts` how it maps.  Needs no GIL. */
+void iommap_mapping_retire(iommap_mapping *m, int fd, const iommap_map_options *opts);
+
+/* Before ftruncate() shrinks the file behind `fd` to `new_size`: over every
+ * retired mapping of the file, and over `current` (the calling handle's
+ * mapping, mapped as `opts` says, which the shrink will retire; may be NULL),
+ * places anonymous zero pages over every page that starts at or past
+ * new_size.  Views over them then read zeros there and their writes go
+ * nowhere, instead of faulting.  The page holding new_size stays the file's:
+ * the kernel zero-fills it past the end.  If the shrink then fails,
+ * iommap_mappings_restore() with the same arguments puts the file's pages
+ * back.  Needs no GIL; call under the handle's exclusive lock. */
+void iommap_mappings_cut(int fd, size_t new_size, iommap_mapping *current,
+                         const iommap_map_options *opts);
+void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current,
+                             const iommap_map_options *opts);
 
 /* ---- SIGBUS guard (guard.c) ------------------------------------------- *
  * Copies touching mapped memory go through these.  They return 0, or -1 if

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 /* A valid address for zero-length buffers over an empty mapping. */
 static char empty_region[1];
@@ -94,9 +95,186 @@ iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size,
     m->addr = addr;
     m->size = size;
     m->writable = writable;
+    m->retired = 0;
+    m->shared = 0;
+    m->file_offset = 0;
+    m->dev = 0;
+    m->ino = 0;
+    m->prev_retired = m->next_retired = NULL;
     return m;
 }
 
+/* ---- own shrink vs old views ---------------------------------------------
+ * A view is the mapping's pages themselves, so a view that outlives its
+ * handle's truncate() would fault past the new end of the file once the file
+ * shrinks.  Mappings no handle uses any more (retired) are listed here; a
+ * shrink by any handle of this process replaces their pages past the new end
+ * with anonymous zero pages first (MAP_FIXED replaces a range of a mapping
+ * in one step, so a reader on another thread sees the file's page or a zero
+ * page, never a hole).  Current mappings of other handles are not touched:
+ * their handles' reads report the shrink (SigbusError) and see the file
+ * again when it grows; zero pages would hide both.
+ *
+ * The list is process-wide (a file's mappings may belong to handles of any
+ * interpreter), so it has a mutex.  It is a leaf lock: nothing that needs
+ * the GIL, a handle lock or another mutex runs under it, and it is never
+ * taken in a signal handler.  A mapping leaves the list in its dealloc,
+ * before its region is unmapped, so a cut never maps over address space
+ * that was given back. */
+
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static iommap_mapping *retired_head; /* guarded by retired_lock */
+static pthread_once_t retired_fork_once = PTHREAD_ONCE_INIT;
+
+/* A fork while another thread holds the lock would leave the child's copy
+ * locked forever: hold it across fork(), as glibc does for malloc. */
+static void retired_prepare(void)
+{
+    pthread_mutex_lock(&retired_lock);
+}
+
+static void retired_release(void)
+{
+    pthread_mutex_unlock(&retired_lock);
+}
+
+static void retired_fork_install(void)
+{
+    (void)pthread_atfork(retired_prepare, retired_release, retired_release);
+}
+
+static void retired_lock_take(void)
+{
+    pthread_once(&retired_fork_once, retired_fork_install);
+    pthread_mutex_lock(&retired_lock);
+}
+
+void iommap_mapping_retire(iommap_mapping *m, int fd, const iommap_map_options *opts)
+{
+    struct stat st;
+    if (m->addr == NULL || fstat(fd, &st) != 0)
+        return; /* nothing mapped; or the file cannot be told: left as before */
+    retired_lock_take();
+    if (!m->retired) {
+        m->retired = 1;
+        m->shared = !opts->private_;
+        m->file_offset = opts->offset;
+        m->dev = st.st_dev;
+        m->ino = st.st_ino;
+        m->prev_retired = NULL;
+        m->next_retired = retired_head;
+        if (retired_head != NULL)
+            retired_head->prev_retired = m;
+        retired_head = m;
+    }
+    pthread_mutex_unlock(&retired_lock);
+}
+
+static void unlist(iommap_mapping *m)
+{
+    retired_lock_take();
+    if (m->retired) {
+        if (m->prev_retired != NULL)
+            m->prev_retired->next_retired = m->next_retired;
+        else
+            retired_head = m->next_retired;
+        if (m->next_retired != NULL)
+            m->next_retired->prev_retired = m->prev_retired;
+        m->retired = 0;
+    }
+    pthread_mutex_unlock(&retired_lock);
+}
+
+/* The pages of `m` (whose first byte is the file's byte `foff`) that start
+ * at or past new_size: *start gets the first one's address, *start_off its
+ * file offset; returns their length, 0 if there are none.  A mapping's
+ * address and file offset agree modulo the page size, so page boundaries in
+ * the file are page boundaries in memory; the region mapped begins at the
+ * page holding foff, which may lie before m->addr. */
+static size_t tail_of(const iommap_mapping *m, uint64_t foff, size_t new_size, char **start,
+                      uint64_t *start_off)
+{
+    uint64_t page = iommap_page_size();
+    if (m == NULL || m->addr == NULL || m->size == 0)
+        return 0;
+    uint64_t end_off = foff + m->size;
+    if (new_size >= end_off)
+        return 0;
+    uint64_t from = ((uint64_t)new_size + page - 1) / page * page;
+    uint64_t first = foff / page * page;
+    if (from < first)
+        from = first;
+    uint64_t to = (end_off + page - 1) / page * page;
+    if (from >= to)
+        return 0;
+    *start = m->addr - (ptrdiff_t)(foff - first) + (ptrdiff_t)(from - first);
+    *start_off = from;
+    return (size_t)(to - from);
+}
+
+static void zero_tail(iommap_mapping *m, uint64_t foff, size_t new_size)
+{
+    char *start;
+    uint64_t start_off;
+    size_t len = tail_of(m, foff, new_size, &start, &start_off);
+    if (len == 0)
+        return;
+    int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
+    /* On failure (the limit on mappings, say) the view faults as before. */
+    (void)mmap(start, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+}
+
+/* Undoes zero_tail: the file's pages again, as they were mapped.  A private
+ * mapping's own changes to those pages are not brought back. */
+static void file_tail(iommap_mapping *m, uint64_t foff, int fd, size_t new_size, int shared)
+{
+    char *start;
+    uint64_t start_off;
+    size_t len = tail_of(m, foff, new_size, &start, &start_off);
+    if (len == 0)
+        return;
+    int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
+    int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
+    (void)mmap(start, len, prot, flags, fd, (off_t)start_off);
+}
+
+/* Cuts (or, with `restore`, uncuts) every retired mapping of fd's file and
+ * `current`. */
+static void for_file(int fd, size_t new_size, iommap_mapping *current,
+                     const iommap_map_options *opts, int restore)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return;
+    retired_lock_take();
+    for (iommap_mapping *m = retired_head; m != NULL; m = m->next_retired) {
+        if (m == current || m->dev != st.st_dev || m->ino != st.st_ino)
+            continue;
+        if (restore)
+            file_tail(m, m->file_offset, fd, new_size, m->shared);
+        else
+            zero_tail(m, m->file_offset, new_size);
+    }
+    if (current != NULL) {
+        if (restore)
+            file_tail(current, opts->offset, fd, new_size, !opts->private_);
+        else
+            zero_tail(current, opts->offset, new_size);
+    }
+    pthread_mutex_unlock(&retired_lock);
+}
+
+void iommap_mappings_cut(int fd, size_t new_size, iommap_mapping *current,
+                         const iommap_map_options *opts)
+{
+    for_file(fd, new_size, current, opts, 0);
+}
+
+void iommap_mappings_restore(int fd, size_t new_size, iommap_mapping *current,
+                             const iommap_map_options *opts)
+{
+    for_file(fd, new_size, current, opts, 1);
+}
 typedef struct {
     char *addr;
     size_t size;
@@ -119,6 +297,7 @@ static int run_munmap(void *arg)
 static void mapping_dealloc(iommap_mapping *m)
 {
     PyTypeObject *type = Py_TYPE(m);
+    unlist(m); /* before the region goes: a cut must not map over it */
     region r = {m->addr, m->size};
     m->addr = NULL;
     m->size = 0;

@@ -4,6 +4,14 @@
 
 #include <errno.h>
 
+static PyObject *iommap_rearm_guard(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    if (iommap_guard_install() != 0)
+        return iommap_err_os(PyModule_GetState(module), "rearm_guard", "sigaction()", errno, NULL);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_functions[] = {
     {"open", (PyCFunction)(void (*)(void))iommap_open, METH_VARARGS | METH_KEYWORDS,
      "open(path, mode='read_write', *, private=False, lock=False, populate=False, "
@@ -22,6 +30,14 @@ static PyMethodDef module_functions[] = {
      "A regular file or a block device is mapped; anything else (FIFO, socket,\n"
      "character device, /proc file) raises an iommap.Error naming its type,\n"
      "without ever blocking. A failed open leaves the file as it was."},
+    {"rearm_guard", iommap_rearm_guard, METH_NOARGS,
+     "rearm_guard()\n--\n\n"
+     "Put iommap's SIGBUS handler back in front of the process's handlers.\n\n"
+     "iommap does this itself at import, at every open() and before every copy of\n"
+     "64 KiB or more. Call it after installing a SIGBUS handler of your own (or\n"
+     "enabling or disabling faulthandler) once your last open() is done, so that\n"
+     "small reads and writes are guarded again. The handler that was in front is\n"
+     "kept and still receives every SIGBUS that is not a fault of an iommap copy."},
     {"file_cache_stat", (PyCFunction)(void (*)(void))iommap_file_cache_stat, METH_FASTCALL,
      iommap_file_cache_stat_doc},
     {NULL, NULL, 0, NULL},

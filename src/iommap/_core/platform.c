@@ -3,9 +3,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
+
+#if IOMMAP_HAVE_REP_MOVSB
+#include <cpuid.h>
+#endif
 
 #if defined(__linux__)
 #include <linux/fs.h> /* BLKGETSIZE64 */
@@ -173,4 +180,44 @@ int iommap_platform_sync_file(int fd)
 #else
     return fsync(fd);
 #endif
+}
+
+/* Whether the thread a signal interrupted was just returning from a system
+ * call (the instruction before the interrupted one is the system call
+ * instruction): then the thread raised the signal itself, as a handler that
+ * re-raises does (raise(3) ends in tgkill or in the sigprocmask that
+ * unblocks it).  A signal sent by another thread interrupts whatever the
+ * thread runs, and a copy makes no system call.  Returns 1, 0, or -1 where
+ * the machine cannot tell (another CPU or OS, an address at the start of a
+ * page, where the bytes before it might not be mapped). */
+int iommap_platform_interrupted_after_syscall(const void *context)
+{
+    if (context == NULL)
+        return -1;
+#if defined(__linux__) && defined(__x86_64__)
+    const unsigned char *pc =
+        (const unsigned char *)((const ucontext_t *)context)->uc_mcontext.gregs[REG_RIP];
+    if (((uintptr_t)pc & (iommap_page_size() - 1)) < 2)
+        return -1;
+    return pc[-2] == 0x0f && pc[-1] == 0x05; /* syscall */
+#elif defined(__linux__) && defined(__aarch64__)
+    const unsigned char *pc = (const unsigned char *)((const ucontext_t *)context)->uc_mcontext.pc;
+    if (((uintptr_t)pc & (iommap_page_size() - 1)) < 4)
+        return -1;
+    uint32_t insn;
+    memcpy(&insn, pc - 4, sizeof(insn));
+    return insn == 0xd4000001u; /* svc #0 */
+#else
+    return -1;
+#endif
+}
+
+int iommap_platform_fast_rep_movsb(void)
+{
+#if IOMMAP_HAVE_REP_MOVSB
+    unsigned int eax, ebx, ecx, edx;
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx))
+        return (ebx >> 9) & 1; /* CPUID.(EAX=7,ECX=0):EBX.ERMS[bit 9] */
+#endif
+    return 0;
 }

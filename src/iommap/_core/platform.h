@@ -13,6 +13,10 @@
  *   rwlock     glibc's prefers readers unless told otherwise; the others
  *              prefer writers already
  *   dontneed   on a private mapping, Linux MADV_COLD; elsewhere MADV_NORMAL
+ *   rep movsb  x86-64: large copies use the CPU's string copy where it says
+ *              it is fast (ERMS); elsewhere memmove only
+ *   signals    x86-64 and arm64 Linux: a signal handler can tell whether the
+ *              thread was returning from a system call; elsewhere it cannot
  *   cachestat  Linux 6.5+ cachestat(2); elsewhere ENOSYS (callers count with
  *              mincore instead)
  *
@@ -53,6 +57,24 @@
 #define IOMMAP_MADV_PRIVATE_DONTNEED MADV_NORMAL
 #endif
 
+/* `rep movsb`: a forward byte copy by the CPU's string instruction, for
+ * the guard's large copies (guard.c says when it wins). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define IOMMAP_HAVE_REP_MOVSB 1
+static inline void iommap_platform_rep_movsb(void *dst, const void *src, size_t n)
+{
+    __asm__ __volatile__("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+}
+#else
+#define IOMMAP_HAVE_REP_MOVSB 0
+static inline void iommap_platform_rep_movsb(void *dst, const void *src, size_t n)
+{
+    (void)dst;
+    (void)src;
+    (void)n; /* never called: IOMMAP_HAVE_REP_MOVSB is 0 */
+}
+#endif
+
 /* The struct-module byte-order prefixes that mean this machine's order
  * (for gather's and scatter's buffers of 64-bit offsets). */
 #if PY_LITTLE_ENDIAN
@@ -74,6 +96,13 @@ int iommap_platform_set_nocache(int fd);
 int iommap_platform_reserve(int fd, size_t old_size, size_t size);
 /* A read-write lock that prefers writers; returns pthread's error code. */
 int iommap_platform_rwlock_init(pthread_rwlock_t *lock);
+/* From a signal handler's context: 1 if the interrupted thread was returning
+ * from a system call, 0 if not, -1 if this machine cannot tell.
+ * Async-signal-safe. */
+int iommap_platform_interrupted_after_syscall(const void *context);
+/* 1 if the CPU advertises fast `rep movsb` (x86-64 ERMS), else 0.  Reads
+ * the CPU each call: callers keep the answer. */
+int iommap_platform_fast_rep_movsb(void);
 /* cachestat(2) over [off, off + len) of fd (len > 0): counts[] gets the
  * cached, dirty, writeback, evicted and recently evicted pages.  ENOSYS
  * where the kernel or the OS has no such call. */

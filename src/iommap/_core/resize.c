@@ -40,8 +40,14 @@ static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_map
             return s;
         }
     }
+    /* Views of this mapping and of older ones read zeros past the new end
+     * rather than fault: cut them before the file shrinks, and put the
+     * file's pages back if it does not. */
+    if (new_size < file_size)
+        iommap_mappings_cut(h->fd, new_size, h->mapping, &h->opts);
     if (new_size < file_size && ftruncate(h->fd, (off_t)new_size) != 0) {
         s = (iommap_status){IOMMAP_FAIL_OS, errno, "ftruncate()", 0};
+        iommap_mappings_restore(h->fd, new_size, h->mapping, &h->opts);
         if (addr != h->mapping->addr)
             iommap_unmap_region(addr, new_size);
         return s;
@@ -59,6 +65,7 @@ static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_map
     }
     fresh->addr = addr;
     fresh->size = new_size;
+    iommap_mapping_retire(h->mapping, h->fd, &h->opts); /* views may keep it */
     *old = h->mapping;
     h->mapping = fresh;
     atomic_store_explicit(&h->size_hint, new_size, memory_order_relaxed);
@@ -142,6 +149,7 @@ static iommap_status remap_locked(iommap_handle *h, iommap_mapping *fresh, iomma
         return (iommap_status){IOMMAP_FAIL_OS, errno, call, 0};
     fresh->addr = addr;
     fresh->size = size;
+    iommap_mapping_retire(h->mapping, h->fd, &h->opts); /* views may keep it */
     *old = h->mapping;
     h->mapping = fresh;
     atomic_store_explicit(&h->size_hint, size, memory_order_relaxed);
