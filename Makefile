@@ -43,14 +43,14 @@ bench: install
 	$(PY) tools/bench_targets.py $(BENCH_JSON)
 
 # ruff (lint and format), clang-format, mypy --strict (the package and
-# examples/), and stubtest of the stubs against the installed module.
+# examples/, once per supported Python version), and stubtest of the stubs
+# against the installed module.
 lint: dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/clang-format --dry-run -Werror $(C_FILES)
-	$(PY) -m mypy
-	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml iommap
 	$(MYPY_EVERY_VERSION)
+	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml iommap
 
 # mypy --strict once per supported Python version: the package, its stubs
 # and examples/ (numpy arrays passed to every buffer argument included) must

@@ -23,6 +23,7 @@ static PyObject *handle_new(iommap_state *st, int fd, iommap_mapping *mapping,
     int rc = iommap_lock_init(h);
     h->weakrefs = NULL;
     h->is_device = 0;
+    atomic_init(&h->dontfork, 0);
     atomic_init(&h->unsynced_size, 0);
     atomic_init(&h->created_dir, NULL);
     if (rc != 0) {

@@ -36,6 +36,8 @@ typedef struct {
     PyObject *path;              /* as given to open() */
     PyObject *weakrefs;          /* weak references to the handle */
     int is_device;               /* a block device: its size is its own */
+    atomic_int dontfork;         /* advise("dontfork") reached the current
+                                    mapping: a forked child does not have it */
     atomic_int unsynced_size;    /* the file's size changed since the last sync */
     _Atomic(char *) created_dir; /* until the first sync, the directory where
                                     open() created the file (PyMem_Raw) */

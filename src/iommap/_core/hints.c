@@ -102,10 +102,10 @@ static const iommap_hint hints[] = {
 #endif
 #ifdef MADV_DONTFORK
     HINT("dontfork", MADV_DONTFORK, IOMMAP_HINT_DONTFORK),
-    HINT("dofork", MADV_DOFORK, 0),
+    HINT("dofork", MADV_DOFORK, IOMMAP_HINT_DOFORK),
 #else
     ABSENT("dontfork", MADV_DONTFORK, IOMMAP_HINT_DONTFORK),
-    ABSENT("dofork", MADV_DOFORK, 0),
+    ABSENT("dofork", MADV_DOFORK, IOMMAP_HINT_DOFORK),
 #endif
 #ifdef MADV_REMOVE
     HINT("remove", MADV_REMOVE,

@@ -18,8 +18,10 @@ enum {
     /* On a private mapping it would discard this process's own changes, so
      * a gentler advice replaces it there ("dontneed" becomes "cold"). */
     IOMMAP_HINT_KEEPS_PRIVATE = 16,
-    /* A forked child does not inherit the pages. */
+    /* A forked child does not inherit the pages (and cannot use the handle). */
     IOMMAP_HINT_DONTFORK = 32,
+    /* Undoes IOMMAP_HINT_DONTFORK. */
+    IOMMAP_HINT_DOFORK = 64,
 };
 
 /* The advice of a hint this platform does not have. */

@@ -2,6 +2,8 @@
  * inputs.h for the two rules every function here keeps. */
 #include "inputs.h"
 
+#include <stdatomic.h>
+
 #include <string.h>
 #include <unistd.h>
 
@@ -88,13 +90,19 @@ int iommap_get_buffer(PyObject *obj, Py_buffer *view, int writable)
 
 /* ---- counts ----------------------------------------------------------------- */
 
+/* Read once, lazily.  Threads of several interpreters (each with its own
+ * GIL) or of a free-threaded build may ask for the first time at once; each
+ * finds and stores the same value, so relaxed atomics are enough, and keep
+ * those first stores from being a data race. */
 static uint64_t physical_memory(void)
 {
-    static uint64_t bytes; /* the same for every thread: a benign race */
+    static _Atomic uint64_t known;
+    uint64_t bytes = atomic_load_explicit(&known, memory_order_relaxed);
     if (bytes == 0) {
         long pages = sysconf(_SC_PHYS_PAGES);
         long page = sysconf(_SC_PAGESIZE);
         bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : (uint64_t)PY_SSIZE_T_MAX;
+        atomic_store_explicit(&known, bytes, memory_order_relaxed);
     }
     return bytes;
 }
@@ -340,7 +348,16 @@ static int offsets_from_iterable(iommap_state *st, const char *op, PyObject *obj
         return -1;
     }
     int rc = 0;
-    /* Re-read the size each step: converting an item can run Python code. */
+    /* The caller's own list may be changed by another thread as it is read:
+     * with the GIL only while converting an item runs Python code, without
+     * it (free-threaded builds) at any time.  So the size is re-read each
+     * step, an item is read only under the list's critical section, and it
+     * is held (a reference of ours) before any Python code can run; a
+     * critical section suspended by that code is taken again before the
+     * next item.  With the GIL the critical section is nothing. */
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(seq);
+#endif
     for (Py_ssize_t i = 0; rc == 0 && i < n && i < PySequence_Fast_GET_SIZE(seq); i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
         if (iommap_small_int(item, &v[i]))
@@ -351,6 +368,9 @@ static int offsets_from_iterable(iommap_state *st, const char *op, PyObject *obj
         rc = iommap_arg_to_u64(st, op, name, item, &v[i]);
         Py_DECREF(item);
     }
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
     if (rc == 0 && n != PySequence_Fast_GET_SIZE(seq)) {
         iommap_err_bad_value(st, "%s: offsets changed size while being read", op);
         rc = -1;

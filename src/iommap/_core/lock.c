@@ -52,12 +52,26 @@ int iommap_lock_init(iommap_handle *h)
 
 void iommap_lock_refresh_after_fork(iommap_handle *h, unsigned generation)
 {
+    iommap_mapping *absent = NULL;
     pthread_mutex_lock(&relock_mutex);
     if (atomic_load_explicit(&h->lock_generation, memory_order_relaxed) != generation) {
         (void)iommap_platform_rwlock_init(&h->lock); /* glibc's cannot fail */
+        if (atomic_load_explicit(&h->dontfork, memory_order_relaxed) && h->mapping != NULL) {
+            /* advise("dontfork"): this child did not inherit the pages, and
+             * a copy from them would fault outside any guard.  The handle is
+             * closed here; its mapping forgets the region, which is not this
+             * process's to unmap (the addresses may hold something else). */
+            absent = h->mapping;
+            absent->addr = NULL;
+            absent->size = 0;
+            h->mapping = NULL;
+            atomic_store_explicit(&h->size_hint, 0, memory_order_relaxed);
+            atomic_store_explicit(&h->closing, 1, memory_order_release);
+        }
         atomic_store_explicit(&h->lock_generation, generation, memory_order_release);
     }
     pthread_mutex_unlock(&relock_mutex);
+    Py_XDECREF(absent); /* with addr NULL, freeing it unmaps nothing */
 }
 
 /* ---- before and after the locked section ------------------------------ */

@@ -68,6 +68,7 @@ static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_map
     iommap_mapping_retire(h->mapping, h->fd, &h->opts); /* views may keep it */
     *old = h->mapping;
     h->mapping = fresh;
+    atomic_store_explicit(&h->dontfork, 0, memory_order_relaxed); /* a new region: no hint */
     atomic_store_explicit(&h->size_hint, new_size, memory_order_relaxed);
     return s;
 }
@@ -152,6 +153,7 @@ static iommap_status remap_locked(iommap_handle *h, iommap_mapping *fresh, iomma
     iommap_mapping_retire(h->mapping, h->fd, &h->opts); /* views may keep it */
     *old = h->mapping;
     h->mapping = fresh;
+    atomic_store_explicit(&h->dontfork, 0, memory_order_relaxed); /* a new region: no hint */
     atomic_store_explicit(&h->size_hint, size, memory_order_relaxed);
     return (iommap_status){IOMMAP_DONE, 0, NULL, 0};
 }
@@ -389,5 +391,14 @@ PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t n
         advice_for(h, hint, &advice))
         return NULL;
     int inward = (hint->rules & IOMMAP_HINT_INWARD) != 0;
-    return call_on_range(h, "advise", r, args[0], args[1], madvise, hint->call, advice, inward);
+    PyObject *done =
+        call_on_range(h, "advise", r, args[0], args[1], madvise, hint->call, advice, inward);
+    /* Set after the hint took: a child forked in between still has the
+     * pages.  Cleared by a "dofork" from the start to the end only: one over
+     * part of the mapping may leave other pages out of a child. */
+    if (done != NULL && (hint->rules & IOMMAP_HINT_DONTFORK))
+        atomic_store_explicit(&h->dontfork, 1, memory_order_relaxed);
+    if (done != NULL && (hint->rules & IOMMAP_HINT_DOFORK) && r.offset == 0 && r.length == 0)
+        atomic_store_explicit(&h->dontfork, 0, memory_order_relaxed);
+    return done;
 }
