@@ -157,7 +157,8 @@ SANITIZE_DESELECT = \
 	--deselect 'tests/test_cli.py::test_lock_holds_pages_until_interrupted' \
 	--deselect 'tests/test_docs.py::test_doc_runs[docs/cli.md]'
 LEAK_CHECKED_TESTS = tests/test_crash_regressions.py tests/test_durability_kill.py \
-	tests/test_fork.py tests/test_fuzz_args.py tests/test_leaks.py tests/test_torture.py
+	tests/test_fork.py tests/test_fuzz_args.py tests/test_leaks.py tests/test_torture.py \
+	tests/test_bounded_work.py tests/test_file_types.py
 
 $(ASAN_VENV)/bin/python:
 	$(PYTHON) -m venv $(ASAN_VENV)
