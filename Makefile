@@ -43,14 +43,14 @@ bench: install
 	$(PY) tools/bench_targets.py $(BENCH_JSON)
 
 # ruff (lint and format), clang-format, mypy --strict (the package and
-# examples/), and stubtest of the stubs against the installed module.
+# examples/, once per supported Python version), and stubtest of the stubs
+# against the installed module.
 lint: dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/clang-format --dry-run -Werror $(C_FILES)
-	$(PY) -m mypy
-	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml iommap
 	$(MYPY_EVERY_VERSION)
+	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml iommap
 
 # mypy --strict once per supported Python version: the package, its stubs
 # and examples/ (numpy arrays passed to every buffer argument included) must
@@ -157,7 +157,8 @@ SANITIZE_DESELECT = \
 	--deselect 'tests/test_cli.py::test_lock_holds_pages_until_interrupted' \
 	--deselect 'tests/test_docs.py::test_doc_runs[docs/cli.md]'
 LEAK_CHECKED_TESTS = tests/test_crash_regressions.py tests/test_durability_kill.py \
-	tests/test_fork.py tests/test_fuzz_args.py tests/test_leaks.py tests/test_torture.py
+	tests/test_fork.py tests/test_fuzz_args.py tests/test_leaks.py tests/test_torture.py \
+	tests/test_bounded_work.py tests/test_file_types.py
 
 $(ASAN_VENV)/bin/python:
 	$(PYTHON) -m venv $(ASAN_VENV)

@@ -66,7 +66,7 @@ def test_runs_and_leaves_no_file_behind(tiny_run):
 
 def test_json_has_every_group_and_row(tiny_run):
     _status, doc, _text, _tmp = tiny_run
-    assert set(doc) == {"meta", "groups", "warnings", "workloads"}
+    assert set(doc) == {"meta", "groups", "warnings", "workloads", "interpreters"}
     expected = build_groups(2 * MiB, 256 * KiB, [64, 4 * KiB], [64 * KiB, MiB], 2)
     assert [g["id"] for g in doc["groups"]] == [g.id for g in expected]
     for group, want in zip(doc["groups"], expected):
@@ -193,6 +193,14 @@ def test_bad_arguments_are_refused_before_running(tmp_path, capsys):
         main(["--size", "1M", "--large-sizes", "64M", "--dir", str(tmp_path)])
     assert exc.value.code == 2
     assert "larger than the file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_size_the_workloads_cannot_read_as_words_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--size", "1000001", "--only", "workloads", "--dir", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "multiple of 8" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,12 +8,13 @@ tmpfs (both made by the test, as root), and RLIMIT_FSIZE (in a child)."""
 import contextlib
 import errno
 import os
+import random
 import shutil
 import subprocess
 import tempfile
 
 import pytest
-from helpers import PAGE, fd_count, pattern, read_file, run_ok
+from helpers import PAGE, fd_count, read_file, run_ok
 
 import iommap
 
@@ -91,7 +92,7 @@ def _enospc(excinfo):
 
 def test_failed_truncate_restores_the_file(full_fs):
     path = os.path.join(full_fs, "f.bin")
-    content = pattern(MiB)
+    content = random.Random(0).randbytes(MiB)
     with open(path, "wb") as f:
         f.write(content)
     os.sync()
@@ -112,7 +113,7 @@ def test_failed_truncate_restores_the_file(full_fs):
 @pytest.mark.parametrize("truncate", [False, True])
 def test_failed_open_with_size_restores_the_file(full_fs, truncate):
     path = os.path.join(full_fs, "f.bin")
-    content = pattern(MiB, seed=1)
+    content = random.Random(1).randbytes(MiB)
     with open(path, "wb") as f:
         f.write(content)
     os.sync()
@@ -138,7 +139,7 @@ def test_failed_open_that_created_the_file_removes_it(full_fs):
 def test_open_truncate_size_that_fits_empties_and_grows(full_fs):
     path = os.path.join(full_fs, "f.bin")
     with open(path, "wb") as f:
-        f.write(pattern(MiB))
+        f.write(random.Random(3).randbytes(MiB))
     with iommap.open(path, truncate=True, size=PAGE) as m:
         assert len(m) == PAGE and m.pread(0, PAGE) == bytes(PAGE)
     assert read_file(path) == bytes(PAGE)
@@ -149,7 +150,7 @@ def test_open_truncate_size_that_fits_empties_and_grows(full_fs):
 def test_rlimit_fsize_refuses_every_grow_and_changes_nothing(tmp_path):
     path = str(tmp_path / "f.bin")
     with open(path, "wb") as f:
-        f.write(pattern(MiB, seed=2))
+        f.write(random.Random(2).randbytes(MiB))
     run_ok(
         """
         import errno, os, resource, signal, iommap

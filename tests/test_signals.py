@@ -421,3 +421,62 @@ def test_pthread_kill_during_a_guarded_copy_reaches_the_other_handler(tmp_path, 
         PATH=str(tmp_path / "f.bin"),
         PEER_LIB=peer_lib,
     )
+
+
+def test_any_call_that_releases_the_gil_rearms(tmp_path, peer_lib):
+    # A pwrite of many small pieces is one large copy: it re-arms too, so a
+    # Python handler installed after open() does not see its fault.
+    out, err = run_ok(
+        """
+        import os, signal, mmap
+        import iommap
+        page = mmap.PAGESIZE
+        with open(PATH, "wb") as f:
+            f.write(b"x" * 64 * page)
+        m = iommap.open(PATH)
+        os.truncate(PATH, page)
+        signal.signal(signal.SIGBUS, lambda signum, frame: None)
+        try:
+            m.pwrite(0, [b"p" * 1000] * 100)   # 100 KB, the fault past page 1
+        except iommap.SigbusError:
+            print("OK")
+        """,
+        timeout=30,
+        PATH=str(tmp_path / "f.bin"),
+    )
+
+
+def test_many_displacements_keep_the_chain(tmp_path):
+    # Each re-arm over a new handler takes a fresh entry point; past the last
+    # one, the last is reused with a new link.  Either way guarded faults
+    # stay SigbusErrors and other signals reach the newest handler.
+    run_ok(
+        """
+        import os, signal, mmap, time
+        import iommap
+        page = mmap.PAGESIZE
+        with open(PATH, "wb") as f:
+            f.write(b"x" * 4 * page)
+        m = iommap.open(PATH)
+        os.truncate(PATH, page)
+        hits = []
+        for i in range(100):
+            signal.signal(signal.SIGBUS, lambda signum, frame, i=i: hits.append(i))
+            iommap.rearm_guard()
+            try:
+                m.pread(2 * page, 1)
+            except iommap.SigbusError:
+                pass
+            else:
+                raise AssertionError("no SigbusError")
+            if i % 10 == 9:
+                os.kill(os.getpid(), signal.SIGBUS)
+                for _ in range(100):
+                    if len(hits) > i // 10:
+                        break
+                    time.sleep(0.01)
+        assert hits == list(range(9, 100, 10)), hits
+        print("OK")
+        """,
+        PATH=str(tmp_path / "f.bin"),
+    )

@@ -296,3 +296,20 @@ def test_out_of_bounds_messages_name_numbers_as_given(m, offset, length):
             assert str(length) in text, (name, text)
         if 2**64 - 1 not in (offset, length):
             assert str(2**64 - 1) not in text, (name, text)
+
+
+@pytest.mark.parametrize("offset,length", [(2**70, 1), (0, 2**70), (2**64, 2**65)])
+def test_batch_out_of_bounds_messages_name_numbers_as_given(m, offset, length):
+    for call in (
+        lambda: m.gather([offset], length),
+        lambda: m.gather((offset,), length, out=bytearray(0)),
+        lambda: m.scatter([offset], length, b""),
+    ):
+        with pytest.raises(iommap.Error) as ei:
+            call()
+        text = str(ei.value)
+        if isinstance(ei.value, iommap.OutOfBoundsError):
+            assert "offsets[" in text and str(offset) in text and str(length) in text, text
+            assert str(2**64 - 1) not in text, text
+        else:  # len(offsets) * length cannot be a size: refused before reading
+            assert isinstance(ei.value, iommap.BadArgumentValueError), text

@@ -61,12 +61,22 @@ static iommap_status run_batch(iommap_handle *h, iommap_batch *batch, size_t *ba
     return s;
 }
 
+/* Out of bounds: names record `bad_index`'s offset and the length as the
+ * caller gave them (an offset past 64 bits was saturated when read). */
 static PyObject *raise_batch_status(iommap_handle *h, const char *op, const iommap_status *s,
-                                    const offset_array *o, uint64_t length, size_t bad_index)
+                                    const offset_array *o, PyObject *offsets_obj,
+                                    PyObject *length_obj, uint64_t length, size_t bad_index)
 {
-    if (s->what == IOMMAP_FAIL_OUT_OF_BOUNDS)
-        return iommap_err_out_of_bounds_at(IOMMAP_STATE(h), op, bad_index, o->values[bad_index],
-                                           length, s->size);
+    if (s->what == IOMMAP_FAIL_OUT_OF_BOUNDS) {
+        PyObject *item = NULL; /* an exact list or tuple runs no code of the caller's */
+        if ((PyList_CheckExact(offsets_obj) || PyTuple_CheckExact(offsets_obj)) &&
+            (item = PySequence_GetItem(offsets_obj, (Py_ssize_t)bad_index)) == NULL)
+            PyErr_Clear(); /* changed meanwhile: the value read is named instead */
+        iommap_err_out_of_bounds_at(IOMMAP_STATE(h), op, bad_index, item, length_obj,
+                                    o->values[bad_index], length, s->size);
+        Py_XDECREF(item);
+        return NULL;
+    }
     return iommap_raise_status(h, op, s, 0, length);
 }
 
@@ -108,7 +118,7 @@ PyObject *iommap_mf_gather(iommap_handle *h, PyObject *args, PyObject *kwargs)
     out.obj = NULL;
     if (bad < o.count) {
         iommap_status s = {IOMMAP_FAIL_OUT_OF_BOUNDS, 0, NULL, hint};
-        raise_batch_status(h, "gather", &s, &o, length, bad);
+        raise_batch_status(h, "gather", &s, &o, offsets_obj, length_obj, length, bad);
         goto done;
     }
     if (batch_total(h, "gather", o.count, length, &total) != 0)
@@ -147,7 +157,7 @@ PyObject *iommap_mf_gather(iommap_handle *h, PyObject *args, PyObject *kwargs)
     iommap_batch batch = {NULL, 0, o.values, o.count, (size_t)length, out.buf, 0};
     iommap_status s = run_batch(h, &batch, &bad);
     if (s.what != IOMMAP_DONE) {
-        raise_batch_status(h, "gather", &s, &o, length, bad);
+        raise_batch_status(h, "gather", &s, &o, offsets_obj, length_obj, length, bad);
         Py_CLEAR(result);
     }
 done:
@@ -189,7 +199,7 @@ PyObject *iommap_mf_scatter(iommap_handle *h, PyObject *const *args, Py_ssize_t 
     iommap_batch batch = {NULL, 0, o.values, o.count, (size_t)length, data.buf, 1};
     iommap_status s = run_batch(h, &batch, &bad);
     if (s.what != IOMMAP_DONE)
-        raise_batch_status(h, "scatter", &s, &o, length, bad);
+        raise_batch_status(h, "scatter", &s, &o, args[0], args[1], length, bad);
     else
         result = Py_NewRef(Py_None);
 release:

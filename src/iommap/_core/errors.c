@@ -65,14 +65,18 @@ PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObj
 }
 
 PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
-                                      uint64_t offset, uint64_t length, size_t size)
+                                      PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
+                                      uint64_t length, size_t size)
 {
-    char buf[200];
-    snprintf(buf, sizeof(buf),
-             "%s: offsets[%zu]: range [%" PRIu64 ", +%" PRIu64
-             ") passes the end of the mapping (%zu bytes); nothing was copied",
-             op, index, offset, length, size);
-    PyErr_SetString(st->out_of_bounds_error, buf);
+    PyObject *off = as_given(offset_obj, offset);
+    PyObject *len = off != NULL ? as_given(length_obj, length) : NULL;
+    if (len != NULL)
+        PyErr_Format(st->out_of_bounds_error,
+                     "%s: offsets[%zu]: range [%U, +%U) passes the end of the mapping (%zu "
+                     "bytes); nothing was copied",
+                     op, index, off, len, size);
+    Py_XDECREF(off);
+    Py_XDECREF(len);
     return NULL;
 }
 

@@ -36,9 +36,10 @@
  * state is the scope pointer, which is already clear.
  *
  * Getting back in front: iommap_guard_install() runs at import, at every
- * open(), at every copy large enough to release the GIL (one sigaction(2)
- * read beside a copy of 64 KiB or more), and from iommap.rearm_guard().  Small
- * copies make no system call.  What chaining cannot see is a change made
+ * open(), at every call that releases the GIL (one sigaction(2) read beside
+ * a copy of 64 KiB or more, or a truncate, sync, advise or remap: see
+ * iommap_finish_released), and from iommap.rearm_guard().  Small copies make
+ * no system call.  What chaining cannot see is a change made
  * after the last of these points:
  *   - a handler installed then that does not chain to its predecessor
  *     (signal.signal, a runtime that ignores other faults) is in front and
@@ -123,13 +124,14 @@ static unsigned slots_used; /* guarded by install_lock */
 
 static void on_sigbus(unsigned slot, int sig, siginfo_t *info, void *context);
 
-#define ENTRY(i)                                                                                   \
-    static void on_sigbus_##i(int sig, siginfo_t *info, void *context)                             \
+/* Entry point on_sigbus_<i><j> serves slot i * 8 + j. */
+#define ENTRY(i, j)                                                                                \
+    static void on_sigbus_##i##j(int sig, siginfo_t *info, void *context)                          \
     {                                                                                              \
-        on_sigbus(i, sig, info, context);                                                          \
+        on_sigbus((i) * 8 + (j), sig, info, context);                                              \
     }
 #define ENTRY8(i)                                                                                  \
-    ENTRY(i##0) ENTRY(i##1) ENTRY(i##2) ENTRY(i##3) ENTRY(i##4) ENTRY(i##5) ENTRY(i##6) ENTRY(i##7)
+    ENTRY(i, 0) ENTRY(i, 1) ENTRY(i, 2) ENTRY(i, 3) ENTRY(i, 4) ENTRY(i, 5) ENTRY(i, 6) ENTRY(i, 7)
 ENTRY8(0)
 ENTRY8(1)
 ENTRY8(2)
@@ -139,7 +141,6 @@ ENTRY8(5)
 ENTRY8(6)
 ENTRY8(7)
 
-/* Slot i's entry point is on_sigbus_<i / 8><i % 8>: the digits are octal. */
 #define NAMES8(i)                                                                                  \
     on_sigbus_##i##0, on_sigbus_##i##1, on_sigbus_##i##2, on_sigbus_##i##3, on_sigbus_##i##4,      \
         on_sigbus_##i##5, on_sigbus_##i##6, on_sigbus_##i##7
@@ -357,15 +358,11 @@ int iommap_guard_install(void)
 /* ---- guarded copies ------------------------------------------------------ */
 
 /* noinline keeps the sigsetjmp frame alive for exactly the copy; the
- * volatile scope pointer is what the handler reads.  A copy large enough to
- * release the GIL first gets the handler back in front if another took its
- * place: one sigaction(2) beside at least 64 KiB of copying.  Its failure
- * changes nothing (the handler stays where it was), so it is not reported. */
+ * volatile scope pointer is what the handler reads.  (A copy large enough to
+ * release the GIL re-arms first, in iommap_finish_released.) */
 __attribute__((noinline)) int iommap_guarded_copy(void *dst, const void *src, size_t n,
                                                   const void *region, size_t region_size)
 {
-    if (n >= IOMMAP_GIL_RELEASE_BYTES)
-        (void)iommap_guard_install();
     guard_scope scope;
     scope.lo = (const char *)region;
     scope.hi = (const char *)region + region_size;
@@ -381,9 +378,7 @@ __attribute__((noinline)) int iommap_guarded_copy(void *dst, const void *src, si
 
 __attribute__((noinline)) int iommap_guarded_batch(const iommap_batch *batch)
 {
-    size_t n = batch->length, total;
-    if (!__builtin_mul_overflow(batch->count, n, &total) && total >= IOMMAP_GIL_RELEASE_BYTES)
-        (void)iommap_guard_install();
+    size_t n = batch->length;
     guard_scope scope;
     scope.lo = (const char *)batch->region;
     scope.hi = (const char *)batch->region + batch->region_size;

@@ -171,6 +171,11 @@ static inline int iommap_work_then_unlock(void *arg)
 static inline int iommap_finish_released(iommap_handle *h, size_t bytes, int (*work)(void *),
                                          void *arg)
 {
+    /* Beside work this large, one sigaction(2) costs nothing: the SIGBUS
+     * guard gets back in front if another handler took its place (guard.c).
+     * If it cannot, the handler stays where it was; nothing to report. */
+    if (bytes >= IOMMAP_GIL_RELEASE_BYTES)
+        (void)iommap_guard_install();
     iommap_locked_work w = {h, work, arg};
     return iommap_run_released(bytes, iommap_work_then_unlock, &w);
 }

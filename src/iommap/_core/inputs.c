@@ -2,6 +2,8 @@
  * inputs.h for the two rules every function here keeps. */
 #include "inputs.h"
 
+#include <stdatomic.h>
+
 #include <string.h>
 #include <unistd.h>
 
@@ -44,8 +46,8 @@ static int exported_by_python_code(PyObject *obj)
 
 /* PyObject_GetBuffer(obj, view, flags) where a failure of a built-in
  * exporter is a refusal (1, no exception set) and one of Python code is the
- * caller's own (-1, its exception set).  Read-write requests that the
- * exporter would grant read-only are refusals too. */
+ * caller's own (-1, its exception set).  A read-write request that the
+ * exporter would grant read-only is a refusal too. */
 static int get_any_buffer(PyObject *obj, Py_buffer *view, int flags)
 {
     if (!PyObject_CheckBuffer(obj))
@@ -74,12 +76,14 @@ static int get_any_buffer(PyObject *obj, Py_buffer *view, int flags)
 
 int iommap_get_buffer(PyObject *obj, Py_buffer *view, int writable)
 {
-    /* PyBUF_FULL accepts any layout, so no exporter refuses it for being
-     * strided: contiguity is checked here. */
-    int rc = get_any_buffer(obj, view, writable ? PyBUF_FULL : PyBUF_FULL_RO);
+    /* Exactly what is needed, so the hot calls pay for nothing more: a
+     * contiguous buffer (PyBUF_SIMPLE asks for one), writable and with its
+     * format (to refuse object pointers) for a destination. */
+    int flags = writable ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT : PyBUF_SIMPLE;
+    int rc = get_any_buffer(obj, view, flags);
     if (rc != 0)
         return rc;
-    if (!PyBuffer_IsContiguous(view, 'C') || (writable && holds_objects(view->format))) {
+    if (writable && holds_objects(view->format)) {
         PyBuffer_Release(view);
         return 1;
     }
@@ -88,13 +92,19 @@ int iommap_get_buffer(PyObject *obj, Py_buffer *view, int writable)
 
 /* ---- counts ----------------------------------------------------------------- */
 
+/* Read once, lazily.  Threads of several interpreters (each with its own
+ * GIL) or of a free-threaded build may ask for the first time at once; each
+ * finds and stores the same value, so relaxed atomics are enough, and keep
+ * those first stores from being a data race. */
 static uint64_t physical_memory(void)
 {
-    static uint64_t bytes; /* the same for every thread: a benign race */
+    static _Atomic uint64_t known;
+    uint64_t bytes = atomic_load_explicit(&known, memory_order_relaxed);
     if (bytes == 0) {
         long pages = sysconf(_SC_PHYS_PAGES);
         long page = sysconf(_SC_PAGESIZE);
         bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : (uint64_t)PY_SSIZE_T_MAX;
+        atomic_store_explicit(&known, bytes, memory_order_relaxed);
     }
     return bytes;
 }
@@ -174,9 +184,7 @@ static int measure(iommap_state *st, const char *op, PyObject *obj, int depth, P
         return -1;
     }
     PyObject *key = NULL;
-    if (depth > 0) {
-        if (*memo == NULL && (*memo = PyDict_New()) == NULL)
-            return -1;
+    if (depth > 0 && *memo != NULL) {
         key = PyLong_FromVoidPtr(obj);
         if (key == NULL)
             return -1;
@@ -193,7 +201,7 @@ static int measure(iommap_state *st, const char *op, PyObject *obj, int depth, P
         }
     }
     iommap_iolist_size total = {0, 0};
-    int rc = 0;
+    int rc = 0, has_lists = 0;
     /* Index by index, re-reading the size: an exporter's code may change
      * the list (the expansion that follows checks again in any case). */
 #ifdef Py_GIL_DISABLED
@@ -202,6 +210,7 @@ static int measure(iommap_state *st, const char *op, PyObject *obj, int depth, P
     for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(obj); i++) {
         PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(obj, i));
         iommap_iolist_size part;
+        has_lists |= PyList_Check(item) || PyTuple_Check(item);
         rc = measure(st, op, item, depth + 1, memo, &part);
         Py_DECREF(item);
         if (rc == 0) {
@@ -212,7 +221,16 @@ static int measure(iommap_state *st, const char *op, PyObject *obj, int depth, P
 #ifdef Py_GIL_DISABLED
     Py_END_CRITICAL_SECTION();
 #endif
-    if (rc == 0 && key != NULL) {
+    /* Remembered when measuring it again would cost: a list holding lists,
+     * or more than a few pieces.  A small list of buffers costs no more to
+     * measure again than the reference to it did. */
+    int worth = has_lists || PySequence_Fast_GET_SIZE(obj) > 8;
+    if (rc == 0 && depth > 0 && worth && key == NULL) {
+        if ((*memo == NULL && (*memo = PyDict_New()) == NULL) ||
+            (key = PyLong_FromVoidPtr(obj)) == NULL)
+            rc = -1;
+    }
+    if (rc == 0 && key != NULL && worth) {
         PyObject *entry = Py_BuildValue("(OKK)", obj, (unsigned long long)total.bytes,
                                         (unsigned long long)total.pieces);
         if (entry == NULL || PyDict_SetItem(*memo, key, entry) != 0)
@@ -340,7 +358,16 @@ static int offsets_from_iterable(iommap_state *st, const char *op, PyObject *obj
         return -1;
     }
     int rc = 0;
-    /* Re-read the size each step: converting an item can run Python code. */
+    /* The caller's own list may be changed by another thread as it is read:
+     * with the GIL only while converting an item runs Python code, without
+     * it (free-threaded builds) at any time.  So the size is re-read each
+     * step, an item is read only under the list's critical section, and it
+     * is held (a reference of ours) before any Python code can run; a
+     * critical section suspended by that code is taken again before the
+     * next item.  With the GIL the critical section is nothing. */
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(seq);
+#endif
     for (Py_ssize_t i = 0; rc == 0 && i < n && i < PySequence_Fast_GET_SIZE(seq); i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
         if (iommap_small_int(item, &v[i]))
@@ -351,6 +378,9 @@ static int offsets_from_iterable(iommap_state *st, const char *op, PyObject *obj
         rc = iommap_arg_to_u64(st, op, name, item, &v[i]);
         Py_DECREF(item);
     }
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
     if (rc == 0 && n != PySequence_Fast_GET_SIZE(seq)) {
         iommap_err_bad_value(st, "%s: offsets changed size while being read", op);
         rc = -1;

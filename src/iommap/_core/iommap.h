@@ -210,7 +210,8 @@ PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObj
                                          size_t size);
 /* The same, for record `index` of a gather or scatter. */
 PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
-                                      uint64_t offset, uint64_t length, size_t size);
+                                      PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
+                                      uint64_t length, size_t size);
 PyObject *iommap_err_sigbus(iommap_state *st, const char *op);
 /* EACCES for a call the handle's mode or kind refuses, `why` saying which. */
 PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why);

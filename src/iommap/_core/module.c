@@ -33,8 +33,9 @@ static PyMethodDef module_functions[] = {
     {"rearm_guard", iommap_rearm_guard, METH_NOARGS,
      "rearm_guard()\n--\n\n"
      "Put iommap's SIGBUS handler back in front of the process's handlers.\n\n"
-     "iommap does this itself at import, at every open() and before every copy of\n"
-     "64 KiB or more. Call it after installing a SIGBUS handler of your own (or\n"
+     "iommap does this itself at import, at every open() and at every call that\n"
+     "releases the GIL (copies of 64 KiB or more, truncate, sync, ...). Call it\n"
+     "after installing a SIGBUS handler of your own (or\n"
      "enabling or disabling faulthandler) once your last open() is done, so that\n"
      "small reads and writes are guarded again. The handler that was in front is\n"
      "kept and still receives every SIGBUS that is not a fault of an iommap copy."},

@@ -123,6 +123,27 @@ static int run_copy_in(void *arg)
     return rc;
 }
 
+/* True for a list or tuple that holds lists or tuples: only sharing can
+ * make a list expand to more than its own size, and only a list can be
+ * shared.  (A flat list is as long as its expansion: it is not measured.) */
+static int holds_lists(PyObject *data)
+{
+    if (!PyList_Check(data) && !PyTuple_Check(data))
+        return 0;
+    int found = 0;
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(data);
+#endif
+    for (Py_ssize_t i = 0; !found && i < PySequence_Fast_GET_SIZE(data); i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(data, i);
+        found = PyList_Check(item) || PyTuple_Check(item);
+    }
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    return found;
+}
+
 /* A nested list measured before it is expanded: one that shares its
  * sublists can expand to far more than its own size.  Too long for the
  * mapping is out_of_bounds at once; more pieces than memory could hold,
@@ -155,8 +176,7 @@ PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t n
     uint64_t offset;
     PyObject *result = NULL;
     if (iommap_offset_arg(h, "pwrite", args, nargs, &offset) == 0 &&
-        (!(PyList_Check(args[1]) || PyTuple_Check(args[1])) ||
-         measure_first(h, args, offset) == 0) &&
+        (!holds_lists(args[1]) || measure_first(h, args, offset) == 0) &&
         chunks_add(h, &c, args[1], 0) == 0 && iommap_check_usable(h, "pwrite", IOMMAP_WRITE) == 0) {
         iommap_status s;
         iommap_mapping *m = iommap_enter(h, IOMMAP_EXCLUSIVE, offset, c.total, &s);

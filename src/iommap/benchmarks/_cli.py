@@ -16,7 +16,7 @@ import iommap
 
 from .. import _toolkit
 from .._toolkit import GiB, KiB, MiB, Progress, warm_range
-from . import _report, _suite, _workloads
+from . import _interpreters, _report, _suite, _workloads
 from ._measure import BusyMonitor
 from ._suite import size_label
 
@@ -153,6 +153,13 @@ def _resolve(args: argparse.Namespace) -> list[str]:
     )
     if args.repeats < 1 or args.ops < 1 or args.threads < 1 or args.workers < 1:
         problems.append("--repeats, --ops, --threads and --workers must be at least 1")
+    # The workloads read the file as uint16 tokens and uint64 words.
+    workloads = not args.only or any(
+        args.only in c.id
+        for c in _workloads.build_cases(args.size, args.ops, args.repeats, args.workers)
+    )
+    if workloads and args.size % 8:
+        problems.append(f"the workloads need a --size that is a multiple of 8 (not {args.size})")
     if micro and args.hot > args.size:
         problems.append(
             f"--hot ({size_label(args.hot)}) is larger than the file ({size_label(args.size)})"
@@ -367,6 +374,11 @@ def run(
             for name in os.listdir(scratch):
                 os.unlink(os.path.join(scratch, name))
             os.rmdir(scratch)
+        interp_result = None
+        if not args.only or args.only in _interpreters.GROUP_ID:
+            interp_result = _interpreters.run(
+                path, args.hot, args.small_sizes, args.ops, args.repeats, args.seed, progress
+            )
         progress.clear()
     finally:
         if temp_dir is not None:
@@ -385,6 +397,8 @@ def run(
             "\nWorkloads: today's way and iommap's, the same job, results checked equal\n", file=out
         )
         print(_workloads.format_table(work_done), file=out)
+    if interp_result is not None:
+        print("\n" + _interpreters.format_table(interp_result), file=out)
     if done:
         print(
             f"\nlimits: memcpy = {_suite.MEMCPY_METHOD}.\n"
@@ -399,6 +413,7 @@ def run(
             print("  " + w, file=out)
     document = _report.to_document(results, meta, warnings)
     document["workloads"] = _workloads.to_document(work_done)
+    document["interpreters"] = interp_result
     if args.json:
         _report.write_json(args.json, document)
         print(f"wrote {args.json}", file=out)

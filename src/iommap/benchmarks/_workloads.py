@@ -867,7 +867,7 @@ def build_cases(size: int, ops: int, repeats: int, workers: int = READERS) -> li
             busy_check=False,
         )
     )
-    cap = 1 << (10 * ops).bit_length() - 1  # a power of two: whole steps, round sizes
+    cap = 1 << max(0, (10 * ops).bit_length() - 1)  # a power of two: whole steps, round sizes
     for record in APPEND_SIZES:
         count = min(size // record, cap)
         per_step = max(1, count // 16)
