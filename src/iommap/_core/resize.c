@@ -11,11 +11,13 @@
 /* ---- truncate ----------------------------------------------------------- */
 
 /* Resizes the file to new_size and maps it anew, under the exclusive lock
- * with the GIL released; the caller checked the handle is open.  `fresh` is an unfilled Mapping
- * made beforehand (allocating needs the GIL); on success it replaces the handle's mapping and *old
- * receives the previous one, to be released with the GIL. Order keeps a failure from leaving the
- * handle changed: grow the file before mapping it (so mlock can fault the pages in), map before
- * shrinking it, and undo the file size if the later step fails. */
+ * with the GIL released; the caller checked the handle is open.  `fresh`
+ * is an unfilled Mapping made beforehand (allocating needs the GIL); on
+ * success it replaces the handle's mapping and *old receives the previous
+ * one, to be released with the GIL.  Order keeps a failure from leaving the
+ * handle changed: grow the file before mapping it (so mlock can fault the
+ * pages in), map before shrinking it, and undo the file size if the later
+ * step fails. */
 static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_mapping *fresh,
                                    iommap_mapping **old)
 {
