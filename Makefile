@@ -223,7 +223,9 @@ VALGRIND = valgrind --tool=memcheck --trace-children=yes \
 # proof that copies release the GIL, and 25 rounds of close under four
 # hammering threads within a fixed 90 s.  VALGRIND_PYTEST_ARGS= runs all.
 VALGRIND_PYTEST_ARGS ?= \
-	--ignore=tests/test_cli.py --ignore=tests/test_docs.py --ignore=tests/test_bench.py \
+	--ignore=tests/test_cli.py --ignore=tests/test_cli_parity.py --ignore=tests/test_clibench.py \
+	--ignore=tests/test_docs.py \
+	--ignore=tests/test_bench.py \
 	--ignore=tests/test_sync_durability.py \
 	--deselect tests/test_sigbus.py::test_guarded_reads_and_writes_make_no_system_call \
 	--deselect tests/test_threads.py::test_large_copies_release_the_gil \

@@ -1,7 +1,7 @@
 /* Argument conversion: integers, open()'s mode, size and path, argument
- * counts and destination buffers.  Each raises badarg (or TypeError, as
- * Python does for a wrong argument count) and returns -1 or NULL. */
-#include "inputs.h"
+ * counts.  Each raises badarg (or TypeError, as Python does for a wrong
+ * argument count) and returns -1 or NULL. */
+#include "iommap.h"
 
 #include <string.h>
 
@@ -132,9 +132,4 @@ int iommap_err_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
 {
     PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)", op, want, nargs);
     return -1;
-}
-
-int iommap_get_destination(PyObject *obj, Py_buffer *buf)
-{
-    return iommap_get_buffer(obj, buf, 1);
 }
