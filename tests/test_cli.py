@@ -282,7 +282,9 @@ def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> Non
 
 
 def test_a_closed_pipe_exits_141_without_a_word(tmp_path: Path) -> None:
-    paths = [str(make_file(tmp_path / f"f{i}", PAGE)) for i in range(300)]
+    # More output than stdout's buffer (128 KiB from Python 3.14) and the
+    # pipe's together, so that writes go on after the reader is gone.
+    paths = [str(make_file(tmp_path / f"f{i}", PAGE)) for i in range(3000)]
     reader = subprocess.Popen(
         [*COMMAND, "info", "-r", *paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
