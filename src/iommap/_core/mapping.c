@@ -212,7 +212,11 @@ static size_t tail_of(const iommap_mapping *m, uint64_t foff, size_t new_size, c
     return (size_t)(to - from);
 }
 
-static void zero_tail(iommap_mapping *m, uint64_t foff, size_t new_size)
+/* Maps the tail of the region past new_size anew: with fd -1, zero pages
+ * (on failure, the limit on mappings say, the view faults as before);
+ * otherwise the file's pages again, as they were mapped (a private
+ * mapping's own changes to those pages are not brought back). */
+static void map_tail(iommap_mapping *m, uint64_t foff, size_t new_size, int fd, int shared)
 {
     char *start;
     uint64_t start_off;
@@ -220,22 +224,19 @@ static void zero_tail(iommap_mapping *m, uint64_t foff, size_t new_size)
     if (len == 0)
         return;
     int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
-    /* On failure (the limit on mappings, say) the view faults as before. */
-    (void)mmap(start, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    int kind = fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : shared ? MAP_SHARED : MAP_PRIVATE;
+    (void)mmap(start, len, prot, kind | MAP_FIXED, fd, fd < 0 ? 0 : (off_t)start_off);
 }
 
-/* Undoes zero_tail: the file's pages again, as they were mapped.  A private
- * mapping's own changes to those pages are not brought back. */
+static void zero_tail(iommap_mapping *m, uint64_t foff, size_t new_size)
+{
+    map_tail(m, foff, new_size, -1, 0);
+}
+
+/* Undoes zero_tail. */
 static void file_tail(iommap_mapping *m, uint64_t foff, int fd, size_t new_size, int shared)
 {
-    char *start;
-    uint64_t start_off;
-    size_t len = tail_of(m, foff, new_size, &start, &start_off);
-    if (len == 0)
-        return;
-    int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
-    int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
-    (void)mmap(start, len, prot, flags, fd, (off_t)start_off);
+    map_tail(m, foff, new_size, fd, shared);
 }
 
 /* Cuts (or, with `restore`, uncuts) every retired mapping of fd's file and

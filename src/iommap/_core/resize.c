@@ -10,6 +10,20 @@
 
 /* ---- truncate ----------------------------------------------------------- */
 
+/* Puts `fresh`, now holding [addr, addr + size), in the place of the
+ * handle's mapping, which goes to *old (views may keep it). */
+static void swap_in(iommap_handle *h, iommap_mapping *fresh, char *addr, size_t size,
+                    iommap_mapping **old)
+{
+    fresh->addr = addr;
+    fresh->size = size;
+    iommap_mapping_retire(h->mapping, h->fd, &h->opts);
+    *old = h->mapping;
+    h->mapping = fresh;
+    atomic_store_explicit(&h->dontfork, 0, memory_order_relaxed); /* a new region: no hint */
+    atomic_store_explicit(&h->size_hint, size, memory_order_relaxed);
+}
+
 /* Resizes the file to new_size and maps it anew, under the exclusive lock
  * with the GIL released; the caller checked the handle is open.  `fresh`
  * is an unfilled Mapping made beforehand (allocating needs the GIL); on
@@ -65,13 +79,7 @@ static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_map
         *old = NULL; /* same mapping: its pages are backed again */
         return s;
     }
-    fresh->addr = addr;
-    fresh->size = new_size;
-    iommap_mapping_retire(h->mapping, h->fd, &h->opts); /* views may keep it */
-    *old = h->mapping;
-    h->mapping = fresh;
-    atomic_store_explicit(&h->dontfork, 0, memory_order_relaxed); /* a new region: no hint */
-    atomic_store_explicit(&h->size_hint, new_size, memory_order_relaxed);
+    swap_in(h, fresh, addr, new_size, old);
     return s;
 }
 
@@ -154,13 +162,7 @@ static iommap_status remap_locked(iommap_handle *h, iommap_mapping *fresh, iomma
     const char *call = NULL;
     if (iommap_map_region(h->fd, size, &h->opts, &addr, &call) != 0)
         return (iommap_status){IOMMAP_FAIL_OS, errno, call, 0};
-    fresh->addr = addr;
-    fresh->size = size;
-    iommap_mapping_retire(h->mapping, h->fd, &h->opts); /* views may keep it */
-    *old = h->mapping;
-    h->mapping = fresh;
-    atomic_store_explicit(&h->dontfork, 0, memory_order_relaxed); /* a new region: no hint */
-    atomic_store_explicit(&h->size_hint, size, memory_order_relaxed);
+    swap_in(h, fresh, addr, size, old);
     return (iommap_status){IOMMAP_DONE, 0, NULL, 0};
 }
 
