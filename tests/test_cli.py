@@ -282,7 +282,9 @@ def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> Non
 
 
 def test_a_closed_pipe_exits_141_without_a_word(tmp_path: Path) -> None:
-    paths = [str(make_file(tmp_path / f"f{i}", PAGE)) for i in range(300)]
+    # More output than stdout's buffer (128 KiB from Python 3.14) and the
+    # pipe's together, so that writes go on after the reader is gone.
+    paths = [str(make_file(tmp_path / f"f{i}", PAGE)) for i in range(3000)]
     reader = subprocess.Popen(
         [*COMMAND, "info", "-r", *paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -568,3 +570,33 @@ def test_demo_json_tells_the_story(tmp_path: Path) -> None:
         assert fault["reason"] == "sigbus" and fault["errno"] == 14
     assert doc["steps"][-1]["closed"] is True
     assert list(tmp_path.iterdir()) == []  # the demo cleaned up
+
+
+def test_ctrl_c_in_the_middle_of_a_1_tib_file_answers(tmp_path: Path) -> None:
+    # Without cachestat (forced here), info asks mincore 256 MiB of file at a
+    # time; a 1 TiB sparse file takes minutes that way, and Ctrl-C is seen
+    # between two of those calls.
+    path = tmp_path / "huge.bin"
+    with open(path, "wb") as f:
+        f.truncate(1 << 40)
+    code = (
+        "import sys; from iommap import pagecache; pagecache._cachestat_missing = True; "
+        "from iommap.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, "info", "--json", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(1.0 * SLOWDOWN)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30 * SLOWDOWN)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    doc = json.loads(out)
+    assert doc["interrupted"] is True and doc["files"] == []
+    assert f"interrupted at {path}".encode() in err

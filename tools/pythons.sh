@@ -158,6 +158,10 @@ mount_all() {
     done
     trap unmount_all EXIT
     trap 'exit 130' INT TERM HUP
+    # The root a mount point, as / is outside: tools the tests run (unshare
+    # --propagation) refuse a root that is not one.  A bind of itself, left
+    # alone if it is one already (its own file system, or a killed run's).
+    if ! mountpoint -q "$CHROOT"; then mount_one "$CHROOT" --bind "$CHROOT"; fi
     mount_one "$CHROOT/proc" -t proc proc
     mount_one "$CHROOT/sys" -t sysfs sysfs
     mount_one "$CHROOT/dev" --bind /dev

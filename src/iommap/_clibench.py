@@ -289,12 +289,23 @@ def verdict(case: Case, floor: float) -> dict[str, Any]:
     met = ratio <= ratio_target and rss_ok
     notes = []
     if ratio > ratio_target:
-        gap = mine.median - min(p.median for p in peers if p.median)
-        notes.append(
-            f"{(ratio - 1) * 100:.0f}% slower ({gap * 1000:.0f} ms); the start-up floor "
-            f"(interpreter and imports) is {floor * 1000:.0f} ms of iommap's "
-            f"{mine.median * 1000:.0f} ms"
+        best = min(peers, key=lambda p: p.median or 0.0)
+        gap = mine.median - (best.median or 0.0)
+        share = (
+            "more than the whole gap"
+            if floor >= gap
+            else f"{100 * floor / gap:.0f}% of the gap"
+            if gap > 0
+            else "-"
         )
+        note = (
+            f"{(ratio - 1) * 100:.0f}% slower ({gap * 1000:.0f} ms); iommap's start-up "
+            f"(interpreter and imports: info on an empty directory) takes "
+            f"{floor * 1000:.0f} ms, {share}"
+        )
+        if mine.cpu is not None and best.cpu is not None:
+            note += f"; CPU {mine.cpu * 1000:.0f} ms against {best.cpu * 1000:.0f} ms"
+        notes.append(note)
     if not rss_ok:
         notes.append(
             f"peak memory {format_size(mine.rss or 0)} over {format_size(memory_target or 0)}"

@@ -619,9 +619,8 @@ def lock(paths: Iterable[PathLike]) -> Locked:
                 raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR), path)
             m = _open(path, "read", lock=True)  # it decides what can be mapped
             handles.append(m)
-            size = len(m)
-            pages = _pages(size)
-            files.append(FileResidency(_as_given(path), size, 0, size, pages, True, pages, size))
+            # Counted, not assumed: mlock brought every page in.
+            files.append(_result(_as_given(path), _count(path, 0, None), 0, None))
     except BaseException:
         for m in handles:
             m.close()

@@ -1,29 +1,37 @@
 /* Argument conversion: integers, open()'s mode, size and path, argument
- * counts and destination buffers.  Each raises badarg (or TypeError, as
- * Python does for a wrong argument count) and returns -1 or NULL. */
-#include "inputs.h"
+ * counts.  Each raises badarg (or TypeError, as Python does for a wrong
+ * argument count) and returns -1 or NULL. */
+#include "iommap.h"
 
 #include <string.h>
 
-int iommap_arg_to_u64(iommap_state *st, const char *op, const char *name, PyObject *obj,
-                      uint64_t *out)
+int iommap_index_value(PyObject *obj, long long *value, int *overflow)
 {
     PyObject *index;
     if (PyLong_CheckExact(obj)) {
         index = Py_NewRef(obj);
     } else if (PyIndex_Check(obj) && !PyFloat_Check(obj)) {
-        index = PyNumber_Index(obj);
+        index = PyNumber_Index(obj); /* the caller's exception passes through */
         if (index == NULL)
             return -1;
     } else {
+        return 1;
+    }
+    *value = PyLong_AsLongLongAndOverflow(index, overflow);
+    Py_DECREF(index);
+    return *overflow == 0 && *value == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+int iommap_arg_to_u64(iommap_state *st, const char *op, const char *name, PyObject *obj,
+                      uint64_t *out)
+{
+    long long v;
+    int overflow;
+    int rc = iommap_index_value(obj, &v, &overflow);
+    if (rc > 0)
         iommap_err_bad_type(st, "%s: %s must be an int, not %.100s", op, name,
                             Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    int overflow;
-    long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
-    Py_DECREF(index);
-    if (overflow == 0 && v == -1 && PyErr_Occurred())
+    if (rc != 0)
         return -1;
     if (overflow < 0 || (overflow == 0 && v < 0)) {
         iommap_err_bad_value(st, "%s: %s must not be negative", op, name);
@@ -132,9 +140,4 @@ int iommap_err_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t want)
 {
     PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)", op, want, nargs);
     return -1;
-}
-
-int iommap_get_destination(PyObject *obj, Py_buffer *buf)
-{
-    return iommap_get_buffer(obj, buf, 1);
 }

@@ -102,10 +102,10 @@ PyObject *iommap_err_sigbus(iommap_state *st, const char *op)
     return raise_instance(exc);
 }
 
-PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int code,
-                        PyObject *filename)
+/* Raises the errno `code` exception from the factory with message `msg`
+ * (a new reference, or NULL if making it failed) and `filename` (or None). */
+static PyObject *raise_os(iommap_state *st, int code, PyObject *msg, PyObject *filename)
 {
-    PyObject *msg = PyUnicode_FromFormat("%s: %s failed: %s", op, call, strerror(code));
     if (msg == NULL)
         return NULL;
     PyObject *exc = PyObject_CallFunction(st->os_error_factory, "iOO", code, msg,
@@ -114,14 +114,16 @@ PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int 
     return raise_instance(exc);
 }
 
+PyObject *iommap_err_os(iommap_state *st, const char *op, const char *call, int code,
+                        PyObject *filename)
+{
+    return raise_os(st, code, PyUnicode_FromFormat("%s: %s failed: %s", op, call, strerror(code)),
+                    filename);
+}
+
 PyObject *iommap_err_refused(iommap_state *st, const char *op, const char *why)
 {
-    PyObject *msg = PyUnicode_FromFormat("%s: %s", op, why);
-    if (msg == NULL)
-        return NULL;
-    PyObject *exc = PyObject_CallFunction(st->os_error_factory, "iOO", EACCES, msg, Py_None);
-    Py_DECREF(msg);
-    return raise_instance(exc);
+    return raise_os(st, EACCES, PyUnicode_FromFormat("%s: %s", op, why), NULL);
 }
 
 PyObject *iommap_err_errno(iommap_state *st, int code, const char *op, const char *why)
@@ -139,10 +141,5 @@ PyObject *iommap_err_file_type(iommap_state *st, const char *op, const char *kin
 {
     PyObject *msg = PyUnicode_FromFormat(
         "%s: cannot map %s: only regular files and block devices can be mapped", op, kind);
-    if (msg == NULL)
-        return NULL;
-    PyObject *exc = PyObject_CallFunction(st->os_error_factory, "iOO", code, msg,
-                                          filename != NULL ? filename : Py_None);
-    Py_DECREF(msg);
-    return raise_instance(exc);
+    return raise_os(st, code, msg, filename);
 }

@@ -129,26 +129,55 @@ static inline int iommap_in_bounds(uint64_t offset, uint64_t length, size_t size
     return offset <= size && length <= size - offset;
 }
 
-/* Enters a locked section: takes the lock, then checks that the handle is
- * open and that [offset, offset + length) lies inside its mapping.  Returns
- * the mapping with the lock held, or NULL with the lock released and *s
- * saying why. */
-static inline iommap_mapping *iommap_enter(iommap_handle *h, iommap_lock_kind kind, uint64_t offset,
-                                           uint64_t length, iommap_status *s)
+/* Enters a locked section: takes the lock and checks that the handle is
+ * open.  Returns the mapping with the lock held, or NULL with the lock
+ * released and *s saying why. */
+static inline iommap_mapping *iommap_enter_open(iommap_handle *h, iommap_lock_kind kind,
+                                                iommap_status *s)
 {
     *s = (iommap_status){IOMMAP_DONE, 0, NULL, 0};
     iommap_lock(h, kind);
     iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        s->what = IOMMAP_FAIL_CLOSED;
-    } else if (!iommap_in_bounds(offset, length, m->size)) {
-        s->what = IOMMAP_FAIL_OUT_OF_BOUNDS;
-        s->size = m->size;
-    } else {
+    if (m != NULL)
         return m;
-    }
+    s->what = IOMMAP_FAIL_CLOSED;
     iommap_unlock(h);
     return NULL;
+}
+
+/* The same, and checks that [offset, offset + length) lies inside the
+ * mapping. */
+static inline iommap_mapping *iommap_enter(iommap_handle *h, iommap_lock_kind kind, uint64_t offset,
+                                           uint64_t length, iommap_status *s)
+{
+    iommap_mapping *m = iommap_enter_open(h, kind, s);
+    if (m == NULL || iommap_in_bounds(offset, length, m->size))
+        return m;
+    s->what = IOMMAP_FAIL_OUT_OF_BOUNDS;
+    s->size = m->size;
+    iommap_unlock(h);
+    return NULL;
+}
+
+/* A guarded copy of n bytes between [offset, offset + n) of the mapping and
+ * `buf`, as a locked section's work (iommap_run_copy). */
+typedef struct {
+    const iommap_mapping *m;
+    size_t offset;
+    char *buf;
+    size_t n;
+    int to_mapping; /* 1: buf -> mapping; 0: mapping -> buf */
+} iommap_copy_work;
+
+static inline int iommap_run_copy(void *arg)
+{
+    iommap_copy_work *w = arg;
+    if (w->n == 0)
+        return 0; /* an empty mapping's addr is NULL: no arithmetic on it */
+    char *at = w->m->addr + w->offset;
+    if (w->to_mapping)
+        return iommap_guarded_copy(at, w->buf, w->n, w->m->addr, w->m->size);
+    return iommap_guarded_copy(w->buf, at, w->n, w->m->addr, w->m->size);
 }
 
 typedef struct {

@@ -90,6 +90,11 @@ int iommap_get_buffer(PyObject *obj, Py_buffer *view, int writable)
     return 0;
 }
 
+int iommap_get_destination(PyObject *obj, Py_buffer *buf)
+{
+    return iommap_get_buffer(obj, buf, 1);
+}
+
 /* ---- counts ----------------------------------------------------------------- */
 
 /* Read once, lazily.  Threads of several interpreters (each with its own

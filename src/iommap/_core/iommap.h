@@ -2,21 +2,22 @@
  *
  * Files, one concern each (each calls only files listed below it):
  *   module.c    the iommap._core module: its state, types and functions
- *   handle.c    the MappedFile type: open(), close, lifecycle, method table
+ *   open.c      iommap.open(): arguments, the file set up, the handle made
+ *   handle.c    the MappedFile type: close, lifecycle, method table
  *   read.c      pread, readinto
  *   write.c     pwrite
- *   resize.c    truncate, sync, advise
+ *   resize.c    truncate, remap, sync, advise
  *   view.c      view, resident, residency
  *   batch.c     gather, scatter
  *   pagecache.c file_cache_stat(): a file's page-cache counts by path
- *   lock.c      the handle lock, fork, and how a locked section reports
- *   handle.h    what the MappedFile files share: layout, locked sections
- *   args.c      argument conversion: integers, modes, paths, buffers
  *   descriptor.c  open() given a descriptor or a file object
  *   subscript.c m[i], m[a:b], their assignment, bool(m)
  *   hints.c     advise()'s hints, what each is and needs (hints.h)
+ *   lock.c      the handle lock, fork, and how a locked section reports
+ *   handle.h    what the MappedFile files share: layout, locked sections
  *   inputs.c    inputs that run the caller's code or outgrow their length:
  *               buffers, pwrite's nested lists, offsets (inputs.h)
+ *   args.c      argument conversion: integers, modes, paths, argument counts
  *   files.c     the file behind a handle: opening without blocking, what can
  *               be mapped, growing with undo, durability (files.h)
  *   mapping.c   the Mapping type: one mmap'ed region, reference counted
@@ -130,10 +131,17 @@ static inline int iommap_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_
 {
     return nargs == want ? 0 : iommap_err_nargs(op, nargs, want);
 }
-/* A writable, C-contiguous destination holding no object pointers:
- * iommap_get_buffer(obj, buf, 1) of inputs.h (0; 1 refused; -1 the
- * exporter's own exception). */
+/* A writable, C-contiguous destination holding no object pointers
+ * (inputs.c): iommap_get_buffer(obj, buf, 1) of inputs.h (0; 1 refused; -1
+ * the exporter's own exception). */
 int iommap_get_destination(PyObject *obj, Py_buffer *buf);
+
+/* The value of an int or any __index__ object (not a float) as a long
+ * long, *overflow -1 or 1 when it lies beyond that range (as
+ * PyLong_AsLongLongAndOverflow).  Returns 0; 1 when `obj` is no integer (no
+ * exception set: the caller raises its badarg); -1 with the exception
+ * __index__ raised. */
+int iommap_index_value(PyObject *obj, long long *value, int *overflow);
 
 /* A non-negative integer argument (an int or any __index__ object; not a
  * float) as uint64, for `op`'s argument `name`.  Values beyond 64 bits
@@ -330,7 +338,7 @@ typedef struct {
 
 int iommap_guarded_batch(const iommap_batch *batch);
 
-/* ---- the handle (handle.c, lock.c) ------------------------------------ */
+/* ---- the handle (open.c, handle.c, lock.c) -------------------------- */
 
 extern PyType_Spec iommap_mapped_file_spec;
 

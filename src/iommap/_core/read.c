@@ -2,21 +2,6 @@
  * under the shared lock. */
 #include "handle.h"
 
-typedef struct {
-    char *dst;
-    size_t offset;
-    size_t n;
-    const iommap_mapping *m;
-} copy_out_work;
-
-static int run_copy_out(void *arg)
-{
-    copy_out_work *w = arg;
-    if (w->n == 0)
-        return 0; /* an empty mapping's addr is NULL: no arithmetic on it */
-    return iommap_guarded_copy(w->dst, w->m->addr + w->offset, w->n, w->m->addr, w->m->size);
-}
-
 /* Copies [offset, offset + n) of the current mapping into dst. */
 static iommap_status copy_out(iommap_handle *h, uint64_t offset, size_t n, char *dst)
 {
@@ -24,8 +9,8 @@ static iommap_status copy_out(iommap_handle *h, uint64_t offset, size_t n, char 
     iommap_mapping *m = iommap_enter(h, IOMMAP_SHARED, offset, n, &s);
     if (m == NULL)
         return s;
-    copy_out_work w = {dst, (size_t)offset, n, m};
-    if (iommap_finish_released(h, n, run_copy_out, &w) != 0)
+    iommap_copy_work w = {m, (size_t)offset, dst, n, 0};
+    if (iommap_finish_released(h, n, iommap_run_copy, &w) != 0)
         s.what = IOMMAP_FAIL_SIGBUS;
     return s;
 }

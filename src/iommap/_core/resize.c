@@ -11,11 +11,13 @@
 /* ---- truncate ----------------------------------------------------------- */
 
 /* Resizes the file to new_size and maps it anew, under the exclusive lock
- * with the GIL released; the caller checked the handle is open.  `fresh` is an unfilled Mapping
- * made beforehand (allocating needs the GIL); on success it replaces the handle's mapping and *old
- * receives the previous one, to be released with the GIL. Order keeps a failure from leaving the
- * handle changed: grow the file before mapping it (so mlock can fault the pages in), map before
- * shrinking it, and undo the file size if the later step fails. */
+ * with the GIL released; the caller checked the handle is open.  `fresh`
+ * is an unfilled Mapping made beforehand (allocating needs the GIL); on
+ * success it replaces the handle's mapping and *old receives the previous
+ * one, to be released with the GIL.  Order keeps a failure from leaving the
+ * handle changed: grow the file before mapping it (so mlock can fault the
+ * pages in), map before shrinking it, and undo the file size if the later
+ * step fails. */
 static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_mapping *fresh,
                                    iommap_mapping **old)
 {
@@ -136,11 +138,15 @@ static iommap_status remap_locked(iommap_handle *h, iommap_mapping *fresh, iomma
                                   size_t *new_size)
 {
     *old = NULL;
-    struct stat st;
-    if (fstat(h->fd, &st) != 0)
+    /* The size as open() saw it: st_size for a file, the device's own size
+     * for a block device (whose st_size is 0). */
+    iommap_file_kind kind;
+    size_t file_size;
+    const char *what;
+    if (iommap_file_size(h->fd, &kind, &file_size, &what) != 0)
         return (iommap_status){IOMMAP_FAIL_OS, errno, "fstat()", 0};
     int whole;
-    size_t size = iommap_window_size(&h->opts, (size_t)st.st_size, &whole);
+    size_t size = iommap_window_size(&h->opts, file_size, &whole);
     *new_size = size;
     if (size == h->mapping->size)
         return (iommap_status){IOMMAP_DONE, 0, NULL, 0};

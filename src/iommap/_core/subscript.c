@@ -28,23 +28,14 @@ typedef struct {
 
 static int position_of(iommap_handle *h, const char *op, PyObject *obj, position *out)
 {
-    PyObject *index;
-    if (PyLong_CheckExact(obj)) {
-        index = Py_NewRef(obj);
-    } else if (PyIndex_Check(obj) && !PyFloat_Check(obj)) {
-        index = PyNumber_Index(obj); /* the user's exception passes through */
-        if (index == NULL)
-            return -1;
-    } else {
+    long long v;
+    int overflow;
+    int rc = iommap_index_value(obj, &v, &overflow);
+    if (rc > 0)
         iommap_err_bad_type(IOMMAP_STATE(h),
                             "%s: indices must be ints or slices of ints, not %.100s", op,
                             Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    int overflow;
-    long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
-    Py_DECREF(index);
-    if (overflow == 0 && v == -1 && PyErr_Occurred())
+    if (rc != 0)
         return -1;
     if (overflow != 0) {
         out->distance = UINT64_MAX;
@@ -143,34 +134,13 @@ static PyObject *key_out_of_range(iommap_handle *h, const char *op, PyObject *ke
 static iommap_mapping *enter_key(iommap_handle *h, iommap_lock_kind kind, const key_range *k,
                                  uint64_t *offset, uint64_t *length, iommap_status *s)
 {
-    *s = (iommap_status){IOMMAP_DONE, 0, NULL, 0};
-    iommap_lock(h, kind);
-    iommap_mapping *m = h->mapping;
-    if (m == NULL) {
-        s->what = IOMMAP_FAIL_CLOSED;
-    } else if (resolve(k, m->size, offset, length) != 0) {
-        s->what = IOMMAP_FAIL_OUT_OF_BOUNDS;
-        s->size = m->size;
-    } else {
+    iommap_mapping *m = iommap_enter_open(h, kind, s);
+    if (m == NULL || resolve(k, m->size, offset, length) == 0)
         return m;
-    }
+    s->what = IOMMAP_FAIL_OUT_OF_BOUNDS;
+    s->size = m->size;
     iommap_unlock(h);
     return NULL;
-}
-
-typedef struct {
-    char *dst;
-    const char *src;
-    size_t n;
-    const iommap_mapping *m;
-} key_copy_work;
-
-static int run_key_copy(void *arg)
-{
-    key_copy_work *w = arg;
-    if (w->n == 0)
-        return 0; /* an empty mapping's addr is NULL: no arithmetic on it */
-    return iommap_guarded_copy(w->dst, w->src, w->n, w->m->addr, w->m->size);
 }
 
 /* Copies the bytes `k` names into dst, which holds `room` bytes.  If they
@@ -189,8 +159,8 @@ static iommap_status copy_key_out(iommap_handle *h, const key_range *k, char *ds
         iommap_unlock(h);
         return s;
     }
-    key_copy_work w = {dst, m->addr + offset, (size_t)length, m};
-    if (iommap_finish_released(h, (size_t)length, run_key_copy, &w) != 0)
+    iommap_copy_work w = {m, (size_t)offset, dst, (size_t)length, 0};
+    if (iommap_finish_released(h, (size_t)length, iommap_run_copy, &w) != 0)
         s.what = IOMMAP_FAIL_SIGBUS;
     return s;
 }
@@ -305,8 +275,8 @@ int iommap_mf_ass_subscript(iommap_handle *h, PyObject *key, PyObject *value)
             mismatch = 1; /* nothing written: the lengths must agree */
             iommap_unlock(h);
         } else if (m != NULL) {
-            key_copy_work w = {m->addr + offset, src, n, m};
-            if (iommap_finish_released(h, n, run_key_copy, &w) != 0)
+            iommap_copy_work w = {m, (size_t)offset, (char *)src, n, 1};
+            if (iommap_finish_released(h, n, iommap_run_copy, &w) != 0)
                 s.what = IOMMAP_FAIL_SIGBUS;
         }
         if (s.what == IOMMAP_FAIL_OUT_OF_BOUNDS)
