@@ -3,12 +3,19 @@ share live in helpers.py."""
 
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
 from helpers import PAGE, fallocate_reserves, pattern
 
 import iommap
+
+# A run started in the background by a shell without job control inherits
+# SIGINT ignored, and so would every child: the tests that interrupt a child
+# with SIGINT need it to reach Python's handler, as it does from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

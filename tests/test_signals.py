@@ -168,11 +168,14 @@ def peer_lib(tmp_path_factory):
     if cc is None:
         pytest.skip("needs a C compiler to build the native peer library")
     out = tmp_path_factory.mktemp("peer") / "sigbus_peer.so"
+    # The compiler runs without the sanitizer runtime a sanitize run preloads.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     subprocess.run(
         [cc, "-shared", "-fPIC", "-O1", "-pthread", "-o", str(out), NATIVE],
         check=True,
         capture_output=True,
         timeout=120,
+        env=env,
     )
     return str(out)
 
