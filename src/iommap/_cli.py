@@ -10,6 +10,7 @@ its iommap name.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -163,20 +164,20 @@ class Output:
     def write(self, text: str) -> None:
         if self.stream is None:
             raise OutputError(EXIT_FAILED, "cannot write output: standard output is closed")
-        try:
+        with self._failing():
             self.stream.write(text)
-        except BrokenPipeError:
-            self._silence()
-            raise OutputError(EXIT_BROKEN_PIPE, None) from None
-        except (OSError, ValueError) as exc:
-            self._silence()
-            raise OutputError(EXIT_FAILED, f"cannot write output: {describe(exc)}") from None
 
     def flush(self) -> None:
         if self.stream is None:
             return
-        try:
+        with self._failing():
             self.stream.flush()
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """Turn a failed write or flush into the exit status it means."""
+        try:
+            yield
         except BrokenPipeError:
             self._silence()
             raise OutputError(EXIT_BROKEN_PIPE, None) from None
@@ -386,6 +387,11 @@ def new_parser(
     return parser
 
 
+def add_flag(group: argparse._ActionsContainer, *names: str, help: str) -> None:
+    """An option that takes no value and is False unless given."""
+    group.add_argument(*names, action="store_true", help=help)
+
+
 def add_walk_options(parser: argparse.ArgumentParser) -> None:
     """The file selection every page command shares (vmtouch's crawl)."""
     parser.add_argument(
@@ -395,17 +401,14 @@ def add_walk_options(parser: argparse.ArgumentParser) -> None:
         help="files, and directories to walk (recursively); - is not stdin, see -b",
     )
     group = parser.add_argument_group("choosing files (as vmtouch)")
-    group.add_argument(
+    add_flag(
+        group,
         "-f",
         "--follow-symlinks",
-        action="store_true",
         help="follow symlinks met inside directories (those named are always followed)",
     )
-    group.add_argument(
-        "-F",
-        "--one-file-system",
-        action="store_true",
-        help="do not enter directories on another file system",
+    add_flag(
+        group, "-F", "--one-file-system", help="do not enter directories on another file system"
     )
     group.add_argument(
         "-i",
@@ -436,15 +439,15 @@ def add_walk_options(parser: argparse.ArgumentParser) -> None:
         metavar="LIST",
         help="read more paths from the file LIST (- for stdin), one a line",
     )
-    group.add_argument(
+    add_flag(
+        group,
         "-0",
         "--null",
-        action="store_true",
         help="paths in LIST end with a NUL byte, not a newline (find -print0)",
     )
-    group.add_argument(
+    add_flag(
+        group,
         "--count-hard-links",
-        action="store_true",
         help="count a file each time it is reached (by default an inode counts once)",
     )
     group.add_argument(
@@ -455,22 +458,19 @@ def add_walk_options(parser: argparse.ArgumentParser) -> None:
         help="only this part of each file: LO-HI, LO-, -HI or SIZE (the first SIZE bytes)",
     )
     out = parser.add_argument_group("output")
-    out.add_argument(
-        "-J",
-        "--json",
-        action="store_true",
-        help="print one JSON document, on one line of stdout, instead of text",
+    add_flag(
+        out, "-J", "--json", help="print one JSON document, on one line of stdout, instead of text"
     )
-    out.add_argument(
+    add_flag(
+        out,
         "-q",
         "--quiet",
-        action="store_true",
         help="print nothing on stdout but --json's document (errors still go to stderr)",
     )
-    out.add_argument(
+    add_flag(
+        out,
         "-s",
         "--summary",
-        action="store_true",
         help="print only the totals, not a line per file (vmtouch's default output)",
     )
 
