@@ -14,12 +14,44 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._toolkit import MiB
+
+
+class Sampled:
+    """What a table row of samples answers: is it usable, its median, its best.
+
+    A dataclass deriving from it declares `samples`, `skipped` and `error`,
+    and says through `higher_is_better` which end of its samples is best.
+    """
+
+    samples: list[float]
+    skipped: str | None
+    error: str | None
+
+    @property
+    def higher_is_better(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped is None and self.error is None and bool(self.samples)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.samples) if self.ok else None
+
+    @property
+    def best(self) -> float | None:
+        if not self.ok:
+            return None
+        return max(self.samples) if self.higher_is_better else min(self.samples)
+
 
 _LOOP_TEMPLATE = """\
 def loop(offsets, n, f, a, b, clock):

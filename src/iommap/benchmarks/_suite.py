@@ -18,14 +18,13 @@ import mmap
 import operator
 import os
 import random
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import iommap
 
 from .._toolkit import PAGE_SIZE, Progress, format_size
-from ._measure import Buffers, BusyMonitor, LoopArgs, make_loop, run_once
+from ._measure import Buffers, BusyMonitor, LoopArgs, Sampled, make_loop, run_once
 
 #: Where the memcpy limit comes from, for the report.
 MEMCPY_METHOD = (
@@ -80,7 +79,7 @@ class Group:
 
 
 @dataclass
-class Row:
+class Row(Sampled):
     group: Group
     contender: Contender
     samples: list[float] = field(default_factory=list)
@@ -88,18 +87,8 @@ class Row:
     error: str | None = None
 
     @property
-    def ok(self) -> bool:
-        return self.skipped is None and self.error is None and bool(self.samples)
-
-    @property
-    def median(self) -> float | None:
-        return statistics.median(self.samples) if self.ok else None
-
-    @property
-    def best(self) -> float | None:
-        if not self.ok:
-            return None
-        return min(self.samples) if self.group.kind == "small" else max(self.samples)
+    def higher_is_better(self) -> bool:
+        return self.group.kind != "small"
 
 
 class Env:

@@ -35,7 +35,7 @@ import iommap
 
 from .._toolkit import KiB, MiB, Progress, format_size, render_table
 from . import _readers
-from ._measure import Buffers, BusyMonitor
+from ._measure import Buffers, BusyMonitor, Sampled
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -89,7 +89,7 @@ class Case:
 
 
 @dataclass
-class WorkRow:
+class WorkRow(Sampled):
     case: Case
     way: Way
     samples: list[float] = field(default_factory=list)
@@ -98,18 +98,8 @@ class WorkRow:
     error: str | None = None
 
     @property
-    def ok(self) -> bool:
-        return self.skipped is None and self.error is None and bool(self.samples)
-
-    @property
-    def median(self) -> float | None:
-        return statistics.median(self.samples) if self.ok else None
-
-    @property
-    def best(self) -> float | None:
-        if not self.ok:
-            return None
-        return max(self.samples) if self.case.rate else min(self.samples)
+    def higher_is_better(self) -> bool:
+        return self.case.rate
 
     @property
     def spread(self) -> float | None:
