@@ -28,6 +28,24 @@
 #   FULL_PYTHONS versions that ignore the IOMMAP_* knobs given
 set -euo pipefail
 
+# Started in the background by a shell without job control (as
+# test-all-pythons runs its two sides), this script and everything it starts
+# would run with SIGINT and SIGQUIT ignored, and the tests that interrupt a
+# child with Ctrl-C would fail.  A shell cannot undo an ignore it inherited:
+# start again, once, with both at their defaults (SIGPIPE and SIGXFSZ,
+# which Python ignores for itself, as they were).
+ignored=$((16#$(awk '/^SigIgn:/ { print $2 }' /proc/self/status 2>/dev/null || echo 0)))
+if [ -z "${IOMMAP_PYTHONS_SIGNALS:-}" ] && (((ignored >> 1) & 3)); then
+    export IOMMAP_PYTHONS_SIGNALS=reset
+    exec python3 -c 'import os, signal, sys
+ignored = int(sys.argv[1])
+for s in (signal.SIGINT, signal.SIGQUIT):
+    signal.signal(s, signal.SIG_DFL)
+for s in (signal.SIGPIPE, signal.SIGXFSZ):
+    signal.signal(s, signal.SIG_IGN if ignored >> (s - 1) & 1 else signal.SIG_DFL)
+os.execvp("bash", ["bash", *sys.argv[2:]])' "$ignored" "$0" "$@"
+fi
+
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYENV_ROOT=${PYENV_ROOT:-/root/.pyenv}
 CHROOT=${CHROOT:-/var/cache/iommap-chroot}
