@@ -18,9 +18,11 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .._toolkit import MiB
+
+T = TypeVar("T")
 
 
 class Sampled:
@@ -37,6 +39,20 @@ class Sampled:
     @property
     def higher_is_better(self) -> bool:
         raise NotImplementedError
+
+    def set_up(
+        self, needs: str | None, missing: dict[str, str], setup: Callable[..., T], *args: Any
+    ) -> T | None:
+        """What `setup(*args)` returns, or None with the row skipped (`needs`
+        is missing) or failed (`setup` raised), saying why."""
+        if needs and needs in missing:
+            self.skipped = missing[needs]
+            return None
+        try:
+            return setup(*args)
+        except Exception as exc:
+            self.error = f"setup failed: {type(exc).__name__}: {exc}"
+            return None
 
     @property
     def ok(self) -> bool:

@@ -537,6 +537,15 @@ def build_groups(
     return groups
 
 
+def _loop_args(
+    c: Contender, env: Env, group: Group, offsets: list[list[int]]
+) -> list[tuple[Any, ...]]:
+    """The arguments of `c`'s loop in each thread of `group`."""
+    return [
+        (offsets[t], group.size) + tuple(c.setup(env, group.size, t)) for t in range(group.threads)
+    ]
+
+
 def _offsets(rng: random.Random, group: Group, size: int, hot: int, count: int) -> list[int]:
     n = group.size
     if group.kind == "large":
@@ -569,18 +578,9 @@ def run_group(
     for c in group.contenders:
         row = Row(group, c)
         rows.append(row)
-        if c.needs and c.needs in env.missing:
-            row.skipped = env.missing[c.needs]
-            continue
-        try:
-            per_thread = [
-                (offsets[t], group.size) + tuple(c.setup(env, group.size, t))
-                for t in range(group.threads)
-            ]
-        except Exception as exc:
-            row.error = f"setup failed: {type(exc).__name__}: {exc}"
-            continue
-        runs.append((row, make_loop(c.body), per_thread))
+        per_thread = row.set_up(c.needs, env.missing, _loop_args, c, env, group, offsets)
+        if per_thread is not None:
+            runs.append((row, make_loop(c.body), per_thread))
 
     total_bytes = group.threads * count * group.size
     monitor = monitor or BusyMonitor()

@@ -192,6 +192,15 @@ def _np() -> Any:
     return numpy
 
 
+def _xor_words(np: Any, data: Any, words: int, step: int) -> Any:
+    """The XOR of the first `words` words of the array `data`, `step` words a slice."""
+    xor = np.bitwise_xor.reduce
+    acc = np.uint64(0)
+    for o in range(0, words, step):
+        acc ^= xor(data[o : o + step])
+    return acc
+
+
 def _items_runner(items: Sequence[Any], get: Callable[[Any], object]) -> Runner:
     """A way that processes `items` one call of `get` each (a batch, a query)."""
 
@@ -437,16 +446,13 @@ def scan_ways(chunk: int) -> list[Way]:
 
     def memmap(ctx: Ctx) -> Runner:
         np = _np()
-        xor = np.bitwise_xor.reduce
         path, words, step = ctx.path, ctx.size // 8, chunk // 8
 
         # np.memmap of the file as words; each chunk is a slice of it, no copy.
         def run(check: bool) -> Sample:
-            acc = np.uint64(0)
             t0 = clock()
             data = np.memmap(path, dtype=np.uint64, mode="r")
-            for o in range(0, words, step):
-                acc ^= xor(data[o : o + step])
+            acc = _xor_words(np, data, words, step)
             del data  # unmapped with its last reference
             return Sample(clock() - t0, as_bytes(int(acc)))
 
@@ -454,17 +460,14 @@ def scan_ways(chunk: int) -> list[Way]:
 
     def iommap_view(ctx: Ctx) -> Runner:
         np = _np()
-        xor = np.bitwise_xor.reduce
         path, words, step = ctx.path, ctx.size // 8, chunk // 8
 
         # A numpy array over the mapped pages (no copy); chunks are slices.
         def run(check: bool) -> Sample:
-            acc = np.uint64(0)
             t0 = clock()
             with iommap.open(path, "read") as m:
                 data = np.frombuffer(m.view(), dtype=np.uint64)
-                for o in range(0, words, step):
-                    acc ^= xor(data[o : o + step])
+                acc = _xor_words(np, data, words, step)
                 del data
             return Sample(clock() - t0, as_bytes(int(acc)))
 
@@ -928,13 +931,9 @@ def run_case(
         for way in case.ways:
             row = WorkRow(case, way)
             rows.append(row)
-            if way.needs and way.needs in ctx.missing:
-                row.skipped = ctx.missing[way.needs]
-                continue
-            try:
-                runs.append((row, way.make(ctx)))
-            except Exception as exc:
-                row.error = f"setup failed: {type(exc).__name__}: {exc}"
+            runner = row.set_up(way.needs, ctx.missing, way.make, ctx)
+            if runner is not None:
+                runs.append((row, runner))
 
         # The check, which is also the warm-up: every way once, results compared.
         checked: list[tuple[WorkRow, Sample]] = []
