@@ -18,7 +18,7 @@ import mmap
 import operator
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import iommap
@@ -221,41 +221,62 @@ _CALL_FLOOR = Contender(
     role="limit",
 )
 
+# The readers both read groups compare; a large read names the new bytes
+# object a reader makes, which a small one takes for granted.
+_IOMMAP_PREAD = Contender(
+    "iommap_pread",
+    "iommap pread",
+    "f(o, n)",
+    lambda e, n, t: (e.io.pread, None, None),
+    needs="iommap",
+)
+_IOMMAP_READINTO = Contender(
+    "iommap_readinto",
+    "iommap readinto",
+    "f(o, a)",
+    lambda e, n, t: (e.io.readinto, e.dst(t, n), None),
+    needs="iommap",
+)
+_MMAP_SLICE = Contender(
+    "mmap_slice",
+    "mmap slice mm[o:o+n]",
+    "a[o:o+n]",
+    lambda e, n, t: (None, e.mm, None),
+    role="reference",
+)
+_MEMORYVIEW_COPY = Contender(
+    "memoryview_copy",
+    "memoryview copy dst[:] = mv[o:o+n]",
+    "a[:] = b[o:o+n]",
+    lambda e, n, t: (None, e.dst_view(t, n), e.mv),
+)
+_OS_PREAD = Contender("os_pread", "os.pread", "f(a, n, o)", lambda e, n, t: (os.pread, e.fd, None))
+_OS_PREADV = Contender(
+    "os_preadv",
+    "os.preadv into a buffer",
+    "f(a, b, o)",
+    lambda e, n, t: (os.preadv, e.fd, [e.dst(t, n)]),
+)
+_PYARROW_READ_AT = Contender(
+    "pyarrow_read_at",
+    "pyarrow read_at (zero-copy Buffer)",
+    "f(n, o)",
+    lambda e, n, t: (e.pa_file.read_at, None, None),
+    needs="pyarrow",
+)
+
+
+def _new_bytes(c: Contender) -> Contender:
+    return replace(c, name=f"{c.name} (new bytes)")
+
+
 SMALL_READS = [
-    Contender(
-        "iommap_pread",
-        "iommap pread",
-        "f(o, n)",
-        lambda e, n, t: (e.io.pread, None, None),
-        needs="iommap",
-    ),
-    Contender(
-        "iommap_readinto",
-        "iommap readinto",
-        "f(o, a)",
-        lambda e, n, t: (e.io.readinto, e.dst(t, n), None),
-        needs="iommap",
-    ),
-    Contender(
-        "mmap_slice",
-        "mmap slice mm[o:o+n]",
-        "a[o:o+n]",
-        lambda e, n, t: (None, e.mm, None),
-        role="reference",
-    ),
-    Contender(
-        "memoryview_copy",
-        "memoryview copy dst[:] = mv[o:o+n]",
-        "a[:] = b[o:o+n]",
-        lambda e, n, t: (None, e.dst_view(t, n), e.mv),
-    ),
-    Contender("os_pread", "os.pread", "f(a, n, o)", lambda e, n, t: (os.pread, e.fd, None)),
-    Contender(
-        "os_preadv",
-        "os.preadv into a buffer",
-        "f(a, b, o)",
-        lambda e, n, t: (os.preadv, e.fd, [e.dst(t, n)]),
-    ),
+    _IOMMAP_PREAD,
+    _IOMMAP_READINTO,
+    _MMAP_SLICE,
+    _MEMORYVIEW_COPY,
+    _OS_PREAD,
+    _OS_PREADV,
     Contender(
         "numpy_memmap",
         "numpy.memmap m[o:o+n].tobytes()",
@@ -263,53 +284,17 @@ SMALL_READS = [
         lambda e, n, t: (None, e.npm, None),
         needs="numpy",
     ),
-    Contender(
-        "pyarrow_read_at",
-        "pyarrow read_at (zero-copy Buffer)",
-        "f(n, o)",
-        lambda e, n, t: (e.pa_file.read_at, None, None),
-        needs="pyarrow",
-    ),
+    _PYARROW_READ_AT,
     _CALL_FLOOR,
 ]
 
 LARGE_READS = [
-    Contender(
-        "iommap_readinto",
-        "iommap readinto",
-        "f(o, a)",
-        lambda e, n, t: (e.io.readinto, e.dst(t, n), None),
-        needs="iommap",
-    ),
-    Contender(
-        "iommap_pread",
-        "iommap pread (new bytes)",
-        "f(o, n)",
-        lambda e, n, t: (e.io.pread, None, None),
-        needs="iommap",
-    ),
-    Contender(
-        "mmap_slice",
-        "mmap slice mm[o:o+n] (new bytes)",
-        "a[o:o+n]",
-        lambda e, n, t: (None, e.mm, None),
-        role="reference",
-    ),
-    Contender(
-        "memoryview_copy",
-        "memoryview copy dst[:] = mv[o:o+n]",
-        "a[:] = b[o:o+n]",
-        lambda e, n, t: (None, e.dst_view(t, n), e.mv),
-    ),
-    Contender(
-        "os_preadv",
-        "os.preadv into a buffer",
-        "f(a, b, o)",
-        lambda e, n, t: (os.preadv, e.fd, [e.dst(t, n)]),
-    ),
-    Contender(
-        "os_pread", "os.pread (new bytes)", "f(a, n, o)", lambda e, n, t: (os.pread, e.fd, None)
-    ),
+    _IOMMAP_READINTO,
+    _new_bytes(_IOMMAP_PREAD),
+    _new_bytes(_MMAP_SLICE),
+    _MEMORYVIEW_COPY,
+    _OS_PREADV,
+    _new_bytes(_OS_PREAD),
     Contender(
         "numpy_copyto",
         "numpy.copyto(dst, memmap[o:o+n])",
@@ -321,13 +306,7 @@ LARGE_READS = [
         ),
         needs="numpy",
     ),
-    Contender(
-        "pyarrow_read_at",
-        "pyarrow read_at (zero-copy Buffer)",
-        "f(n, o)",
-        lambda e, n, t: (e.pa_file.read_at, None, None),
-        needs="pyarrow",
-    ),
+    _PYARROW_READ_AT,
     # ctypes.memmove(dst, src, count): from the pool at the offset into the buffer.
     Contender(
         "memcpy",
