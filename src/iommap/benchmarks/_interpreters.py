@@ -22,12 +22,12 @@ import importlib
 import random
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from .._toolkit import Progress, format_size, render_table
+from ._measure import overall_span, run_in_threads
 
 GROUP_ID = "interpreters"
 TITLE = "parallel small reads: 2 sub-interpreters and 2 threads, against 1"
@@ -140,45 +140,26 @@ class _Workers:
     def run_interpreters(self, count: int, n: int, passes: int) -> int:
         """Elapsed ns for `count` sub-interpreters reading at once."""
         start_at = time.perf_counter_ns() + START_DELAY_NS
-        errors: list[BaseException] = []
 
         def run(i: int) -> None:
-            try:
-                self.interps[i].prepare_main(n=n, passes=passes, start_at=start_at)
-                self.interps[i].exec(_MEASURE)
-            except BaseException as exc:  # reported below, on the calling thread
-                errors.append(exc)
+            self.interps[i].prepare_main(n=n, passes=passes, start_at=start_at)
+            self.interps[i].exec(_MEASURE)
 
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        spans = [(_get_int(self.queues[i]), _get_int(self.queues[i])) for i in range(count)]
-        return max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans)
+        run_in_threads(run, count)
+        return overall_span(
+            [(_get_int(self.queues[i]), _get_int(self.queues[i])) for i in range(count)]
+        )
 
     def run_threads(self, count: int, n: int, passes: int) -> int:
         """Elapsed ns for `count` threads of this interpreter reading at once."""
         start_at = time.perf_counter_ns() + START_DELAY_NS
         spans: list[tuple[int, int]] = []
-        errors: list[BaseException] = []
 
         def run(i: int) -> None:
-            try:
-                spans.append(self.thread_ns[i]["timed_reads"](self.offsets[n], n, passes, start_at))
-            except BaseException as exc:
-                errors.append(exc)
+            spans.append(self.thread_ns[i]["timed_reads"](self.offsets[n], n, passes, start_at))
 
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans)
+        run_in_threads(run, count)
+        return overall_span(spans)
 
 
 def _get_int(queue: Any) -> int:

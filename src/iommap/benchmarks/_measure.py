@@ -112,25 +112,44 @@ def run_once(loop: Loop, per_thread: Sequence[LoopArgs]) -> int:
 
     barrier = threading.Barrier(len(per_thread))
     spans: list[tuple[int, int]] = []
-    errors: list[BaseException] = []
 
     def worker(i: int) -> None:
         offsets, n, f, a, b = per_thread[i]
         try:
             barrier.wait()
             spans.append(loop(offsets, n, f, a, b, clock))
+        except BaseException:
+            barrier.abort()  # the other threads stop waiting for this one
+            raise
+
+    run_in_threads(worker, len(per_thread))
+    return overall_span(spans)
+
+
+def run_in_threads(work: Callable[[int], None], count: int) -> None:
+    """Runs ``work(0)`` to ``work(count - 1)`` on a thread each, at once, and
+    waits for them all; the first exception one raised is raised again here,
+    on the calling thread."""
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            work(i)
         except BaseException as exc:  # re-raised on the calling thread below
-            barrier.abort()
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(per_thread))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
-    return max(s[1] for s in spans) - min(s[0] for s in spans)
+
+
+def overall_span(spans: Sequence[tuple[int, int]]) -> int:
+    """From the first start to the last end of (start, end) pairs."""
+    return max(end for _, end in spans) - min(start for start, _ in spans)
 
 
 class BusyMonitor:
