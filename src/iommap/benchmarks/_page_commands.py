@@ -17,6 +17,7 @@ the report says so.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -193,7 +194,7 @@ def tree_of(work: str, files: int) -> str:
 
 def list_files(root: str, out: str) -> None:
     """Every file of the tree, sorted, NUL-separated: xargs -0's input."""
-    names = []
+    names: list[str] = []
     for parent, dirs, files in os.walk(root):
         dirs.sort()
         names.extend(os.path.join(parent, f) for f in sorted(files))
@@ -255,10 +256,10 @@ def build_cases(work: str, args: argparse.Namespace) -> list[Case]:
         label = count_label(files)
         of = f"a tree of {files:,} files of {format_size(args.file_size)}"
 
-        def over_xargs(name: str, *argv: str) -> Contender:
+        def over_xargs(name: str, listed: str = listed) -> Contender:
             if fincore is None:
                 return Contender(name, [], missing="fincore is not installed")
-            return Contender(name, ["xargs", "-0", "-a", listed, fincore, *argv])
+            return Contender(name, ["xargs", "-0", "-a", listed, fincore])
 
         cases += [
             Case(
@@ -286,7 +287,7 @@ def build_cases(work: str, args: argparse.Namespace) -> list[Case]:
                     Contender("iommap evict -s", [*me, "evict", "-s", tree]),
                     peer("vmtouch -e", vmtouch, "-e", tree),
                 ],
-                before=lambda tree=tree: load_tree(tree),
+                before=functools.partial(load_tree, tree),
             ),
             Case(
                 f"warm-tree-{label}",
@@ -295,7 +296,7 @@ def build_cases(work: str, args: argparse.Namespace) -> list[Case]:
                     Contender("iommap warm -s", [*me, "warm", "-s", "--no-progress", tree]),
                     peer("vmtouch -t", vmtouch, "-t", tree),
                 ],
-                before=lambda tree=tree: drop_tree(tree),
+                before=functools.partial(drop_tree, tree),
             ),
         ]
     cases += [

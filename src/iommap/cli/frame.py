@@ -8,13 +8,17 @@ registers itself on it and sets ``run(args) -> exit status``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 
 from .output import DEFAULT_COLUMNS, Output, OutputError, dumps, parse_columns, warn
 from .paths import parse_range, parse_size_arg
 from .status import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_USAGE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only for the type checker: a faster start-up
+    from typing import NoReturn
 
 PAGE_COMMANDS = ("info", "warm", "evict", "lock")
 
@@ -53,6 +57,29 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(self, message)
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's own asks shutil for the terminal's width, and importing
+        # shutil (with bz2, lzma and fnmatch) cost `iommap info` more than
+        # parsing its arguments: argparse makes a formatter for every
+        # add_argument. The same width, without shutil.
+        make: Callable[..., argparse.HelpFormatter] = self.formatter_class
+        return make(prog=self.prog, width=help_width())
+
+
+def help_width() -> int:
+    """argparse's help width: shutil.get_terminal_size's columns (COLUMNS,
+    else the terminal behind stdout, else 80), less its margin of 2."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:

@@ -14,11 +14,14 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import IO, Any, Callable
 
 from .. import _toolkit, pagecache
 from .._toolkit import format_size
 from .status import EXIT_BROKEN_PIPE, EXIT_FAILED
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only for the type checker: a faster start-up
+    from typing import IO, Any, Callable
 
 PAGE_SIZE = pagecache.PAGE_SIZE
 # Cells in a residency map line (info -v).
@@ -196,7 +199,8 @@ def pages_bytes(n: int | None) -> int | None:
 
 # ---- the column table ----------------------------------------------------------------
 
-Getter = Callable[[pagecache.FileResidency, bool], str]
+if TYPE_CHECKING:
+    Getter = Callable[[pagecache.FileResidency, bool], str]
 
 # Column name -> (what it shows, cell maker). fincore's names where fincore
 # has the column; PAGES is the resident pages, as in fincore.
