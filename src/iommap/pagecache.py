@@ -41,11 +41,10 @@ from ._errors import Error
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final, NamedTuple, Union
-
-    PathLike = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
-    Result = Union["FileResidency", "FileError"]
 else:
     from ._named import NamedTuple
+
+PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 __all__ = [
     "PAGE_SIZE",
@@ -735,6 +734,9 @@ def lock(paths: Iterable[PathLike]) -> Locked:
 
 
 # ---- many files --------------------------------------------------------------------
+
+
+Result = FileResidency | FileError
 
 
 class Walk:

@@ -40,8 +40,8 @@
 #define WALK_OPEN_DIRS 128
 /* Results made per batch, and entries looked at, before the GIL is taken
  * back (to hand the results over and see Ctrl-C). */
-#define WALK_BATCH        256
-#define WALK_BATCH_STEPS  4096
+#define WALK_BATCH       256
+#define WALK_BATCH_STEPS 4096
 /* mincore(2) and the populate read work on this much of a file at a time. */
 #define WALK_MINCORE_CHUNK (256u << 20)
 #define WALK_WARM_CHUNK    (8u << 20)
@@ -76,8 +76,8 @@ typedef struct {
     size_t path;   /* offset in the walker's arena */
     size_t length; /* of the path */
     uint64_t size, start, end;
-    int known;     /* residency told */
-    int has_stat;  /* cachestat's extra counts */
+    int known;    /* residency told */
+    int has_stat; /* cachestat's extra counts */
     int has_before;
     int before_known;
     uint64_t resident, before;
@@ -132,7 +132,7 @@ typedef struct {
     size_t path_cap;
     PyObject *given;   /* the path given to start(), as given */
     PyObject *encoded; /* the same as bytes */
-    int given_bytes; /* results' paths are bytes */
+    int given_bytes;   /* results' paths are bytes */
     int top_pending;
     dev_t device; /* the top path's file system */
     /* records of this batch */
@@ -256,7 +256,8 @@ static size_t decode_name(const unsigned char *s, size_t len, Py_UCS4 *out)
             for (k = 1; k <= need && i + k < len && (s[i + k] & 0xC0) == 0x80; k++)
                 cp = (cp << 6) | (s[i + k] & 0x3F);
         }
-        if (need && k == need + 1 && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF)) {
+        if (need && k == need + 1 && cp >= min && cp <= 0x10FFFF &&
+            !(cp >= 0xD800 && cp <= 0xDFFF)) {
             out[n++] = cp;
             i += need + 1;
         } else {
@@ -388,8 +389,7 @@ static int mincore_visible(walker *w, int dirfd, const char *name, const struct 
 #endif
 }
 
-static int progress(walker *w, const walk_record *where, uint64_t done, uint64_t total,
-                    int call);
+static int progress(walker *w, const walk_record *where, uint64_t done, uint64_t total, int call);
 
 /* Counts [start, end) of the open file: 0, an errno, or -2 interrupted. */
 static int count_file(walker *w, int fd, int dirfd, const char *name, const struct stat *sb,
@@ -456,8 +456,7 @@ static PyObject *record_path(walker *w, const walk_record *r)
 /* Calls on_progress(path, done, total), if given, and sees Ctrl-C, with the
  * GIL taken back for it: 0, or -1 with the exception kept in w->pending and
  * the file named in w->current. */
-static int progress(walker *w, const walk_record *where, uint64_t done, uint64_t total,
-                    int call)
+static int progress(walker *w, const walk_record *where, uint64_t done, uint64_t total, int call)
 {
     PyEval_RestoreThread(w->ts);
     int rc = 0;
@@ -576,8 +575,8 @@ static void drop_record(walker *w, walk_record *r)
 
 /* A regular file (as far as the directory said): `name` in `dirfd`, or the
  * path given (top); `base` is its name, for the include patterns. */
-static void visit_file(walker *w, int dirfd, const char *name, size_t name_len, int follow,
-                       int top, const char *base, size_t base_len)
+static void visit_file(walker *w, int dirfd, const char *name, size_t name_len, int follow, int top,
+                       const char *base, size_t base_len)
 {
     if (w->n_include) {
         int hit = matches_any(w, w->include, w->n_include, 1, base, base_len);
@@ -815,7 +814,8 @@ static int level_fd(walker *w, size_t index)
         if (next < 0)
             return -1;
         struct stat sb;
-        if (fstat(next, &sb) != 0 || sb.st_dev != w->levels[k].dev || sb.st_ino != w->levels[k].ino) {
+        if (fstat(next, &sb) != 0 || sb.st_dev != w->levels[k].dev ||
+            sb.st_ino != w->levels[k].ino) {
             close(next);
             errno = ENOENT;
             return -1;
@@ -905,7 +905,8 @@ static void leave_directory(walker *w)
          * a followed symlink led here (level_fd then finds it by name). */
         int fd = openat(lv->fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
         struct stat sb;
-        if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_dev == parent->dev && sb.st_ino == parent->ino) {
+        if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_dev == parent->dev &&
+            sb.st_ino == parent->ino) {
             parent->fd = fd;
             w->open_dirs++;
         } else if (fd >= 0) {
@@ -973,8 +974,9 @@ static void visit_entry(walker *w)
     int nofollow = w->follow ? 0 : O_NOFOLLOW;
     int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK | nofollow);
     int open_err = fd < 0 ? errno : 0;
-    if (fd >= 0 ? fstat(fd, &sb) != 0
-                : !have_stat && fstatat(dirfd, name, &sb, w->follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
+    if (fd >= 0
+            ? fstat(fd, &sb) != 0
+            : !have_stat && fstatat(dirfd, name, &sb, w->follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
         record_error(w, name, len, 0, errno);
         if (fd >= 0)
             close(fd);
@@ -1280,14 +1282,10 @@ static PyGetSetDef walker_getset[] = {
 };
 
 static PyType_Slot walker_slots[] = {
-    {Py_tp_dealloc, walker_dealloc},
-    {Py_tp_traverse, walker_traverse},
-    {Py_tp_clear, walker_clear},
-    {Py_tp_iter, PyObject_SelfIter},
-    {Py_tp_iternext, walker_next},
-    {Py_tp_methods, walker_methods},
-    {Py_tp_getset, walker_getset},
-    {0, NULL},
+    {Py_tp_dealloc, walker_dealloc}, {Py_tp_traverse, walker_traverse},
+    {Py_tp_clear, walker_clear},     {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, walker_next},   {Py_tp_methods, walker_methods},
+    {Py_tp_getset, walker_getset},   {0, NULL},
 };
 
 PyType_Spec iommap_walker_spec =
@@ -1338,9 +1336,9 @@ PyObject *iommap_walker_new(PyObject *module, PyObject *args)
     PyObject *length, *ignore, *include, *max_size, *result_type, *make_error, *fallback, *match,
         *on_progress;
     if (!PyArg_ParseTuple(args, "iKOppOOOpppppOOOOO:walker", &action, &offset, &length, &follow,
-                          &one_fs, &ignore, &include, &max_size, &count_links, &writeback,
-                          &mincore, &cap_fowner, &py_match, &result_type, &make_error, &fallback,
-                          &match, &on_progress))
+                          &one_fs, &ignore, &include, &max_size, &count_links, &writeback, &mincore,
+                          &cap_fowner, &py_match, &result_type, &make_error, &fallback, &match,
+                          &on_progress))
         return NULL;
     if (action < ACTION_RESIDENCY || action > ACTION_EVICT || !PyType_Check(result_type)) {
         PyErr_SetString(PyExc_ValueError, "walker(): bad action or result type");

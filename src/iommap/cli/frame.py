@@ -18,7 +18,7 @@ from .status import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_U
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only for the type checker: a faster start-up
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 PAGE_COMMANDS = ("info", "warm", "evict", "lock")
 
@@ -58,13 +58,20 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(self, message)
 
-    def _get_formatter(self) -> argparse.HelpFormatter:
-        # argparse's own asks shutil for the terminal's width, and importing
-        # shutil (with bz2, lzma and fnmatch) cost `iommap info` more than
-        # parsing its arguments: argparse makes a formatter for every
-        # add_argument. The same width, without shutil.
-        make: Callable[..., argparse.HelpFormatter] = self.formatter_class
-        return make(prog=self.prog, width=help_width())
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # argparse's formatter asks shutil for the terminal's width, and
+        # importing shutil (with bz2, lzma and fnmatch) cost `iommap info`
+        # more than parsing its arguments: argparse makes a formatter for
+        # every add_argument. The same width, given, without shutil.
+        make = kwargs.get("formatter_class", argparse.HelpFormatter)
+
+        def sized(*args: Any, **kwargs: Any) -> argparse.HelpFormatter:
+            kwargs.setdefault("width", help_width())
+            formatter: argparse.HelpFormatter = make(*args, **kwargs)
+            return formatter
+
+        kwargs["formatter_class"] = sized
+        super().__init__(*args, **kwargs)
 
 
 def help_width() -> int:

@@ -13,7 +13,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .. import pagecache
 from .._toolkit import format_size
@@ -21,7 +21,7 @@ from .status import EXIT_BROKEN_PIPE, EXIT_FAILED
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only for the type checker: a faster start-up
-    from typing import IO, Any, Callable
+    from typing import IO, Any
 
 PAGE_SIZE = pagecache.PAGE_SIZE
 # Cells in a residency map line (info -v).
@@ -201,8 +201,7 @@ def pages_bytes(n: int | None) -> int | None:
 
 # ---- the column table ----------------------------------------------------------------
 
-if TYPE_CHECKING:
-    Getter = Callable[[pagecache.FileResidency, bool], str]
+Getter = Callable[[pagecache.FileResidency, bool], str]
 
 # Column name -> (what it shows, cell maker). fincore's names where fincore
 # has the column; PAGES is the resident pages, as in fincore.
