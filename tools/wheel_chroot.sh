@@ -45,9 +45,6 @@ if [ ! -x "$CHROOT/usr/bin/python3" ]; then
         die "debootstrap failed; see $OUT/debootstrap.log"
     mv "$CHROOT.partial" "$CHROOT"
 fi
-for cc in cc gcc clang tcc c99; do
-    [ ! -e "$CHROOT/usr/bin/$cc" ] || die "the chroot has a C compiler: /usr/bin/$cc"
-done
 # pip reaches PyPI through the CA certificates this host trusts.
 mkdir -p "$CHROOT/usr/local/share/ca-certificates"
 for crt in /usr/local/share/ca-certificates/*.crt; do
@@ -99,6 +96,10 @@ if [ ! -x "$CHROOT/usr/bin/vmtouch" ] || [ ! -x "$CHROOT/usr/bin/fincore" ] ||
     run_in apt-get install -y -qq --no-install-recommends vmtouch util-linux-extra e2fsprogs \
         >"$OUT/apt.log" 2>&1 || die "apt-get install failed in the chroot; see $OUT/apt.log"
 fi
+
+for cc in cc gcc clang tcc c99; do
+    [ ! -e "$CHROOT/usr/bin/$cc" ] || die "the chroot has a C compiler: /usr/bin/$cc"
+done
 
 # ---- the wheel, for the chroot's Python -------------------------------------
 ver=$(run_in python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
