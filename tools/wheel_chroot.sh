@@ -52,33 +52,9 @@ for crt in /usr/local/share/ca-certificates/*.crt; do
 done
 cp /etc/resolv.conf "$CHROOT/etc/resolv.conf" 2>/dev/null || true
 
-MOUNTED=()
-unmount_all() {
-    local i
-    for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
-        umount "${MOUNTED[$i]}" 2>/dev/null || umount -l "${MOUNTED[$i]}" || true
-    done
-}
-trap unmount_all EXIT
-trap 'exit 130' INT TERM HUP
-for target in dev/shm dev/pts dev sys proc; do
-    while mountpoint -q "$CHROOT/$target"; do umount -l "$CHROOT/$target"; done
-done
-mount_one() {
-    local target=$1
-    shift
-    mkdir -p "$target"
-    mount "$@" "$target" || die "cannot mount $target"
-    MOUNTED+=("$target")
-}
-# The root a mount point, as / is outside (unshare --propagation, which a
-# test runs, refuses a root that is not one).
-if ! mountpoint -q "$CHROOT"; then mount_one "$CHROOT" --bind "$CHROOT"; fi
-mount_one "$CHROOT/proc" -t proc proc
-mount_one "$CHROOT/sys" -t sysfs sysfs
-mount_one "$CHROOT/dev" --bind /dev
-mount_one "$CHROOT/dev/pts" --bind /dev/pts
-mount_one "$CHROOT/dev/shm" -t tmpfs -o mode=1777,nosuid,nodev shm
+# shellcheck source=tools/chroot_mounts.sh
+. "$REPO/tools/chroot_mounts.sh"
+mount_all
 
 in_chroot() {
     env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
