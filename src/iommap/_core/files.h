@@ -18,7 +18,8 @@ int iommap_clear_nonblock(int fd);
 
 /* What `fd` is and how many bytes of it map: a regular file's st_size, a
  * block device's size.  Anything else fails with ENODEV (EISDIR for a
- * directory) and *what naming its type ("a FIFO", "a /proc pseudo-file"). */
+ * directory, ENXIO for a socket) and *what naming its type ("a FIFO", "a
+ * /proc pseudo-file"). */
 int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **what);
 
 /* Grows a regular file from old_size to size, reserving the space; on
