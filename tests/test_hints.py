@@ -157,6 +157,37 @@ def test_dontfork_leaves_the_child_without_the_pages(path):
         assert m.pread(0, 4) == DATA[:4]
 
 
+def test_dontfork_child_sees_the_handle_closed_at_once(path):
+    # Before any call: closed, its repr says so, and no ResourceWarning
+    # comes when it is dropped.
+    require(path, "dontfork")
+    out, _ = run_ok(
+        """
+        import os, warnings, iommap
+        m = iommap.open(PATH)
+        m.advise(0, 0, "dontfork")
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if m.closed else 2
+                if code == 0 and "closed" not in repr(m):
+                    code = 3
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    del m
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, os.waitstatus_to_exitcode(status)
+        assert not m.closed
+        m.close()
+        print("OK")
+        """,
+        PATH=str(path),
+    )
+
+
 @pytest.mark.parametrize("mode", ["read", "read_write"])
 def test_populate_read_faults_the_pages_in(path, mode):
     require(path, "populate_read")
