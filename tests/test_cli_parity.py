@@ -354,6 +354,35 @@ def test_fincore_columns_match(tree: Path, columns: str) -> None:
         assert got.stdout == want
 
 
+# Names that --raw must escape as fincore does: a backslash (else the literal
+# name a\xff and the byte name a\xff print the same), a newline (else a row
+# splits), blanks, control bytes, and every byte past ASCII.
+ESCAPED_NAMES = [b"a\\xff", b"a\xff", b"new\nline", b"tab\tx", b"sp ace", b"ctl\x01", b"del\x7f"]
+ESCAPED_NAMES += [b"caf\xc3\xa9", b"back\\slash", b'q"uote']
+
+
+@needs_fincore
+@pytest.mark.skipif(sys.platform == "darwin", reason="APFS refuses names that are not UTF-8")
+def test_raw_names_are_escaped_as_fincore_escapes_them(tmp_path: Path) -> None:
+    paths = []
+    for name in ESCAPED_NAMES:
+        path = os.path.join(os.fsencode(tmp_path), name)
+        with open(path, "wb") as f:
+            f.write(b"x" * 10)
+        paths.append(os.fsdecode(path))
+    for flags in (["-b", "-r", "-n"], ["-b", "-r"]):
+        want = subprocess.run(
+            [str(FINCORE), *flags, "-o", "RES,PAGES,SIZE,FILE", *paths], capture_output=True
+        ).stdout
+        got = subprocess.run(
+            [*COMMAND, "info", "--bytes", *flags[1:], "-o", "RES,PAGES,SIZE,FILE", *paths],
+            capture_output=True,
+        )
+        assert got.returncode == 0
+        assert got.stdout == want
+        assert len(got.stdout.splitlines()) == len(paths) + (flags[-1] == "-r")
+
+
 def test_output_columns(tree: Path) -> None:
     a = str(tree / "a.idx")
     lines = run("info", "-o", "FILE,TOTAL_PAGES", a).stdout.splitlines()
