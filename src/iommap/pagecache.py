@@ -739,34 +739,47 @@ class Walk:
             if result is not None:
                 yield result
 
-    def _directory(self, path: str | bytes, st: os.stat_result, device: int) -> Iterator[Result]:
+    def _listing(
+        self, path: str | bytes, st: os.stat_result
+    ) -> list[os.DirEntry[Any]] | FileError | None:
+        """A directory's entries in name order; None if it was seen already
+        (a loop through followed symlinks, a tree given twice); its error
+        if it cannot be read."""
         key = st.st_dev << 64 | st.st_ino
         if key in self._dirs_seen:
-            return  # a loop through followed symlinks, or a tree given twice
+            return None
         self._dirs_seen.add(key)
         self._counts[1] += 1
         # Name order within a directory: the same tree always gives the same
         # output. Only the entries of the directories on the way down are held.
         try:
             with os.scandir(path) as it:
-                entries: list[os.DirEntry[Any]] = sorted(it, key=_entry_name)
+                return sorted(it, key=_entry_name)
         except OSError as exc:
-            yield self._error(path, exc)
+            return self._error(path, exc)
+
+    def _directory(self, path: str | bytes, st: os.stat_result, device: int) -> Iterator[Result]:
+        """Depth first, on a stack of its own: a tree however deep never
+        reaches Python's recursion limit."""
+        listing = self._listing(path, st)
+        if not isinstance(listing, list):
+            if listing is not None:
+                yield listing
             return
+        stack = [iter(listing)]
         follow = self._follow
-        for entry in entries:
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                continue
             if self._ignore and self._ignored(os.fsdecode(entry.name)):
                 self._counts[3] += 1
                 continue
             try:
                 # The directory entry's type needs no system call.
                 if entry.is_file(follow_symlinks=follow):
-                    if not follow or not entry.is_symlink():
-                        result = self._file(entry.path, follow)
-                        if result is not None:
-                            yield result
-                        continue
-                    result = self._file(entry.path, True)
+                    result = self._file(entry.path, follow)
                     if result is not None:
                         yield result
                     continue
@@ -775,7 +788,11 @@ class Walk:
                     if self._one_fs and sub.st_dev != device:
                         self._counts[3] += 1
                         continue
-                    yield from self._directory(entry.path, sub, device)
+                    listing = self._listing(entry.path, sub)
+                    if isinstance(listing, list):
+                        stack.append(iter(listing))
+                    elif listing is not None:
+                        yield listing
                     continue
             except OSError as exc:
                 yield self._error(entry.path, exc)
