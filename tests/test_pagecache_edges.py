@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 from helpers import SLOWDOWN, needs_real_mlock
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import iommap
 from iommap import pagecache
@@ -183,6 +185,61 @@ def test_info_of_a_range_past_the_end_counts_nothing(tmp_path: Path) -> None:
     assert (f["length"], f["total_pages"], f["resident_pages"]) == (0, 0, 0)
     (f,) = run_json("info", "-p", "1G-", str(path))["files"]
     assert (f["length"], f["total_pages"]) == (0, 0)
+
+
+# Files of every shape a range can meet, each with pages 0 and 2 resident
+# (where the file system lets pages go) and the rest not.
+_SIZES = [0, 1, PAGE - 1, PAGE, PAGE + 1, 3 * PAGE + 5, 6 * PAGE]
+_files: dict[int, Path] = {}
+
+
+def _shaped_file(directory: Path, size: int) -> Path:
+    if size not in _files:
+        path = directory / f"size-{size}"
+        path.write_bytes(os.urandom(size))
+        if size and pagecache.memory_filesystem(path) is None:
+            pagecache.evict(path, writeback=True)
+            with iommap.open(path, "read") as m:
+                m.advise(0, 0, "random")
+                for page in (0, 2):
+                    if page * PAGE < size:
+                        m.pread(page * PAGE, 1)
+        _files[size] = path
+    return _files[size]
+
+
+_numbers = st.one_of(
+    st.integers(0, 8 * PAGE),
+    st.sampled_from([PAGE - 1, PAGE, 2**63 - 1, 2**63, 2**64 - 1, 2**64]),
+    st.integers(0, 2**70),
+)
+
+
+@pytest.mark.skipif(not pagecache.cachestat_available(), reason="no cachestat(2) to compare")
+@settings(max_examples=300, deadline=None)
+@given(size=st.sampled_from(_SIZES), offset=_numbers, length=st.one_of(st.none(), _numbers))
+def test_both_counting_paths_agree_on_every_range(
+    tmp_path_factory: pytest.TempPathFactory, size: int, offset: int, length: int | None
+) -> None:
+    # cachestat(2) in the core and mincore(2) on a mapping count the same
+    # range the same way: empty, past the end, straddling it, or huge.
+    path = _shaped_file(tmp_path_factory.getbasetemp(), size)
+    by_cachestat = pagecache.residency(path, offset=offset, length=length)
+    saved = pagecache._cachestat_missing
+    pagecache._cachestat_missing = True
+    try:
+        by_mincore = pagecache.residency(path, offset=offset, length=length)
+    finally:
+        pagecache._cachestat_missing = saved
+    fields = ("size", "offset", "length", "total_pages", "known", "resident_pages")
+    got = [tuple(getattr(r, f) for f in fields) for r in (by_cachestat, by_mincore)]
+    assert got[0] == got[1]
+    r = by_cachestat
+    # What the range holds: no page that does not exist, at most the file.
+    assert r.offset % PAGE == 0 and r.offset + r.length <= size
+    assert r.total_pages == -(-r.length // PAGE) <= -(-size // PAGE)
+    if length == 0 or offset >= size:
+        assert (r.length, r.total_pages, r.resident_pages) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("bad", [-1, -(2**70)])

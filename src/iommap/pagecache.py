@@ -239,11 +239,14 @@ def _mincore_visible(path: PathLike, st: os.stat_result) -> bool:
 
 
 def _page_range(size: int, offset: int, length: int | None) -> tuple[int, int]:
-    """[start, end) in bytes: the range, starting on a page, within the file
-    (as file_cache_stat computes it)."""
-    start = min(offset - offset % PAGE_SIZE, size)
-    end = size if length is None else min(size, offset + length)
-    return start, max(start, end)
+    """[start, end) in bytes: the bytes of the range inside the file, the
+    start moved down to its page; a range with no byte of the file (empty,
+    or past the end) is empty, at the page of min(offset, size).  The core's
+    file_cache_stat counts the same range (counted_range in pagecache.c)."""
+    lo = min(offset, size)
+    hi = size if length is None else min(size, lo + length)
+    start = lo - lo % PAGE_SIZE
+    return start, hi if hi > lo else start
 
 
 def _pages(nbytes: int) -> int:

@@ -52,6 +52,23 @@ static int is_refusal(int err)
     return err == ENODEV || err == EISDIR || err == ENXIO;
 }
 
+int iommap_file_mappable(int fd, const struct stat *st, const char **what)
+{
+    *what = NULL;
+    if (S_ISREG(st->st_mode)) {
+        *what = iommap_platform_pseudo_file(fd);
+        if (*what == NULL)
+            return 0;
+        errno = ENODEV;
+        return -1;
+    }
+    if (S_ISBLK(st->st_mode))
+        return 0;
+    *what = kind_of_mode(st->st_mode);
+    errno = refusal_errno(st->st_mode);
+    return -1;
+}
+
 int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **what)
 {
     struct stat st;
@@ -60,36 +77,27 @@ int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **
         *what = "fstat()";
         return -1;
     }
+    if (iommap_file_mappable(fd, &st, what) != 0)
+        return -1;
     if (S_ISREG(st.st_mode)) {
-        const char *pseudo = iommap_platform_pseudo_file(fd);
-        if (pseudo != NULL) {
-            *what = pseudo;
-            errno = ENODEV;
-            return -1;
-        }
         *kind = IOMMAP_FILE_REGULAR;
         *size = (size_t)st.st_size;
         return 0;
     }
-    if (S_ISBLK(st.st_mode)) {
-        uint64_t bytes = 0;
-        if (iommap_platform_device_size(fd, &bytes) != 0) {
-            *what = errno == ENODEV ? "a block device (not mappable on this system)"
-                                    : "a block device whose size cannot be read";
-            return -1;
-        }
-        if (bytes > (uint64_t)SIZE_MAX) {
-            *what = "a block device larger than the address space";
-            errno = EFBIG;
-            return -1;
-        }
-        *kind = IOMMAP_FILE_BLOCK_DEVICE;
-        *size = (size_t)bytes;
-        return 0;
+    uint64_t bytes = 0; /* a block device */
+    if (iommap_platform_device_size(fd, &bytes) != 0) {
+        *what = errno == ENODEV ? "a block device (not mappable on this system)"
+                                : "a block device whose size cannot be read";
+        return -1;
     }
-    *what = kind_of_mode(st.st_mode);
-    errno = refusal_errno(st.st_mode);
-    return -1;
+    if (bytes > (uint64_t)SIZE_MAX) {
+        *what = "a block device larger than the address space";
+        errno = EFBIG;
+        return -1;
+    }
+    *kind = IOMMAP_FILE_BLOCK_DEVICE;
+    *size = (size_t)bytes;
+    return 0;
 }
 
 /* ---- opening --------------------------------------------------------------- */
