@@ -517,39 +517,84 @@ def resident_ranges(
 ) -> Iterator[tuple[int, int]]:
     """``(first, end)`` page numbers of each run of resident pages, in order.
 
-    Pages are numbered from the start of the file. Read in chunks with
-    ``mincore``, so memory stays bounded; yields nothing when the system
-    hides the file's residency (see :func:`residency`).
+    Pages are numbered from the start of the file. With ``cachestat(2)``,
+    the work follows what is resident, not the file's size: a part that
+    cachestat counts empty is skipped, one it counts full is one run, and
+    only the rest is read with ``mincore`` (a terabyte file with a few
+    resident pages takes a few dozen calls). Without it, ``mincore`` reads
+    the whole range, in chunks. Memory stays bounded either way; yields
+    nothing when the system hides the file's residency (see
+    :func:`residency`).
     """
     _check_range(offset, length)
     whole = residency(path, offset=offset, length=length)
-    if not whole.known or not whole.length:
+    if not whole.known or not whole.resident_pages:
         return
     start, end = whole.offset, whole.offset + whole.length
-    run: int | None = None
+    run: list[int] = []  # [first, end) of the run being gathered
     with _open(path, "read") as m:
         end = min(end, len(m))
-        pos = start
-        while pos < end:
-            n = min(_CHUNK, end - pos)
-            vec = m.residency(pos, n)
-            base = pos // PAGE_SIZE
-            i = 0
-            while i < len(vec):
-                if run is None:
-                    j = vec.find(1, i)
-                    if j < 0:
-                        break
-                    run, i = base + j, j
-                else:
-                    j = vec.find(0, i)
-                    if j < 0:
-                        break
-                    yield (run, base + j)
-                    run, i = None, j
+        for first, last, vec in _resident_parts(path, m, start, end):
+            if vec is None:
+                pieces: Iterable[tuple[int, int]] = ((first, last),)
+            else:
+                pieces = _runs_in(vec, first)
+            for a, b in pieces:
+                if run and run[1] == a:
+                    run[1] = b
+                    continue
+                if run:
+                    yield (run[0], run[1])
+                run = [a, b]
+    if run:
+        yield (run[0], run[1])
+
+
+def _resident_parts(
+    path: PathLike, m: MappedFile, start: int, end: int
+) -> Iterator[tuple[int, int, bytes | None]]:
+    """The parts of [start, end) (bytes, start on a page) that hold resident
+    pages, in order, as (first page, end page, mincore vector or None when
+    every page of the part is resident).  With cachestat, a part is split in
+    two until cachestat says it is empty, full, or small enough for one
+    mincore call; an explicit stack, no recursion."""
+    stack = [(start, end)]
+    while stack:
+        lo, hi = stack.pop()
+        if hi - lo > _CHUNK and not _cachestat_missing:
+            cached = _resident_of(_count(path, lo, hi - lo))
+            pages = _pages(hi - lo)
+            if cached == 0:
+                continue
+            if cached is not None and cached >= pages:
+                yield (lo // PAGE_SIZE, lo // PAGE_SIZE + pages, None)
+                continue
+            if cached is not None:
+                mid = lo + (hi - lo) // 2
+                mid -= mid % PAGE_SIZE
+                stack += [(mid, hi), (lo, mid)]
+                continue
+        pos = lo
+        while pos < hi:
+            n = min(_CHUNK, hi - pos)
+            yield (pos // PAGE_SIZE, _pages(pos + n), m.residency(pos, n))
             pos += n
-    if run is not None:
-        yield (run, _pages(end))
+
+
+def _runs_in(vec: bytes, base: int) -> Iterator[tuple[int, int]]:
+    """The runs of resident pages (1 bytes) in a mincore vector, as page
+    numbers from `base`."""
+    i = 0
+    while True:
+        j = vec.find(1, i)
+        if j < 0:
+            return
+        k = vec.find(0, j)
+        if k < 0:
+            yield (base + j, base + len(vec))
+            return
+        yield (base + j, base + k)
+        i = k
 
 
 def memory_filesystem(path: PathLike) -> str | None:
