@@ -636,8 +636,8 @@ class Locked:
 
     @property
     def locked_bytes(self) -> int:
-        """Bytes locked, over all files."""
-        return sum(f.size for f in self.files)
+        """Bytes locked, over all files: each file's range (``length``)."""
+        return sum(f.length for f in self.files)
 
     def close(self) -> None:
         """Unlock and unmap every file. Idempotent."""
@@ -652,23 +652,33 @@ class Locked:
         self.close()
 
 
-def lock(paths: Iterable[PathLike]) -> Locked:
-    """Map each file and lock its pages in memory, all or none.
+def lock(paths: Iterable[PathLike], *, offset: int = 0, length: int | None = None) -> Locked:
+    """Map each file (or its range ``offset``/``length``) and lock its pages
+    in memory, all or none.
 
-    Raises the first file's error (``OSError``, ``iommap.Error``) after
-    unlocking what was locked. Locking needs a locked-memory limit
-    (``ulimit -l``) as large as the files, or ``CAP_IPC_LOCK``.
+    Only the range is mapped, read and locked: the pages of the range are
+    read first, exactly (a will-need hint over the range), so locking reads
+    nothing around it. Raises the first file's error (``OSError``,
+    ``iommap.Error``) after unlocking what was locked. Locking needs a
+    locked-memory limit (``ulimit -l``) as large as the ranges, or
+    ``CAP_IPC_LOCK``.
     """
+    _check_range(offset, length)
     handles: list[MappedFile] = []
     files: list[FileResidency] = []
     try:
         for path in paths:
             if _stat.S_ISDIR(os.stat(path).st_mode):
                 raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR), path)
-            m = _open(path, "read", lock=True)  # it decides what can be mapped
-            handles.append(m)
-            # Counted, not assumed: mlock brought every page in.
-            files.append(_result(_as_given(path), _count(path, 0, None), 0, None))
+            with _open(path, "read") as whole:  # it decides what can be mapped
+                start, end = _page_range(len(whole), offset, length)
+                if end > start:
+                    whole.advise(start, end - start, "willneed")
+                    # A window of the range alone: mlock touches nothing else.
+                    handles.append(_open(path, "read", lock=True, offset=start, length=end - start))
+            # Counted, not assumed: mlock brought every page of the range in.
+            counted = _count(path, start, end - start)
+            files.append(_result(_as_given(path), counted, start, end - start))
     except BaseException:
         for m in handles:
             m.close()
