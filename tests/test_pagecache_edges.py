@@ -540,3 +540,54 @@ def test_sigterm_during_info_json_leaves_a_whole_document(tmp_path: Path) -> Non
     assert doc["interrupted"] is True
     # A file counted by the walk may have been stopped before its record.
     assert doc["totals"]["files"] - 1 <= len(doc["files"]) <= doc["totals"]["files"]
+
+
+@linux_only
+def test_pseudo_files_met_in_a_tree_are_left_out_as_fifos_are() -> None:
+    tree = "/sys/kernel/mm/transparent_hugepage"
+    if not os.path.isdir(tree):
+        pytest.skip(f"no {tree}")
+    walk = pagecache.walk([tree])
+    assert [r for r in walk if isinstance(r, pagecache.FileResidency)] == []
+    t = walk.totals
+    assert (t.files, t.errors) == (0, 0) and t.skipped > 0
+
+
+def test_a_path_with_a_nul_byte_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    good = write(tmp_path / "good", PAGE)
+    done = run("info", "--json", "-b", "-", input=f"a\0b\n{good}\n")
+    no_traceback(done)
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    assert [f["path"] for f in doc["files"]] == [str(good)]
+    assert [(e["path"], e["reason"]) for e in doc["errors"]] == [("a\0b", "einval")]
+
+
+@linux_only
+@pytest.mark.parametrize("command", ["info", "lock"])
+def test_a_list_that_fails_while_read_is_a_message(command: str) -> None:
+    # Reading /proc/self/mem at offset 0 fails with EIO.
+    done = run(command, "--json", "-b", "/proc/self/mem")
+    no_traceback(done)
+    assert done.returncode == 1
+    assert done.stderr == f"iommap {command}: /proc/self/mem: Input/output error\n"
+    doc = json.loads(done.stdout)
+    assert [(e["path"], e["reason"]) for e in doc["errors"]] == [("/proc/self/mem", "eio")]
+
+
+def test_a_closed_stdin_list_is_a_message(tmp_path: Path) -> None:
+    done = run("info", "-b", "-", stdin=subprocess.DEVNULL, pass_fds=())
+    assert done.returncode == 0  # an empty list: nothing to do
+    closed = subprocess.run(
+        [*COMMAND, "info", "-b", "-"], stdin=None, capture_output=True, text=True,
+        preexec_fn=lambda: os.close(0), timeout=60 * SLOWDOWN,
+    )  # fmt: skip
+    no_traceback(closed)
+    assert closed.returncode == 1
+    assert closed.stderr == "iommap info: -: standard input is closed\n"
+
+
+def test_lock_offers_no_summary_option_it_would_ignore(tmp_path: Path) -> None:
+    path = write(tmp_path / "f", PAGE)
+    done = run("lock", "-s", str(path))
+    assert done.returncode == 2 and "unrecognized arguments: -s" in done.stderr

@@ -131,8 +131,8 @@ class FileError(NamedTuple):
     path: str | bytes
     reason: str
     """The lowercase errno name (``"enoent"``, ``"eacces"``...), ``"enodev"``
-    for a file that is not a regular file, ``"sigbus"`` for one that shrank
-    while it was read."""
+    for a file that cannot be mapped (``"enxio"`` for a socket, ``"eisdir"``
+    for a directory), ``"sigbus"`` for one that shrank while it was read."""
     message: str
     """What went wrong, for people."""
     errno: int | None = None
@@ -539,8 +539,11 @@ def residency(path: PathLike, *, offset: int = 0, length: int | None = None) -> 
     """How much of a file (or of ``[offset, offset + length)``) is in memory.
 
     Nothing is read. Raises ``OSError`` (``FileNotFoundError``,
-    ``IsADirectoryError``, ...) for a path that is not a readable regular
-    file, ``ValueError`` for a negative offset or length.
+    ``IsADirectoryError``, ...) for a path that cannot be read, and the
+    ``iommap.Error`` naming the type for a file that cannot be mapped (a
+    FIFO, a socket, a pseudo-file...), as ``iommap.open`` does; badarg
+    (``TypeError``, ``ValueError``) for an offset or length that is not an
+    int or is negative. A range with no byte of the file counts nothing.
     """
     offset, length = _check_range(offset, length)
     return _residency(path, offset, length)
@@ -896,10 +899,14 @@ class Walk:
         except OSError as exc:
             yield self._error(given, exc)
             return
+        except ValueError:  # a name no system call can take (a NUL byte in it)
+            self._counts[2] += 1
+            yield FileError(given, "einval", "the path contains a NUL byte", _errno.EINVAL)
+            return
         if _stat.S_ISDIR(st.st_mode):
             yield from self._directory(given, st, st.st_dev)
         else:
-            result = self._file(given, True)
+            result = self._file(given, True, named=True)
             if result is not None:
                 yield result
 
@@ -964,8 +971,13 @@ class Walk:
             # Symlinks not followed, FIFOs, sockets, devices.
             self._counts[3] += 1
 
-    def _file(self, path: str | bytes, follow: bool) -> Result | None:
-        """The result for one regular file, or None when it is left out."""
+    def _file(self, path: str | bytes, follow: bool, named: bool = False) -> Result | None:
+        """The result for one regular file, or None when it is left out.
+
+        A file that cannot be mapped (``iommap.open``'s one decision: a
+        pseudo-file of /proc or /sys, a FIFO or device swapped in) is left
+        out when met in a directory, as a FIFO met there is, and an error
+        when ``named`` in the paths given."""
         counts = self._counts
         if self._include and self._excluded(self._name_of(path)):
             counts[3] += 1
@@ -980,13 +992,10 @@ class Walk:
                 if status == _NOT_REGULAR and _stat.S_ISDIR(t.mode):
                     raise _not_regular(t.mode)
                 if status == _NOT_REGULAR:
-                    # A device or a FIFO named on the command line, or one
-                    # swapped in since the directory was read: the library
-                    # decides, as for any other file it is asked to map.
-                    t = None
+                    t = None  # a block device: counted through a mapping
                 elif status == _UNSUPPORTED:
                     _mark_cachestat_missing()
-                    return self._file(path, follow)
+                    return self._file(path, follow, named)
                 else:
                     key = t.dev << 64 | t.ino
             if t is None:
@@ -1010,6 +1019,9 @@ class Walk:
                 result = self._process(path, follow)
         except OSError as exc:
             self._current = None
+            if not named and isinstance(exc, Error) and exc.reason in ("enodev", "enxio"):
+                counts[3] += 1
+                return None
             return self._error(path, exc)
         # Left set when Ctrl-C interrupts the file, to say which it was.
         self._current = None
@@ -1079,8 +1091,9 @@ def walk(
     - ``max_size``: leave out files larger than this many bytes.
     - A file reached twice (a hard link, a path given twice) counts once,
       unless ``count_hard_links``.
-    - Non-regular files (FIFOs, sockets, devices) met in a directory are
-      left out; named in ``paths`` they are a :class:`FileError`.
+    - Files that cannot be mapped (FIFOs, sockets, character devices,
+      pseudo-files of /proc or /sys) met in a directory are left out; named
+      in ``paths`` they are a :class:`FileError` naming the type.
 
     Left-out files count in ``totals.skipped``.
     """

@@ -17,7 +17,7 @@ from .. import _toolkit, pagecache
 from .._toolkit import format_size
 from .frame import Terminated, add_table_options, add_walk_options, new_parser, sigterm_interrupts
 from .output import MAP_WIDTH, Output, OutputError, column_help, shown, warn, writer_for
-from .paths import check_paths_given, new_walk, open_list
+from .paths import check_paths_given, list_error, new_walk, open_list
 from .status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 
 # warm shows a progress bar on a terminal for files at least this large.
@@ -106,12 +106,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "tells a script it may go on. With --daemon, lock goes to the background\n"
         "once the files are locked (the command returns, the locker stays) and\n"
         "--pidfile names a file holding its pid, removed when it is stopped.\n"
-        "Locking needs a locked-memory limit (`ulimit -l`) as large as the\n"
-        "files, or CAP_IPC_LOCK.",
+        "Locking needs a locked-memory limit (`ulimit -l`) as large as what is\n"
+        "locked, or CAP_IPC_LOCK.",
         "  iommap lock data.bin\n  iommap lock --json index/*.idx &\n"
         "  iommap lock -d -P /run/db-lock.pid /var/lib/db && kill $(cat /run/db-lock.pid)",
     )
-    add_walk_options(parser)
+    add_walk_options(parser, summary=False)
     parser.add_argument(
         "-d",
         "--daemon",
@@ -154,6 +154,9 @@ def run_walk(
                     clear = getattr(args, "progress", None)
                     if clear is not None:
                         clear.clear()
+                failure = list_error(args)
+                if failure is not None:
+                    writer.error(failure)
                 stop.hold()  # the end of the output is written whole
                 writer.finish(walk.totals, interrupted=interrupted is not None)
         except OutputError as error:

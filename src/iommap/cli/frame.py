@@ -127,8 +127,10 @@ def add_flag(group: argparse._ActionsContainer, *names: str, help: str) -> None:
     group.add_argument(*names, action="store_true", help=help)
 
 
-def add_walk_options(parser: argparse.ArgumentParser) -> None:
-    """The file selection every page command shares (vmtouch's crawl)."""
+def add_walk_options(parser: argparse.ArgumentParser, *, summary: bool = True) -> None:
+    """The file selection every page command shares (vmtouch's crawl), and
+    the output options (``summary=False``: no -s, for lock, which prints no
+    table to leave out)."""
     parser.add_argument(
         "files",
         nargs="*",
@@ -202,12 +204,13 @@ def add_walk_options(parser: argparse.ArgumentParser) -> None:
         "--quiet",
         help="print nothing on stdout but --json's document (errors still go to stderr)",
     )
-    add_flag(
-        out,
-        "-s",
-        "--summary",
-        help="print only the totals, not a line per file (vmtouch's default output)",
-    )
+    if summary:
+        add_flag(
+            out,
+            "-s",
+            "--summary",
+            help="print only the totals, not a line per file (vmtouch's default output)",
+        )
 
 
 def add_table_options(parser: argparse.ArgumentParser, command: str) -> None:

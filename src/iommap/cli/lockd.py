@@ -18,7 +18,7 @@ from .output import (
     json_path,
     warn_failure,
 )
-from .paths import check_paths_given, new_walk, open_list
+from .paths import check_paths_given, list_error, new_walk, open_list
 from .status import EXIT_FAILED, EXIT_OK
 
 
@@ -32,6 +32,9 @@ def run_lock(args: argparse.Namespace) -> int:
         if isinstance(result, pagecache.FileError):
             return failed(args, result)
         paths.append(result.path)
+    failure = list_error(args)
+    if failure is not None:
+        return failed(args, failure)
     try:
         locked = lock_range(args, paths)
     except OSError as exc:
@@ -169,8 +172,16 @@ def daemonize(args: argparse.Namespace, locked: pagecache.Locked, stop: set[sign
 
     The child tells the parent through a pipe: ``ok``, or the error record
     of what failed (JSON), which the parent reports as its own failure."""
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
+    try:
+        ready_r, ready_w = os.pipe()
+    except OSError as exc:
+        return failed(args, pagecache.FileError.from_exception("", exc))
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(ready_r)
+        os.close(ready_w)
+        return failed(args, pagecache.FileError.from_exception("", exc))
     if pid:
         os.close(ready_w)
         with os.fdopen(ready_r, "rb") as ready:
