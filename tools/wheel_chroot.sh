@@ -97,7 +97,7 @@ log="$OUT/suite.log"
 start=$(date +%s)
 rc=0
 CMD=(sh -c 'cd /tmp && /work/venv/bin/python -m pytest /work/iommap/tests -q -p no:cacheprovider')
-in_chroot "$@" 2>&1 | tee "$log" || rc=$?
+in_chroot "$@" ${IOMMAP_REQUIRE_PEERS:+IOMMAP_REQUIRE_PEERS=$IOMMAP_REQUIRE_PEERS} 2>&1 | tee "$log" || rc=$?
 result=$(grep -E '^(=+ )?[0-9]+ (passed|failed).* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
 echo "wheel $(basename "$wheel") ($(stat -c %s "$wheel") bytes) on Debian $(cat "$CHROOT/etc/debian_version"), Python $ver, no compiler: ${result:-no result} ($(($(date +%s) - start))s)" |
     tee "$OUT/summary.txt"
