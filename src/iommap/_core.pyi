@@ -108,7 +108,7 @@ def walker(
     py_match: bool,
     result_type: type,
     make_error: Callable[[str | bytes, int], Any],
-    fallback: Callable[[str | bytes], Any],
+    fallback: Callable[[str | bytes, int], Any],
     match: Callable[[int, bytes], bool],
     on_progress: Callable[[str | bytes, int, int], object] | None,
     /,

@@ -99,6 +99,7 @@ typedef struct {
     walk_entry *entries;
     size_t count, cap, next;
     size_t path_len; /* this directory's path in the walker's path buffer */
+    int pseudo;      /* on a pseudo-file system (/proc, /sys...) */
 } walk_level;
 
 /* A set of (device, inode) pairs, open addressing. */
@@ -606,8 +607,14 @@ static void visit_file(walker *w, int dirfd, const char *name, size_t name_len, 
         close(fd);
         return;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd); /* swapped since the directory was read: Python decides */
+    /* Not a regular file (swapped since the directory was read), or a
+     * pseudo-file (/proc, /sys: its size is made up): Python decides, as
+     * iommap.open does, what can be mapped; left out in a tree, an error
+     * when named. */
+    int pseudo = top ? iommap_platform_pseudo_file(fd) != NULL
+                     : w->depth > 0 && w->levels[w->depth - 1].pseudo;
+    if (!S_ISREG(sb.st_mode) || pseudo) {
+        close(fd);
         r->kind = REC_FALLBACK;
         return;
     }
@@ -626,15 +633,8 @@ static void visit_file(walker *w, int dirfd, const char *name, size_t name_len, 
         drop_record(w, r);
         return;
     }
-    uint64_t page = (uint64_t)iommap_page_size();
-    uint64_t start = w->offset - w->offset % page;
-    if (start > size)
-        start = size;
-    uint64_t end = (w->to_end || w->length > size - (w->offset < size ? w->offset : size))
-                       ? size
-                       : w->offset + w->length;
-    if (end < start)
-        end = start;
+    uint64_t page = (uint64_t)iommap_page_size(), start, end;
+    iommap_counted_range(size, w->offset, w->to_end ? UINT64_MAX : w->length, page, &start, &end);
 
     walk_count c, before = {0, 0, 0, {0, 0, 0, 0}};
     err = count_file(w, fd, dirfd, name, &sb, start, end, &c, r);
@@ -879,6 +879,7 @@ static void enter_directory(walker *w, int fd, const char *name, size_t name_len
         return;
     }
     lv->fd = fd;
+    lv->pseudo = iommap_platform_pseudo_file(fd) != NULL; /* once a directory */
     lv->dev = sb->st_dev;
     lv->ino = sb->st_ino;
     lv->path_len = len;
@@ -1100,7 +1101,7 @@ static PyObject *convert(walker *w, const walk_record *r)
     else if (r->kind == REC_ERROR)
         result = PyObject_CallFunction(w->make_error, "Oi", path, r->err);
     else
-        result = PyObject_CallOneArg(w->fallback, path);
+        result = PyObject_CallFunction(w->fallback, "Oi", path, r->top);
     Py_DECREF(path);
     return result;
 }
