@@ -259,3 +259,13 @@ def test_results_are_the_named_tuples_the_docs_promise(tmp_path: Path) -> None:
     assert r == pagecache.FileResidency(*r)
     assert hash(r) == hash(tuple(r))
     assert r.percent is not None and 0 <= r.percent <= 100
+
+
+def test_empty_directories_are_entered_and_counted(tmp_path: Path) -> None:
+    # An empty directory has no entries to sort (under UBSan, sorting none
+    # from no array was an error).
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one" / "empty").mkdir(parents=True)
+    walk = pagecache.walk([tmp_path])
+    assert list(walk) == []
+    assert walk.totals.directories == 4 and walk.totals.files == 0

@@ -785,6 +785,8 @@ static int read_directory(walker *w, int fd, walk_level *lv)
             lv->pool_len += len + 1;
         }
     }
+    if (lv->count < 2)
+        return 0; /* nothing to sort (and an empty directory has no array) */
     pthread_mutex_lock(&sort_lock);
     sort_pool = lv->pool;
     sort_code_points = !w->given_bytes;
