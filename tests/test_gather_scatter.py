@@ -154,8 +154,9 @@ def test_modes_refuse_with_eacces(tmp_path):
         m.scatter([0], 1, b"y")
 
 
-def test_large_gather_releases_nothing_it_should_not(m):
-    # >= 64 KiB in total takes the GIL-releasing path; the bytes must match.
+def test_large_gather_copies_the_same_bytes_as_pread(m):
+    # >= 64 KiB in total takes the GIL-releasing path (that it releases the
+    # GIL is test_threads.py's to show); the bytes must match.
     offsets = [i % (SIZE - 4096) for i in range(0, 40 * 4096, 4096)]
     assert m.gather(offsets, 4096) == b"".join(m.pread(o, 4096) for o in offsets)
 
