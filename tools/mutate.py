@@ -34,8 +34,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = ROOT / "build" / "mutate"
 TREE = SCRATCH / "tree"
 # What the tests need from the repository besides src/ and tests/.
-COPIED = ("src", "tests", "docs", "examples", "tools", "setup.py", "pyproject.toml",
-          "README.md", "MANIFEST.in", "LICENSE", "CHANGELOG.md", "Makefile")
+COPIED = (
+    "src",
+    "tests",
+    "docs",
+    "examples",
+    "tools",
+    "setup.py",
+    "pyproject.toml",
+    "README.md",
+    "MANIFEST.in",
+    "LICENSE",
+    "CHANGELOG.md",
+    "Makefile",
+)
 TIMEOUT = 600
 
 
@@ -63,132 +75,281 @@ GROW = "tests/test_grow_failure.py"
 
 MUTANTS = [
     # ---- sync: what it writes and waits for ------------------------------
-    M("sync-msync-async", 'call, "msync()", flags, 0);', 'call, "msync()", MS_ASYNC, 0);',
-      SYNC_SEEN, POWER),
+    M(
+        "sync-msync-async",
+        'call, "msync()", flags, 0);',
+        'call, "msync()", MS_ASYNC, 0);',
+        SYNC_SEEN,
+        POWER,
+    ),
     M("sync-no-msync", "h->opts.private_ ? NULL : msync;", "NULL;", SYNC_SEEN, POWER),
-    M("sync-no-fdatasync", "if (iommap_platform_sync_file(h->fd) != 0) {", "if (0) {",
-      POWER, STRACE),
-    M("sync-no-directory-fsync", "if (iommap_sync_directory(dir) != 0) {", "if (0) {",
-      POWER, STRACE),
-    M("sync-async-does-durable", "if (done == NULL || flags != MS_SYNC)",
-      "if (done == NULL || flags == MS_SYNC)", POWER, SYNC_SEEN),
-    M("truncate-forgets-size-change",
-      "atomic_store_explicit(&w->h->unsynced_size, 1, memory_order_relaxed);", "(void)0;",
-      POWER, STRACE),
+    M(
+        "sync-no-fdatasync",
+        "if (iommap_platform_sync_file(h->fd) != 0) {",
+        "if (0) {",
+        POWER,
+        STRACE,
+    ),
+    M(
+        "sync-no-directory-fsync",
+        "if (iommap_sync_directory(dir) != 0) {",
+        "if (0) {",
+        POWER,
+        STRACE,
+    ),
+    M(
+        "sync-async-does-durable",
+        "if (done == NULL || flags != MS_SYNC)",
+        "if (done == NULL || flags == MS_SYNC)",
+        POWER,
+        SYNC_SEEN,
+    ),
+    M(
+        "truncate-forgets-size-change",
+        "atomic_store_explicit(&w->h->unsynced_size, 1, memory_order_relaxed);",
+        "(void)0;",
+        POWER,
+        STRACE,
+    ),
     # ---- hints ----------------------------------------------------------
-    M("dontneed-is-willneed", 'HINT("dontneed", MADV_DONTNEED,', 'HINT("dontneed", MADV_WILLNEED,',
-      "tests/test_residency.py", "tests/test_advise_sync.py"),
-    M("willneed-is-normal", 'HINT("willneed", MADV_WILLNEED,', 'HINT("willneed", MADV_NORMAL,',
-      "tests/test_residency.py"),
-    M("private-dontneed-discards",
-      "*advice = IOMMAP_MADV_PRIVATE_DONTNEED;", "(void)0;", "tests/test_advise_sync.py"),
+    M(
+        "dontneed-is-willneed",
+        'HINT("dontneed", MADV_DONTNEED,',
+        'HINT("dontneed", MADV_WILLNEED,',
+        "tests/test_residency.py",
+        "tests/test_advise_sync.py",
+    ),
+    M(
+        "willneed-is-normal",
+        'HINT("willneed", MADV_WILLNEED,',
+        'HINT("willneed", MADV_NORMAL,',
+        "tests/test_residency.py",
+    ),
+    M(
+        "private-dontneed-discards",
+        "*advice = IOMMAP_MADV_PRIVATE_DONTNEED;",
+        "(void)0;",
+        "tests/test_advise_sync.py",
+    ),
     # ---- GIL release -----------------------------------------------------
-    M("batch-holds-the-gil", "iommap_finish_released(h, total, run_guarded_batch, batch)",
-      "iommap_finish_released(h, 0, run_guarded_batch, batch)",
-      THREADS + "::test_large_batch_copies_release_the_gil"),
-    M("gil-threshold-never", "#define IOMMAP_GIL_RELEASE_BYTES (64 * 1024)",
-      "#define IOMMAP_GIL_RELEASE_BYTES ((size_t)-1)",
-      THREADS + "::test_large_copies_release_the_gil"),
-    M("lock-wait-holds-the-gil",
-      "    Py_BEGIN_ALLOW_THREADS\n    if (kind == IOMMAP_EXCLUSIVE)\n"
-      "        pthread_rwlock_wrlock(&h->lock);\n    else\n"
-      "        while (pthread_rwlock_rdlock(&h->lock) == EAGAIN)\n"
-      "            sched_yield(); /* too many readers at once: wait for one to leave */\n"
-      "    Py_END_ALLOW_THREADS",
-      "    if (kind == IOMMAP_EXCLUSIVE)\n        pthread_rwlock_wrlock(&h->lock);\n    else\n"
-      "        while (pthread_rwlock_rdlock(&h->lock) == EAGAIN)\n            sched_yield();",
-      THREADS),
+    M(
+        "batch-holds-the-gil",
+        "iommap_finish_released(h, total, run_guarded_batch, batch)",
+        "iommap_finish_released(h, 0, run_guarded_batch, batch)",
+        THREADS + "::test_large_batch_copies_release_the_gil",
+    ),
+    M(
+        "gil-threshold-never",
+        "#define IOMMAP_GIL_RELEASE_BYTES (64 * 1024)",
+        "#define IOMMAP_GIL_RELEASE_BYTES ((size_t)-1)",
+        THREADS + "::test_large_copies_release_the_gil",
+    ),
+    M(
+        "lock-wait-holds-the-gil",
+        "    Py_BEGIN_ALLOW_THREADS\n    if (kind == IOMMAP_EXCLUSIVE)\n"
+        "        pthread_rwlock_wrlock(&h->lock);\n    else\n"
+        "        while (pthread_rwlock_rdlock(&h->lock) == EAGAIN)\n"
+        "            sched_yield(); /* too many readers at once: wait for one to leave */\n"
+        "    Py_END_ALLOW_THREADS",
+        "    if (kind == IOMMAP_EXCLUSIVE)\n        pthread_rwlock_wrlock(&h->lock);\n    else\n"
+        "        while (pthread_rwlock_rdlock(&h->lock) == EAGAIN)\n            sched_yield();",
+        THREADS,
+    ),
     # ---- locking ---------------------------------------------------------
-    M("rwlock-not-writer-preferring",
-      "pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);",
-      "(void)0;", THREADS),
-    M("scatter-shared-lock",
-      "iommap_enter(h, batch->to_mapping ? IOMMAP_EXCLUSIVE : IOMMAP_SHARED, 0, 0, &s);",
-      "iommap_enter(h, IOMMAP_SHARED, 0, 0, &s);", THREADS, GS, "tests/test_torture.py"),
-    M("pwrite-shared-lock",
-      "iommap_enter(h, IOMMAP_EXCLUSIVE, offset, c.total, &s);",
-      "iommap_enter(h, IOMMAP_SHARED, offset, c.total, &s);", THREADS, "tests/test_torture.py"),
-    M("close-not-marked-closing",
-      "    atomic_store_explicit(&h->closing, 1, memory_order_release);\n"
-      "    iommap_lock(h, IOMMAP_EXCLUSIVE);",
-      "    iommap_lock(h, IOMMAP_EXCLUSIVE);", THREADS, "tests/test_lifecycle.py"),
-    M("closed-check-skipped", "    if (iommap_is_closing(h)) {\n        iommap_err_closed",
-      "    if (0) {\n        iommap_err_closed", "tests/test_lifecycle.py", THREADS),
+    M(
+        "rwlock-not-writer-preferring",
+        "pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);",
+        "(void)0;",
+        THREADS,
+    ),
+    M(
+        "scatter-shared-lock",
+        "iommap_enter(h, batch->to_mapping ? IOMMAP_EXCLUSIVE : IOMMAP_SHARED, 0, 0, &s);",
+        "iommap_enter(h, IOMMAP_SHARED, 0, 0, &s);",
+        THREADS,
+        GS,
+        "tests/test_torture.py",
+    ),
+    M(
+        "pwrite-shared-lock",
+        "iommap_enter(h, IOMMAP_EXCLUSIVE, offset, c.total, &s);",
+        "iommap_enter(h, IOMMAP_SHARED, offset, c.total, &s);",
+        THREADS,
+        "tests/test_torture.py",
+    ),
+    M(
+        "close-not-marked-closing",
+        "    atomic_store_explicit(&h->closing, 1, memory_order_release);\n"
+        "    iommap_lock(h, IOMMAP_EXCLUSIVE);",
+        "    iommap_lock(h, IOMMAP_EXCLUSIVE);",
+        THREADS,
+        "tests/test_lifecycle.py",
+    ),
+    M(
+        "closed-check-skipped",
+        "    if (iommap_is_closing(h)) {\n        iommap_err_closed",
+        "    if (0) {\n        iommap_err_closed",
+        "tests/test_lifecycle.py",
+        THREADS,
+    ),
     # ---- bounds ----------------------------------------------------------
-    M("bounds-off-by-one", "return offset <= size && length <= size - offset;",
-      "return offset <= size && length <= size - offset + 1;", IO, GS),
-    M("bounds-overflow", "return offset <= size && length <= size - offset;",
-      "return offset + length <= size;", IO, GS, "tests/test_advise_sync.py"),
-    M("pread-early-check-skipped",
-      "    if (!iommap_in_bounds(offset, length, hint))\n"
-      '        return iommap_err_out_of_bounds_given(IOMMAP_STATE(h), "pread"',
-      "    if (0)\n"
-      '        return iommap_err_out_of_bounds_given(IOMMAP_STATE(h), "pread"', IO),
-    M("batch-bounds-offset-only", "if (!iommap_in_bounds(o->values[i], length, size))",
-      "if (o->values[i] > size)", GS),
-    M("batch-total-unchecked",
-      "if (length > (uint64_t)PY_SSIZE_T_MAX || __builtin_mul_overflow(count, (size_t)length, total) ||",
-      "if ((*total = count * (size_t)length, 0) ||", GS),
-    M("iolist-depth-unbounded", "#define IOMMAP_MAX_IOLIST_DEPTH 100",
-      "#define IOMMAP_MAX_IOLIST_DEPTH 100000", IO, "tests/test_bounded_work.py"),
+    M(
+        "bounds-off-by-one",
+        "return offset <= size && length <= size - offset;",
+        "return offset <= size && length <= size - offset + 1;",
+        IO,
+        GS,
+    ),
+    M(
+        "bounds-overflow",
+        "return offset <= size && length <= size - offset;",
+        "return offset + length <= size;",
+        IO,
+        GS,
+        "tests/test_advise_sync.py",
+    ),
+    M(
+        "pread-early-check-skipped",
+        "    if (!iommap_in_bounds(offset, length, hint))\n"
+        '        return iommap_err_out_of_bounds_given(IOMMAP_STATE(h), "pread"',
+        '    if (0)\n        return iommap_err_out_of_bounds_given(IOMMAP_STATE(h), "pread"',
+        IO,
+    ),
+    M(
+        "batch-bounds-offset-only",
+        "if (!iommap_in_bounds(o->values[i], length, size))",
+        "if (o->values[i] > size)",
+        GS,
+    ),
+    M(
+        "batch-total-unchecked",
+        "if (length > (uint64_t)PY_SSIZE_T_MAX ||"
+        " __builtin_mul_overflow(count, (size_t)length, total) ||",
+        "if ((*total = count * (size_t)length, 0) ||",
+        GS,
+    ),
+    M(
+        "iolist-depth-unbounded",
+        "#define IOMMAP_MAX_IOLIST_DEPTH 100",
+        "#define IOMMAP_MAX_IOLIST_DEPTH 100000",
+        IO,
+        "tests/test_bounded_work.py",
+    ),
     # ---- modes -----------------------------------------------------------
-    M("read-handle-may-write",
-      "if ((need & IOMMAP_WRITE) && !IOMMAP_CAN_WRITE(h->opts.mode)) {", "if (0) {",
-      "tests/test_modes.py"),
-    M("write-handle-may-read",
-      "if ((need & IOMMAP_READ) && !IOMMAP_CAN_READ(h->opts.mode)) {", "if (0) {",
-      "tests/test_modes.py"),
-    M("private-may-truncate",
-      '    if (h->opts.private_)\n        return iommap_err_refused(st, "truncate"',
-      '    if (0)\n        return iommap_err_refused(st, "truncate"', "tests/test_modes.py",
-      "tests/test_resize.py"),
+    M(
+        "read-handle-may-write",
+        "if ((need & IOMMAP_WRITE) && !IOMMAP_CAN_WRITE(h->opts.mode)) {",
+        "if (0) {",
+        "tests/test_modes.py",
+    ),
+    M(
+        "write-handle-may-read",
+        "if ((need & IOMMAP_READ) && !IOMMAP_CAN_READ(h->opts.mode)) {",
+        "if (0) {",
+        "tests/test_modes.py",
+    ),
+    M(
+        "private-may-truncate",
+        '    if (h->opts.private_)\n        return iommap_err_refused(st, "truncate"',
+        '    if (0)\n        return iommap_err_refused(st, "truncate"',
+        "tests/test_modes.py",
+        "tests/test_resize.py",
+    ),
     # ---- the SIGBUS guard --------------------------------------------------
-    M("guard-no-mask-restore",
-      "pthread_sigmask(SIG_SETMASK, &((ucontext_t *)context)->uc_sigmask, NULL);",
-      "(void)context;", SIGNALS),
-    M("guard-sigbus-left-blocked",
-      "        unblock_sigbus();\n        current_scope = NULL;\n        siglongjmp",
-      "        current_scope = NULL;\n        siglongjmp", SIGBUS, SIGNALS),
-    M("guard-never-guarded", "return addr >= scope->lo && addr < scope->hi;", "return 0;",
-      SIGBUS),
-    M("guard-chain-dropped", "    pass_on(slot, sig, info, context, scope);\n",
-      "    default_action();\n", SIGNALS),
-    M("guard-no-rearm-on-large-copy",
-      "if (bytes >= IOMMAP_GIL_RELEASE_BYTES)\n        (void)iommap_guard_install();",
-      "(void)0;", SIGNALS),
-    M("sigbus-errno-eio", 'PyObject_CallFunction(st->sigbus_error, "iO", EFAULT, msg);',
-      'PyObject_CallFunction(st->sigbus_error, "iO", EIO, msg);', SIGBUS),
+    M(
+        "guard-no-mask-restore",
+        "pthread_sigmask(SIG_SETMASK, &((ucontext_t *)context)->uc_sigmask, NULL);",
+        "(void)context;",
+        SIGNALS,
+    ),
+    M(
+        "guard-sigbus-left-blocked",
+        "        unblock_sigbus();\n        current_scope = NULL;\n        siglongjmp",
+        "        current_scope = NULL;\n        siglongjmp",
+        SIGBUS,
+        SIGNALS,
+    ),
+    M("guard-never-guarded", "return addr >= scope->lo && addr < scope->hi;", "return 0;", SIGBUS),
+    M(
+        "guard-chain-dropped",
+        "    pass_on(slot, sig, info, context, scope);\n",
+        "    default_action();\n",
+        SIGNALS,
+    ),
+    M(
+        "guard-no-rearm-on-large-copy",
+        "if (bytes >= IOMMAP_GIL_RELEASE_BYTES)\n        (void)iommap_guard_install();",
+        "(void)0;",
+        SIGNALS,
+    ),
+    M(
+        "sigbus-errno-eio",
+        'PyObject_CallFunction(st->sigbus_error, "iO", EFAULT, msg);',
+        'PyObject_CallFunction(st->sigbus_error, "iO", EIO, msg);',
+        SIGBUS,
+    ),
     # ---- resize and growth -------------------------------------------------
-    M("grow-no-rollback",
-      "    int saved = errno;\n    (void)ftruncate(fd, (off_t)old_size);\n    errno = saved;\n"
-      "    return -1;",
-      "    return -1;", GROW),
-    M("grow-without-reservation",
-      "    if (fallocate(fd, 0, (off_t)old_size, (off_t)(size - old_size)) == 0)\n"
-      "        return 0;\n    if (errno != EOPNOTSUPP && errno != ENOSYS)\n        return -1;\n",
-      "", "tests/test_resize.py", "tests/test_open.py", GROW),
-    M("remap-failure-keeps-grown-file",
-      "            if (new_size > file_size)\n                (void)ftruncate(h->fd, (off_t)file_size);",
-      "            (void)0;", GROW),
-    M("shrink-leaves-views-faulting",
-      "        iommap_mappings_cut(h->fd, new_size, h->mapping, &h->opts);", "        (void)0;",
-      "tests/test_own_shrink.py"),
+    M(
+        "grow-no-rollback",
+        "    int saved = errno;\n    (void)ftruncate(fd, (off_t)old_size);\n    errno = saved;\n"
+        "    return -1;",
+        "    return -1;",
+        GROW,
+    ),
+    M(
+        "grow-without-reservation",
+        "    if (fallocate(fd, 0, (off_t)old_size, (off_t)(size - old_size)) == 0)\n"
+        "        return 0;\n    if (errno != EOPNOTSUPP && errno != ENOSYS)\n        return -1;\n",
+        "",
+        "tests/test_resize.py",
+        "tests/test_open.py",
+        GROW,
+    ),
+    M(
+        "remap-failure-keeps-grown-file",
+        "            if (new_size > file_size)\n"
+        "                (void)ftruncate(h->fd, (off_t)file_size);",
+        "            (void)0;",
+        GROW,
+    ),
+    M(
+        "shrink-leaves-views-faulting",
+        "        iommap_mappings_cut(h->fd, new_size, h->mapping, &h->opts);",
+        "        (void)0;",
+        "tests/test_own_shrink.py",
+    ),
     # ---- CLI and page cache (Python) ---------------------------------------
-    M("cli-evict-drops-writeback", 'new_walk(args, "evict", writeback=args.writeback)',
-      'new_walk(args, "evict", writeback=False)', "tests/test_cli.py::test_evict_writeback_drops_dirty_pages"),
-    M("pagecache-evict-no-writeback", "            if writeback:\n                os.fdatasync(fd)",
-      "            if False:\n                os.fdatasync(fd)",
-      "tests/test_pagecache.py::test_evict_with_writeback_drops_dirty_pages"),
-    M("pagecache-evict-no-fadvise",
-      "os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)",
-      "os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_NORMAL)", "tests/test_pagecache.py"),
-    M("pagecache-range-start-unaligned", "start = min(offset - offset % PAGE_SIZE, size)",
-      "start = min(offset, size)", "tests/test_pagecache.py"),
-    M("pagecache-range-length-ignored",
-      "    end = size if length is None else min(size, offset + length)\n"
-      "    return start, max(start, end)",
-      "    end = size\n    return start, max(start, end)",
-      "tests/test_pagecache.py"),
+    M(
+        "cli-evict-drops-writeback",
+        'new_walk(args, "evict", writeback=args.writeback)',
+        'new_walk(args, "evict", writeback=False)',
+        "tests/test_cli.py::test_evict_writeback_drops_dirty_pages",
+    ),
+    M(
+        "pagecache-evict-no-writeback",
+        "            if writeback:\n                os.fdatasync(fd)",
+        "            if False:\n                os.fdatasync(fd)",
+        "tests/test_pagecache.py::test_evict_with_writeback_drops_dirty_pages",
+    ),
+    M(
+        "pagecache-evict-no-fadvise",
+        "os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)",
+        "os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_NORMAL)",
+        "tests/test_pagecache.py",
+    ),
+    M(
+        "pagecache-range-start-unaligned",
+        "start = min(offset - offset % PAGE_SIZE, size)",
+        "start = min(offset, size)",
+        "tests/test_pagecache.py",
+    ),
+    M(
+        "pagecache-range-length-ignored",
+        "    end = size if length is None else min(size, offset + length)\n"
+        "    return start, max(start, end)",
+        "    end = size\n    return start, max(start, end)",
+        "tests/test_pagecache.py",
+    ),
 ]
 
 
@@ -217,16 +378,24 @@ def fresh_tree() -> None:
     for name in COPIED:
         src, dst = ROOT / name, TREE / name
         if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.so", "build"))
+            shutil.copytree(
+                src,
+                dst,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("__pycache__", "*.so", "build"),
+            )
         elif src.exists():
             shutil.copy2(src, dst)
 
 
 def build(log: Path) -> None:
     with open(log, "w") as out:
-        done = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
-                              cwd=TREE, stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+            cwd=TREE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     if done.returncode != 0:
         raise Failure(f"the build failed; see {log}")
 
@@ -238,7 +407,12 @@ def run_tests(tests: tuple[str, ...], log: Path) -> tuple[str, float]:
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                cwd=TREE, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=TIMEOUT)
+                cwd=TREE,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=TIMEOUT,
+            )
             rc = done.returncode
         except subprocess.TimeoutExpired:
             rc = -1
@@ -255,8 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", help="run only these mutants (names or prefixes)")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
-    ap.add_argument("--no-baseline", action="store_true",
-                    help="skip the run of the covering tests on the unmutated tree")
+    ap.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the run of the covering tests on the unmutated tree",
+    )
     args = ap.parse_args(argv)
     chosen = [m for m in MUTANTS if not args.names or any(m.name.startswith(n) for n in args.names)]
     if args.list:
@@ -317,13 +494,16 @@ def main(argv: list[str] | None = None) -> int:
     killed = sum(v == "killed" for _, v, _ in rows)
     survived = [m.name for m, v, _ in rows if v == "SURVIVED"]
     print()
-    print(f"| {'mutant':34} | {'result':8} | {'tests':40} |")
-    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 42}|")
-    for m, v, _ in rows:
-        print(f"| {m.name:34} | {v.split(':')[0]:8} | {', '.join(t.replace('tests/', '') for t in m.tests)[:40]:40} |")
+    print(f"| {'mutant':34} | {'result':8} | {'seconds':7} | tests")
+    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 9}|{'-' * 40}")
+    for m, v, took in rows:
+        tests = ", ".join(t.replace("tests/", "") for t in m.tests)
+        print(f"| {m.name:34} | {v.split(':')[0]:8} | {took:7.0f} | {tests}")
     print()
-    print(f"{killed} of {len(rows)} killed, {len(survived)} survived"
-          f" in {time.monotonic() - start:.0f}s" + (f": {', '.join(survived)}" if survived else ""))
+    print(
+        f"{killed} of {len(rows)} killed, {len(survived)} survived"
+        f" in {time.monotonic() - start:.0f}s" + (f": {', '.join(survived)}" if survived else "")
+    )
     if broken:
         return 2
     return 1 if survived else 0

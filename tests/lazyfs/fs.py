@@ -213,8 +213,16 @@ class LazyFS(fuse.Operations):
         return 0
 
     def statfs(self, path: str) -> dict:
-        return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": 1 << 20, "f_bfree": 1 << 19,
-                "f_bavail": 1 << 19, "f_files": 1 << 16, "f_ffree": 1 << 15, "f_namemax": 255}
+        return {
+            "f_bsize": 4096,
+            "f_frsize": 4096,
+            "f_blocks": 1 << 20,
+            "f_bfree": 1 << 19,
+            "f_bavail": 1 << 19,
+            "f_files": 1 << 16,
+            "f_ffree": 1 << 15,
+            "f_namemax": 255,
+        }
 
     # ---- what makes things durable ----------------------------------------
 
@@ -242,8 +250,14 @@ class LazyFS(fuse.Operations):
 
 def main() -> None:
     disk, mountpoint = sys.argv[1:3]
-    fuse.FUSE(LazyFS(disk), mountpoint, foreground=True, nothreads=True,
-              default_permissions=True, allow_other=False)
+    fuse.FUSE(
+        LazyFS(disk),
+        mountpoint,
+        foreground=True,
+        nothreads=True,
+        default_permissions=True,
+        allow_other=False,
+    )
 
 
 if __name__ == "__main__":
