@@ -37,8 +37,16 @@ def finish(threads):
 
 
 def child(code, tmp_path, timeout=90, **kwargs):
+    """Runs `code` (a string, or a tuple of strings dedented one by one)
+    after PRELUDE in a child."""
+    pieces = code if isinstance(code, tuple) else (code,)
     return run_ok(
-        (PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, mib=MIB, timeout=timeout, **kwargs
+        (PRELUDE, *pieces),
+        path=str(tmp_path / "f.bin"),
+        page=PAGE,
+        mib=MIB,
+        timeout=timeout,
+        **kwargs,
     )
 
 
@@ -321,86 +329,79 @@ def test_reader_storm_does_not_starve_writers(tmp_path):
     )
 
 
+# With a huge switch interval the interpreter never takes the GIL away from
+# a thread: another thread runs only when the GIL is given up.  So a
+# pure-Python thread that makes progress while the main thread is inside a
+# run of big copies proves those calls released the GIL.
+GIL_WATCH = """
+sys.setswitchinterval(1000)
+
+def assert_releases_the_gil(calls):
+    state = {"busy": False, "seen": 0, "stop": False}
+
+    def watcher():
+        while not state["stop"]:
+            if state["busy"]:
+                state["seen"] += 1
+            time.sleep(0)   # lets the GIL go between checks
+
+    t = threading.Thread(target=watcher, daemon=True)
+    t.start()
+    time.sleep(0.01)
+    for name, call in calls.items():
+        state["seen"] = 0
+        state["busy"] = True
+        for _ in range(1000):  # a loaded machine may not run the watcher at once
+            call()
+            if state["seen"]:
+                break
+        state["busy"] = False
+        assert state["seen"] > 0, name + ": the GIL was never released"
+    state["stop"] = True
+    t.join()
+"""
+
+
 def test_large_copies_release_the_gil(tmp_path):
-    # With a huge switch interval the interpreter never takes the GIL away
-    # from a thread: another thread runs only when the GIL is given up.  So a
-    # pure-Python thread that makes progress while the main thread is inside
-    # a run of big preads proves those calls released the GIL.
     child(
-        """
-        sys.setswitchinterval(1000)
+        (
+            GIL_WATCH,
+            """
         with open(path, "wb") as f:
             f.write(b"\\1" * 4 * mib)
         m = iommap.open(path, "read")
         buf = bytearray(4 * mib)
-        state = {"busy": False, "seen": 0, "stop": False}
-
-        def watcher():
-            while not state["stop"]:
-                if state["busy"]:
-                    state["seen"] += 1
-                time.sleep(0)   # lets the GIL go between checks
-
-        t = threading.Thread(target=watcher, daemon=True)
-        t.start()
-        time.sleep(0.01)
-        for call in (lambda: m.pread(0, 4 * mib), lambda: m.readinto(0, buf)):
-            state["seen"] = 0
-            state["busy"] = True
-            for _ in range(200):
-                call()
-                if state["seen"]:
-                    break
-            state["busy"] = False
-            assert state["seen"] > 0, "the GIL was never released"
-        state["stop"] = True
-        t.join()
+        assert_releases_the_gil({
+            "pread": lambda: m.pread(0, 4 * mib),
+            "readinto": lambda: m.readinto(0, buf),
+        })
         print("OK")
         """,
+        ),
         tmp_path,
     )
 
 
 def test_large_batch_copies_release_the_gil(tmp_path):
-    # The same proof for gather and scatter: 4 MiB in 1 MiB chunks each.
+    # The same for gather and scatter: 4 MiB in 1 MiB chunks each.
     child(
-        """
-        sys.setswitchinterval(1000)
+        (
+            GIL_WATCH,
+            """
         with open(path, "wb") as f:
             f.write(b"\\1" * 4 * mib)
         m = iommap.open(path)
         offsets = [0, mib, 2 * mib, 3 * mib]
         out = bytearray(4 * mib)
         data = b"\\2" * 4 * mib
-        state = {"busy": False, "seen": 0, "stop": False}
-
-        def watcher():
-            while not state["stop"]:
-                if state["busy"]:
-                    state["seen"] += 1
-                time.sleep(0)
-
-        t = threading.Thread(target=watcher, daemon=True)
-        t.start()
-        time.sleep(0.01)
-        calls = {
+        assert_releases_the_gil({
             "gather": lambda: m.gather(offsets, mib, out),
             "scatter": lambda: m.scatter(offsets, mib, data),
-        }
-        for name, call in calls.items():
-            state["seen"] = 0
-            state["busy"] = True
-            for _ in range(200):
-                call()
-                if state["seen"]:
-                    break
-            state["busy"] = False
-            assert state["seen"] > 0, name + ": the GIL was never released"
-        state["stop"] = True
-        t.join()
+        })
         assert m.pread(0, 4 * mib) == data
         print("OK")
         """,
+        ),
         tmp_path,
     )
 
