@@ -50,9 +50,10 @@ def child(code, tmp_path, timeout=90, **kwargs):
     )
 
 
-def test_no_torn_reads_during_pwrite(tmp_path):
-    # The writer fills a 1 MiB block with one byte value at a time; a reader
-    # must see all of one value, never a mix.
+def test_no_torn_reads_during_pwrite_or_scatter(tmp_path):
+    # The writer fills a 1 MiB block with one byte value at a time (pwrite
+    # or scatter, both exclusive); a reader (pread, readinto, gather) must
+    # see all of one value, never a mix.
     child(
         """
         with open(path, "wb") as f:
@@ -62,14 +63,16 @@ def test_no_torn_reads_during_pwrite(tmp_path):
 
         def writer():
             try:
-                for i in range(150):
+                for i in range(200):
                     v = bytes([i % 255 + 1])
-                    if i % 3 == 0:
+                    if i % 4 == 0:
                         m.pwrite(0, v * mib)
-                    elif i % 3 == 1:
+                    elif i % 4 == 1:
                         m.pwrite(0, [v * (mib // 2), [v * (mib // 4)], v * (mib // 4)])
-                    else:
+                    elif i % 4 == 2:
                         m.pwrite(0, memoryview(bytearray(v * mib)))
+                    else:
+                        m.scatter(range(0, mib, mib // 16), mib // 16, v * mib)
             finally:
                 done.set()
 
@@ -82,6 +85,8 @@ def test_no_torn_reads_during_pwrite(tmp_path):
                 assert block == block[:1] * mib, "torn pread"
                 m.readinto(0, buf)
                 assert buf == buf[:1] * mib, "torn readinto"
+                block = m.gather([mib // 2, 0], mib // 2)
+                assert block == block[:1] * mib, "torn gather"
 
         threads = [start(writer)] + [start(reader) for _ in range(3)]
         finish(threads)
@@ -336,7 +341,7 @@ def test_reader_storm_does_not_starve_writers(tmp_path):
 GIL_WATCH = """
 sys.setswitchinterval(1000)
 
-def assert_releases_the_gil(calls):
+def assert_releases_the_gil(calls, pause=0):
     state = {"busy": False, "seen": 0, "stop": False}
 
     def watcher():
@@ -352,6 +357,8 @@ def assert_releases_the_gil(calls):
         state["seen"] = 0
         state["busy"] = True
         for _ in range(1000):  # a loaded machine may not run the watcher at once
+            if pause:
+                time.sleep(pause)  # busy is False: the other threads may run
             call()
             if state["seen"]:
                 break
@@ -399,6 +406,36 @@ def test_large_batch_copies_release_the_gil(tmp_path):
             "scatter": lambda: m.scatter(offsets, mib, data),
         })
         assert m.pread(0, 4 * mib) == data
+        print("OK")
+        """,
+        ),
+        tmp_path,
+    )
+
+
+def test_waiting_for_the_handle_lock_releases_the_gil(tmp_path):
+    # A small pread holds the GIL for its copy, but while it waits for a
+    # pwrite on another thread to leave the handle lock it must not: other
+    # threads would stop for as long as the pwrite takes.
+    child(
+        (
+            GIL_WATCH,
+            """
+        with open(path, "wb") as f:
+            f.write(b"\\0" * 16 * mib)
+        m = iommap.open(path)
+        stop = threading.Event()
+
+        def writer():
+            while not stop.is_set():
+                m.pwrite(0, b"\\1" * 16 * mib)  # the lock held, the GIL not
+
+        w = start(writer)
+        try:
+            assert_releases_the_gil({"pread waiting": lambda: m.pread(0, 1)}, pause=0.001)
+        finally:
+            stop.set()
+            finish([w])
         print("OK")
         """,
         ),
