@@ -4,6 +4,7 @@ import array
 import random
 
 import pytest
+from helpers import run_child
 
 import iommap
 
@@ -192,3 +193,39 @@ def test_gather_and_scatter_survive_a_shrunk_file(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ok"]
+
+
+def test_a_total_that_wraps_64_bits_is_badarg(tmp_path):
+    # 2**21 records of 8 TiB each are exactly 2**64 bytes: a product that
+    # wrapped would be 0, and gather would return nothing instead of
+    # refusing.  In a child: scatter would copy terabytes from nothing.
+    big = tmp_path / "big"
+    try:
+        with open(big, "wb") as f:
+            f.truncate(1 << 43)  # sparse: no disk space used
+    except OSError as e:
+        pytest.skip("this filesystem cannot hold a sparse 8 TiB file: %s" % e)
+    proc = run_child(
+        """
+        import array, sys
+        import iommap
+        try:
+            m = iommap.open(sys.argv[1], "read")
+        except OSError as e:  # no 8 TiB of address space (a sanitizer's shadow)
+            print("skip:", e)
+            sys.exit(0)
+        offsets = array.array("q", bytes(8 << 21))
+        try:
+            m.gather(offsets, 1 << 43)
+        except iommap.BadArgumentValueError as e:
+            assert e.reason == "badarg" and "too large" in str(e), e
+        else:
+            sys.exit("gather of 2**64 bytes returned")
+        print("ok")
+        """,
+        args=(str(big),),
+        timeout=120,
+    )
+    if proc.stdout.startswith("skip:"):
+        pytest.skip(proc.stdout.strip())
+    assert proc.stdout.strip() == "ok"
