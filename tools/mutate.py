@@ -258,15 +258,16 @@ MUTANTS = [
     # ---- the SIGBUS guard --------------------------------------------------
     M(
         "guard-no-mask-restore",
-        "pthread_sigmask(SIG_SETMASK, &((ucontext_t *)context)->uc_sigmask, NULL);",
-        "(void)context;",
+        "        if (context != NULL)\n"
+        "            pthread_sigmask(SIG_SETMASK, &((ucontext_t *)context)->uc_sigmask, NULL);\n"
+        "        unblock_sigbus();\n",
+        "",
         SIGNALS,
     ),
     M(
-        "guard-sigbus-left-blocked",
-        "        unblock_sigbus();\n        current_scope = NULL;\n        siglongjmp",
-        "        current_scope = NULL;\n        siglongjmp",
-        SIGBUS,
+        "guard-keeps-the-front-handler-mask",
+        "pthread_sigmask(SIG_SETMASK, &((ucontext_t *)context)->uc_sigmask, NULL);",
+        "(void)context;",
         SIGNALS,
     ),
     M("guard-never-guarded", "return addr >= scope->lo && addr < scope->hi;", "return 0;", SIGBUS),
