@@ -357,8 +357,10 @@ def assert_releases_the_gil(calls, pause=0):
         state["seen"] = 0
         state["busy"] = True
         for _ in range(1000):  # a loaded machine may not run the watcher at once
-            if pause:
-                time.sleep(pause)  # busy is False: the other threads may run
+            if pause:  # the other threads may run, and the watcher must not count it
+                state["busy"] = False
+                time.sleep(pause)
+                state["busy"] = True
             call()
             if state["seen"]:
                 break
