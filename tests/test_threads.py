@@ -63,13 +63,13 @@ def test_no_torn_reads_during_pwrite_or_scatter(tmp_path):
 
         def writer():
             try:
-                for i in range(200):
+                for i in range(400):
                     v = bytes([i % 255 + 1])
-                    if i % 4 == 0:
+                    if i % 6 == 0:
                         m.pwrite(0, v * mib)
-                    elif i % 4 == 1:
+                    elif i % 6 == 1:
                         m.pwrite(0, [v * (mib // 2), [v * (mib // 4)], v * (mib // 4)])
-                    elif i % 4 == 2:
+                    elif i % 6 == 2:
                         m.pwrite(0, memoryview(bytearray(v * mib)))
                     else:
                         m.scatter(range(0, mib, mib // 16), mib // 16, v * mib)
