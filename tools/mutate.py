@@ -258,16 +258,20 @@ MUTANTS = [
     # ---- the SIGBUS guard --------------------------------------------------
     M(
         "guard-no-mask-restore",
-        "        if (context != NULL)\n"
-        "            pthread_sigmask(SIG_SETMASK, &((ucontext_t *)context)->uc_sigmask, NULL);\n"
+        "        if (context != NULL) {\n"
+        "            sigset_t mask;\n"
+        "            iommap_platform_interrupted_mask(context, &mask);\n"
+        "            pthread_sigmask(SIG_SETMASK, &mask, NULL);\n"
+        "        }\n"
         "        unblock_sigbus();\n",
         "",
         SIGNALS,
     ),
     M(
         "guard-keeps-the-front-handler-mask",
-        "pthread_sigmask(SIG_SETMASK, &((ucontext_t *)context)->uc_sigmask, NULL);",
-        "(void)context;",
+        "            pthread_sigmask(SIG_SETMASK, &mask, NULL);\n"
+        "        }\n        unblock_sigbus();",
+        "            (void)mask;\n        }\n        unblock_sigbus();",
         SIGNALS,
     ),
     M("guard-never-guarded", "return addr >= scope->lo && addr < scope->hi;", "return 0;", SIGBUS),
@@ -340,15 +344,14 @@ MUTANTS = [
     ),
     M(
         "pagecache-range-start-unaligned",
-        "start = min(offset - offset % PAGE_SIZE, size)",
-        "start = min(offset, size)",
+        "    start = lo - lo % PAGE_SIZE\n    return start, hi if hi > lo else start",
+        "    start = lo\n    return start, hi if hi > lo else start",
         "tests/test_pagecache.py",
     ),
     M(
         "pagecache-range-length-ignored",
-        "    end = size if length is None else min(size, offset + length)\n"
-        "    return start, max(start, end)",
-        "    end = size\n    return start, max(start, end)",
+        "    hi = size if length is None else min(size, lo + length)\n    start = lo - lo",
+        "    hi = size\n    start = lo - lo",
         "tests/test_pagecache.py",
     ),
 ]
