@@ -4,7 +4,7 @@ import array
 import random
 
 import pytest
-from helpers import run_child
+from helpers import run_child, sparse_8_tib
 
 import iommap
 
@@ -199,12 +199,7 @@ def test_a_total_that_wraps_64_bits_is_badarg(tmp_path):
     # 2**21 records of 8 TiB each are exactly 2**64 bytes: a product that
     # wrapped would be 0, and gather would return nothing instead of
     # refusing.  In a child: scatter would copy terabytes from nothing.
-    big = tmp_path / "big"
-    try:
-        with open(big, "wb") as f:
-            f.truncate(1 << 43)  # sparse: no disk space used
-    except OSError as e:
-        pytest.skip("this filesystem cannot hold a sparse 8 TiB file: %s" % e)
+    big = sparse_8_tib(tmp_path / "big")
     proc = run_child(
         """
         import array, sys
