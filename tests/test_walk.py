@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_ok
 
 from iommap import pagecache
-
-from helpers import run_ok
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file systems")
 
