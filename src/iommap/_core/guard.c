@@ -55,7 +55,8 @@
  * A pthread_kill of SIGBUS from another thread that lands on a thread inside
  * a guarded copy carries the same marks as such a re-raise; is_guarded()
  * tells them apart by the interrupted instruction where the platform can
- * (x86-64 and arm64 Linux) and takes it for a guarded fault elsewhere.
+ * (x86-64, i386, arm64 and s390x Linux) and takes it for a guarded fault
+ * elsewhere.
  * docs/truncation.md says this to users.
  *
  * Process-wide state and parallel interpreters: the entry points' links and

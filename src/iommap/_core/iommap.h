@@ -119,7 +119,7 @@ const char *iommap_mode_name(iommap_mode mode);
 /* open()'s mode argument; NULL (not given) is read_write. */
 int iommap_parse_mode(iommap_state *st, PyObject *obj, iommap_mode *mode);
 /* open()'s size=None or a non-negative int; *size and *given are 0 for None. */
-int iommap_parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given);
+int iommap_parse_size(iommap_state *st, PyObject *obj, uint64_t *size, int *given);
 /* open()'s path as bytes for open(2): a wrong type or a name no file can
  * have is badarg; an exception from the path's own __fspath__ comes out
  * unchanged. */
@@ -285,7 +285,7 @@ void iommap_unmap_region(char *addr, size_t size);
  * file, or as much of its window as the file holds (0 if the file ends
  * before the window starts).  *whole is 1 when the window lies wholly
  * inside the file. */
-size_t iommap_window_size(const iommap_map_options *opts, size_t file_size, int *whole);
+uint64_t iommap_window_size(const iommap_map_options *opts, uint64_t file_size, int *whole);
 
 /* Wraps a region from iommap_map_region in a new Mapping that owns it (and
  * unmaps it on failure).  Needs the GIL. */

@@ -53,7 +53,7 @@ PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
         return NULL;
 
     iommap_map_options opts = {IOMMAP_READ_WRITE, private_, populate, nocache, lock, 0, 0};
-    size_t size;
+    uint64_t size;
     int size_given;
     if (iommap_parse_mode(st, mode_obj, &opts.mode) != 0 ||
         iommap_parse_size(st, size_obj, &size, &size_given) != 0 ||
@@ -136,9 +136,9 @@ PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
     if (done.beyond)
         return iommap_err_format(st->out_of_bounds_error,
                                  "open: the window at offset %llu, length %llu passes the end "
-                                 "of the file (%zu bytes)",
+                                 "of the file (%llu bytes)",
                                  (unsigned long long)opts.offset, (unsigned long long)opts.length,
-                                 done.file_size);
+                                 (unsigned long long)done.file_size);
 
     /* Put the SIGBUS handler back in front if another was installed since. */
     if (iommap_guard_install() != 0) {
