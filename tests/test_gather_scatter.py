@@ -54,7 +54,7 @@ def test_gather_into_out_returns_out(m):
 def test_gather_into_numpy_rows(m):
     np = pytest.importorskip("numpy")
     out = np.zeros((3, 8), dtype=np.uint8)
-    m.gather(np.array([8, 16, 0]), 8, out)
+    m.gather(np.array([8, 16, 0], dtype=np.int64), 8, out)
     assert bytes(out) == m.pread(8, 8) + m.pread(16, 8) + m.pread(0, 8)
 
 

@@ -38,6 +38,7 @@ from . import _core, _toolkit
 from ._core import MappedFile
 from ._core import open as _open
 from ._errors import Error
+from ._errors import OutOfBoundsError as _OutOfBoundsError
 
 __all__ = [
     "PAGE_SIZE",
@@ -288,18 +289,34 @@ def _counted(given: str | bytes, t: _Stat, before: int | None = None) -> FileRes
     return result
 
 
+def _chunks(path: PathLike, start: int, end: int) -> Iterator[tuple[int, MappedFile]]:
+    """``(position, window)``: [start, end) of the file (start page-aligned)
+    mapped one window of at most _CHUNK bytes at a time, so that a file
+    larger than the address space (a 32-bit process's 4 GiB) is counted
+    too.  Stops where the file ends now, if it shrank."""
+    pos = start
+    while pos < end:
+        n = min(_CHUNK, end - pos)
+        try:
+            window = _open(path, "read", offset=pos, length=n)
+        except _OutOfBoundsError:
+            try:  # shorter than it was: what is left of it
+                window = _open(path, "read", offset=pos)
+            except _OutOfBoundsError:
+                return
+        with window:
+            yield pos, window
+            if len(window) < n:
+                return
+        pos += n
+
+
 def _mincore_count(path: PathLike, start: int, end: int) -> int:
     """Resident pages of [start, end) by mincore(2) on a mapping, in chunks:
     the vector for 1 GiB of file is 256 KiB, whatever the file's size."""
-    if start >= end:
-        return 0
     cached = 0
-    with _open(path, "read") as m:
-        pos, end = start, min(end, len(m))
-        while pos < end:
-            n = min(_CHUNK, end - pos)
-            cached += m.resident(pos, n) // PAGE_SIZE
-            pos += n
+    for _, window in _chunks(path, start, end):
+        cached += window.resident() // PAGE_SIZE
     return cached
 
 
@@ -524,27 +541,23 @@ def resident_ranges(
         return
     start, end = whole.offset, whole.offset + whole.length
     run: int | None = None
-    with _open(path, "read") as m:
-        end = min(end, len(m))
-        pos = start
-        while pos < end:
-            n = min(_CHUNK, end - pos)
-            vec = m.residency(pos, n)
-            base = pos // PAGE_SIZE
-            i = 0
-            while i < len(vec):
-                if run is None:
-                    j = vec.find(1, i)
-                    if j < 0:
-                        break
-                    run, i = base + j, j
-                else:
-                    j = vec.find(0, i)
-                    if j < 0:
-                        break
-                    yield (run, base + j)
-                    run, i = None, j
-            pos += n
+    for pos, window in _chunks(path, start, end):
+        vec = window.residency()
+        base = pos // PAGE_SIZE
+        end = pos + len(window)
+        i = 0
+        while i < len(vec):
+            if run is None:
+                j = vec.find(1, i)
+                if j < 0:
+                    break
+                run, i = base + j, j
+            else:
+                j = vec.find(0, i)
+                if j < 0:
+                    break
+                yield (run, base + j)
+                run, i = None, j
     if run is not None:
         yield (run, _pages(end))
 
