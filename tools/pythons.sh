@@ -50,6 +50,10 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYENV_ROOT=${PYENV_ROOT:-/root/.pyenv}
 CHROOT=${CHROOT:-/var/cache/iommap-chroot}
 SID_MIRROR=${SID_MIRROR:-http://deb.debian.org/debian}
+# The Debian release and architecture of the chroot (tools/arches.sh sets
+# them for its Debian stable chroots of other architectures).
+SUITE=${SUITE:-sid}
+DEB_ARCH=${DEB_ARCH:-}
 LOGDIR=${LOGDIR:-$REPO/build/pythons}
 FULL_PYTHONS=${FULL_PYTHONS:-}
 # The versions the chroot must carry; building it installs them all at once.
@@ -214,6 +218,13 @@ chroot_has_pythons() {
     [ -x "$CHROOT/usr/bin/gcc" ] && [ -x "$CHROOT/usr/bin/make" ] && [ -x "$CHROOT/usr/bin/strace" ]
 }
 
+# What provision installs.
+chroot_packages() {
+    local pkgs="ca-certificates gcc make strace" ver
+    for ver in $SID_PYTHONS; do pkgs="$pkgs python$ver-dev python$ver-venv"; done
+    printf '%s\n' "$pkgs"
+}
+
 # debootstrap (once), then the mounts, then what the suite needs.
 build_chroot() {
     bootstrap
@@ -229,9 +240,10 @@ bootstrap() {
             die "cannot install debootstrap"
     fi
     if [ ! -x "$CHROOT/usr/bin/apt-get" ]; then
-        say "debootstrap: Debian unstable into $CHROOT"
+        say "debootstrap: Debian $SUITE${DEB_ARCH:+ ($DEB_ARCH)} into $CHROOT"
         rm -rf "$CHROOT.partial"
-        debootstrap --variant=minbase sid "$CHROOT.partial" "$SID_MIRROR" >"$LOGDIR/debootstrap.log" 2>&1 ||
+        debootstrap --variant=minbase ${DEB_ARCH:+--arch="$DEB_ARCH"} "$SUITE" "$CHROOT.partial" "$SID_MIRROR" \
+            >"$LOGDIR/debootstrap.log" 2>&1 ||
             die "debootstrap failed; see $LOGDIR/debootstrap.log"
         mv "$CHROOT.partial" "$CHROOT"
     fi
@@ -240,7 +252,7 @@ bootstrap() {
 provision() {
     # The archive's Release file can be older than its Valid-Until.
     printf 'Acquire::Check-Valid-Until "false";\n' >"$CHROOT/etc/apt/apt.conf.d/99iommap"
-    printf 'deb %s sid main\n' "$SID_MIRROR" >"$CHROOT/etc/apt/sources.list"
+    printf 'deb %s %s main\n' "$SID_MIRROR" "$SUITE" >"$CHROOT/etc/apt/sources.list"
     # The CA certificates this host trusts beyond Debian's (pip reaches PyPI
     # through them); `update-ca-certificates` folds them in below.
     local crt
@@ -250,8 +262,8 @@ provision() {
     done
     cp /etc/resolv.conf "$CHROOT/etc/resolv.conf" 2>/dev/null || true
     if ! chroot_has_pythons || [ ! -e "$CHROOT/etc/ssl/certs/ca-certificates.crt" ]; then
-        local pkgs="ca-certificates gcc make strace" ver
-        for ver in $SID_PYTHONS; do pkgs="$pkgs python$ver-dev python$ver-venv"; done
+        local pkgs
+        pkgs=$(chroot_packages)
         say "apt-get install in the chroot: $pkgs"
         in_chroot apt-get update -qq
         # shellcheck disable=SC2086
@@ -259,7 +271,7 @@ provision() {
             die "apt-get install failed in the chroot; see $LOGDIR/apt.log"
     fi
     in_chroot update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
-    chroot_has_pythons || die "the chroot lacks one of: $SID_PYTHONS, gcc, make, strace"
+    chroot_has_pythons || die "the chroot lacks one of: $(chroot_packages)"
 }
 
 # The tree under test as one commit: the working tree's files, committed or
@@ -326,6 +338,9 @@ chroot_only() {
     build_chroot
     say "chroot ready: $CHROOT ($(for v in $SID_PYTHONS; do in_chroot "python$v" -VV | head -1; done | paste -sd ';'))"
 }
+
+# Sourced (by tools/arches.sh): the functions only.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
 
 case "${1:-}" in
 host | sid)

@@ -227,9 +227,13 @@ static int is_guarded(const guard_scope *scope, const siginfo_t *info, const voi
 {
     if (info->si_code > 0) {
         /* Raised by the kernel for a fault: ours if the address is in the
-         * region this thread is copying. */
+         * region this thread is copying.  s390x reports only the page of
+         * the fault, which for the first page of a window that starts
+         * inside a page lies before the region: compare from that page. */
         const char *addr = (const char *)info->si_addr;
-        return addr >= scope->lo && addr < scope->hi;
+        const char *lo =
+            (const char *)((uintptr_t)scope->lo & ~(uintptr_t)(iommap_page_size() - 1));
+        return addr >= lo && addr < scope->hi;
     }
     /* A handler in front of ours caught the fault and re-raised it on this
      * thread (faulthandler does): the thread is inside a guarded copy, and
