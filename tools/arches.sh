@@ -46,12 +46,25 @@ LOGDIR=${LOGDIR:-$REPO/build/arches/$ARCH}
 . "$REPO/tools/pythons.sh"
 
 # Debian's own test dependencies: the venv sees them (--system-site-packages).
+# The whole suite (i386) also compares with vmtouch and fincore and makes
+# small ext4 file systems.
+WHOLE_SUITE_TOOLS="vmtouch:vmtouch util-linux-extra:fincore e2fsprogs:mkfs.ext4"
 chroot_packages() {
-    printf '%s\n' "ca-certificates gcc make strace python3-dev python3-venv python3-setuptools \
-python3-pytest python3-hypothesis python3-numpy"
+    local pkgs="ca-certificates gcc make strace python3-dev python3-venv python3-setuptools \
+python3-pytest python3-hypothesis python3-numpy" tool
+    if [ "$ARCH" = i386 ]; then
+        for tool in $WHOLE_SUITE_TOOLS; do pkgs="$pkgs ${tool%%:*}"; done
+    fi
+    printf '%s\n' "$pkgs"
 }
 
 chroot_has_pythons() {
+    local tool
+    if [ "$ARCH" = i386 ]; then
+        for tool in $WHOLE_SUITE_TOOLS; do
+            [ -x "$CHROOT/usr/bin/${tool#*:}" ] || [ -x "$CHROOT/usr/sbin/${tool#*:}" ] || return 1
+        done
+    fi
     [ -x "$CHROOT/usr/bin/python3" ] && [ -x "$CHROOT/usr/bin/gcc" ] &&
         [ -x "$CHROOT/usr/bin/make" ] && [ -x "$CHROOT/usr/bin/strace" ] &&
         [ -n "$(compgen -G "$CHROOT/usr/include/python3.*/Python.h")" ] &&
