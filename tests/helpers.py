@@ -251,3 +251,14 @@ def run_child(code, *, timeout=60, env=None, expect_exit=0, args=()):
             % (describe_exit(proc.returncode), describe_exit(expect_exit), proc.stdout, proc.stderr)
         )
     return proc
+
+
+# qemu-user 7.2 maps without MAP_POPULATE: a stdlib mmap.mmap(...,
+# flags=MAP_SHARED | MAP_POPULATE) of 128 KiB shows 0 kB resident under it,
+# 128 kB natively.
+populate_dropped = under_emulation("maps without MAP_POPULATE, so nothing is prefaulted")
+
+# qemu-user does not apply RLIMIT_AS to the emulated process (the limit
+# would bind the emulator itself): under a 200 MiB limit a stdlib mmap of
+# 512 MiB succeeds under it and fails with ENOMEM natively.
+rlimit_as_ignored = under_emulation("does not apply RLIMIT_AS, so no mapping fails for want of it")
