@@ -23,6 +23,9 @@
 #   CHROOT       the Debian chroot (default /var/cache/iommap-chroot); kept
 #                outside the repository, reused while it has what it needs
 #   SID_MIRROR   Debian mirror (default http://deb.debian.org/debian)
+#   SUITE        the chroot's Debian release (default sid)
+#   DEB_ARCH     its architecture (default the machine's; tools/arches.sh
+#                sources this script for chroots of other architectures)
 #   SUMMARY      a file collecting the summary lines
 #   LOGDIR       where each version's full output goes (default build/pythons)
 #   FULL_PYTHONS versions that ignore the IOMMAP_* knobs given
