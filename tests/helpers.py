@@ -13,6 +13,7 @@ IOMMAP_TEST_SLOWDOWN.
 import ctypes
 import mmap
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,29 @@ SLOWDOWN = float(os.environ.get("IOMMAP_TEST_SLOWDOWN", "1"))
 _SCRUBBED_ENV = ("PYTHONFAULTHANDLER", "PYTHONDEVMODE", "PYTHONINSPECT")
 
 CAP_IPC_LOCK = 14
+
+# IOMMAP_REQUIRE_PEERS=1 (CI sets it): a peer tool the parity tests compare
+# with (vmtouch, fincore) must be installed; a missing one fails those tests
+# instead of skipping them.
+REQUIRE_PEERS = os.environ.get("IOMMAP_REQUIRE_PEERS") == "1"
+
+
+def needs_peer(name):
+    """Marks a test that runs the peer tool `name`: skipped where it is
+    missing, unless peers are required (then :func:`check_peers` fails it)."""
+    return pytest.mark.skipif(
+        shutil.which(name) is None and not REQUIRE_PEERS, reason=f"{name} is not installed"
+    )
+
+
+def check_peers(*names):
+    """Fails the test if peers are required and one of `names` is missing."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing and REQUIRE_PEERS:
+        pytest.fail(
+            "%s not installed, and IOMMAP_REQUIRE_PEERS=1 requires the parity peers "
+            "(`make peers` installs them)" % ", ".join(missing)
+        )
 
 
 def pattern(n, seed=0):
@@ -262,3 +286,10 @@ populate_dropped = under_emulation("maps without MAP_POPULATE, so nothing is pre
 # would bind the emulator itself): under a 200 MiB limit a stdlib mmap of
 # 512 MiB succeeds under it and fails with ENOMEM natively.
 rlimit_as_ignored = under_emulation("does not apply RLIMIT_AS, so no mapping fails for want of it")
+
+# The page-cache counts (iommap.pagecache, iommap info) map the whole file:
+# a 32-bit process cannot map a file larger than its address space.
+whole_file_fits = pytest.mark.skipif(
+    sys.maxsize < 2**32,
+    reason="32-bit: the page-cache counts map the whole file, past the address space here",
+)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from helpers import SLOWDOWN
+from helpers import SLOWDOWN, check_peers, needs_peer
 
 SCRIPT = Path(sys.executable).with_name("iommap")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "iommap"]
@@ -39,8 +37,9 @@ def test_a_missing_peer_is_skipped_and_said(tmp_path: Path) -> None:
     assert "iommap evict" in out
 
 
-@pytest.mark.skipif(shutil.which("vmtouch") is None, reason="vmtouch is not installed")
+@needs_peer("vmtouch")
 def test_ratios_and_targets_against_vmtouch(tmp_path: Path) -> None:
+    check_peers("vmtouch")
     report = tmp_path / "report.json"
     out = bench(tmp_path, "--only", "tree", "--json", str(report))
     lines = out.splitlines()

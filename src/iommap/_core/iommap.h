@@ -29,6 +29,13 @@
 #define IOMMAP_H
 
 #define PY_SSIZE_T_CLEAN
+/* OpenBSD hides madvise, MADV_* and mincore once _XOPEN_SOURCE or
+ * _POSIX_C_SOURCE is defined, unless _BSD_SOURCE is too.  CPython's
+ * configure defines all three there; this holds for a pyconfig.h that
+ * lacks the last (the same definition, so no redefinition warning). */
+#if defined(__OpenBSD__) && !defined(_BSD_SOURCE)
+#define _BSD_SOURCE 1
+#endif
 #include <Python.h>
 
 #if PY_VERSION_HEX < 0x030B0000
@@ -216,6 +223,10 @@ PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t of
 PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObject *offset_obj,
                                          PyObject *length_obj, uint64_t offset, uint64_t length,
                                          size_t size);
+/* open()'s window [offset, +length) does not fit the file of `file_size`
+ * bytes; the numbers named as the caller gave them. */
+PyObject *iommap_err_window_beyond(iommap_state *st, PyObject *offset_obj, PyObject *length_obj,
+                                   uint64_t offset, uint64_t length, uint64_t file_size);
 /* The same, for record `index` of a gather or scatter. */
 PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
                                       PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
