@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SLOWDOWN, needs_real_mlock
+from helpers import SLOWDOWN, needs_real_mlock, whole_file_fits
 
 import iommap
 from iommap import pagecache
@@ -588,6 +588,7 @@ def test_demo_json_tells_the_story(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # the demo cleaned up
 
 
+@whole_file_fits
 def test_ctrl_c_in_the_middle_of_a_1_tib_file_answers(tmp_path: Path) -> None:
     # Without cachestat (forced here), info asks mincore 256 MiB of file at a
     # time; a 1 TiB sparse file takes minutes that way, and Ctrl-C is seen

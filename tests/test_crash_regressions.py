@@ -4,8 +4,10 @@ Each runs in a subprocess, so a regression fails the test instead of
 killing the test run.  The docstring says what crashed and what fixed it.
 """
 
+import sys
+
 import pytest
-from helpers import run_child, sparse_8_tib
+from helpers import run_child, sparse_file
 
 
 def test_pwrite_total_that_wraps_size_t_is_out_of_bounds(tmp_path):
@@ -14,22 +16,24 @@ def test_pwrite_total_that_wraps_size_t_is_out_of_bounds(tmp_path):
     16-byte buffer in front the total wrapped to 16, passed the bounds check,
     and the copy ran a terabyte past the mapping (SIGSEGV).  Without it the
     total wrapped to 0 and pwrite returned success having written nothing.
-    Fixed by saturating the total at SIZE_MAX, which is out of bounds."""
-    big = sparse_8_tib(tmp_path / "big")
+    Fixed by saturating the total at SIZE_MAX, which is out of bounds.  A
+    32-bit size_t wraps at 2**32: the same 1 GiB buffer 4 times."""
+    size, count = (1 << 43, 1 << 21) if sys.maxsize > 2**32 else (1 << 30, 4)
+    big = sparse_file(tmp_path / "big", size)
     proc = run_child(
         """
         import mmap, os, sys
         import iommap
-        big, small = sys.argv[1], sys.argv[2]
+        big, small, size, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
         fd = os.open(big, os.O_RDONLY)
         try:
-            view = memoryview(mmap.mmap(fd, 1 << 43, prot=mmap.PROT_READ))
+            view = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ))
         except OSError as e:  # no 8 TiB of address space (a sanitizer's shadow)
             print("skip:", e)
             sys.exit(0)
         with iommap.open(small, create=True, size=4096) as m:
             m.pwrite(0, b"keep")
-            for data in ([view] * (1 << 21), [b"x" * 16] + [view] * (1 << 21)):
+            for data in ([view] * count, [b"x" * 16] + [view] * count):
                 try:
                     m.pwrite(0, data)
                 except iommap.OutOfBoundsError:
@@ -39,7 +43,7 @@ def test_pwrite_total_that_wraps_size_t_is_out_of_bounds(tmp_path):
             assert m.pread(0, 4) == b"keep", m.pread(0, 4)
         print("ok")
         """,
-        args=(str(big), str(tmp_path / "small")),
+        args=(str(big), str(tmp_path / "small"), str(size), str(count)),
         timeout=120,
     )
     if proc.stdout.startswith("skip:"):

@@ -14,6 +14,7 @@ from helpers import (
     needs_linux,
     needs_real_mlock,
     pattern,
+    populate_dropped,
     read_file,
     run_ok,
 )
@@ -343,6 +344,7 @@ def test_all_options_together(make_file):
         assert m.pread(0, 2 * PAGE) == pattern(2 * PAGE)
 
 
+@populate_dropped
 @needs_linux
 def test_populate_prefaults_every_page(make_file):
     # MAP_POPULATE on Linux: the pages are in the page tables right after

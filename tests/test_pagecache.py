@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import whole_file_fits
 
 import iommap
 from iommap import pagecache
@@ -241,6 +242,7 @@ def _under_sanitizer() -> bool:
         return False
 
 
+@whole_file_fits
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM")
 @pytest.mark.skipif(_under_sanitizer(), reason="AddressSanitizer's shadow memory counts in RSS")
 @pytest.mark.parametrize("fallback", [False, True])

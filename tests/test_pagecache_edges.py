@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SLOWDOWN, needs_real_mlock
+from helpers import SLOWDOWN, needs_real_mlock, whole_file_fits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -348,6 +348,7 @@ def test_a_socket_is_refused_naming_it(tmp_path: Path) -> None:
 # ---- work bounded by what is resident ---------------------------------------------------
 
 
+@whole_file_fits
 @linux_only
 def test_verbose_json_of_a_huge_sparse_file_is_bounded_by_resident_pages(
     tmp_path: Path,

@@ -13,7 +13,9 @@ from helpers import (
     needs_linux,
     needs_real_mlock,
     pattern,
+    populate_dropped,
     read_file,
+    rlimit_as_ignored,
     run_ok,
 )
 
@@ -216,6 +218,7 @@ def test_pages_stay_locked_after_truncate(make_file):
         assert entry["Locked"] * 1024 == 3 * PAGE
 
 
+@populate_dropped
 @needs_linux
 def test_populate_applies_to_the_remapped_region(make_file):
     # truncate maps anew with the handle's options: a grown populate=True
@@ -331,6 +334,7 @@ def test_lock_failure_is_an_error_not_ignored(world_dir):
 # ---- failures the OS makes: the handle stays as it was -----------------------
 
 
+@rlimit_as_ignored
 def test_failed_grow_leaves_handle_and_file_as_they_were(tmp_path):
     """truncate that the OS refuses changes nothing.
 

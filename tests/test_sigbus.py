@@ -12,7 +12,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import PAGE, _under_asan, run_ok, run_py
+from helpers import PAGE, _under_asan, run_ok, run_py, wrong_fault_address
 
 # Common set-up for the children: a file of `pages` pages of distinct bytes,
 # a helper asserting a call raises SigbusError as the API documents it.
@@ -48,6 +48,7 @@ def child_rc(code, tmp_path, **kwargs):
     return run_py((PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, **kwargs)
 
 
+@wrong_fault_address
 def test_shrunk_file_raises_sigbus_and_the_handle_recovers(tmp_path):
     child(
         """
@@ -91,6 +92,7 @@ def test_shrunk_file_raises_sigbus_and_the_handle_recovers(tmp_path):
     )
 
 
+@wrong_fault_address
 def test_large_guarded_copies_release_gil_and_still_recover(tmp_path):
     # Copies of 64 KiB and more run without the GIL: the guard must hold
     # there too.
@@ -113,6 +115,7 @@ def test_large_guarded_copies_release_gil_and_still_recover(tmp_path):
     )
 
 
+@wrong_fault_address
 def test_a_partial_pwrite_writes_at_most_a_prefix(tmp_path):
     # As pwrite documents: one cut short by SIGBUS may have written a prefix.  The
     # bytes of the page that still exists are either old or the new prefix.
@@ -130,6 +133,7 @@ def test_a_partial_pwrite_writes_at_most_a_prefix(tmp_path):
     )
 
 
+@wrong_fault_address
 @pytest.mark.parametrize(
     "mode,private", [("read", False), ("read", True), ("read_write", True), ("write", False)]
 )
@@ -158,6 +162,7 @@ def test_every_mode_is_protected(tmp_path, mode, private):
     )
 
 
+@wrong_fault_address
 def test_shrunk_by_another_handle(tmp_path):
     child(
         """
@@ -176,6 +181,7 @@ def test_shrunk_by_another_handle(tmp_path):
     )
 
 
+@wrong_fault_address
 def test_many_faults_in_a_row(tmp_path):
     # The signal must not stay blocked after a recovery, or the second fault
     # would kill the process.
@@ -193,6 +199,7 @@ def test_many_faults_in_a_row(tmp_path):
     )
 
 
+@wrong_fault_address
 def test_faults_on_several_threads(tmp_path):
     child(
         """
@@ -276,6 +283,7 @@ def _survive_then(unrelated):
     )
 
 
+@wrong_fault_address
 @pytest.mark.parametrize("kind", list(UNRELATED))
 def test_unrelated_sigbus_still_kills(tmp_path, kind):
     rc, out, err = child_rc(_survive_then(UNRELATED[kind]), tmp_path)
@@ -311,6 +319,7 @@ def test_unrelated_fault_while_another_thread_is_in_a_guarded_copy(tmp_path):
     assert rc == -signal.SIGBUS, (rc, out, err)
 
 
+@wrong_fault_address
 def test_python_handler_installed_before_import_is_chained(tmp_path):
     # A handler installed before iommap (here Python's own, for a kill(2)
     # signal) still gets the signals that are not iommap's; guarded faults
@@ -345,6 +354,7 @@ def test_python_handler_installed_before_import_is_chained(tmp_path):
     assert rc == 0 and out.strip().endswith("OK"), (rc, out, err)
 
 
+@wrong_fault_address
 def test_ignored_sigbus_stays_ignored(tmp_path):
     # SIG_IGN was "the handler installed before": a kill(2) SIGBUS is ignored.
     rc, out, err = run_py(
@@ -375,6 +385,7 @@ def test_ignored_sigbus_stays_ignored(tmp_path):
 FATAL = "Fatal Python error: Bus error"
 
 
+@wrong_fault_address
 def test_open_after_faulthandler_puts_iommap_in_front(tmp_path):
     # faulthandler.enable() after import, then iommap.open: iommap's handler
     # is in front again, so guarded faults never reach faulthandler.
@@ -395,6 +406,7 @@ def test_open_after_faulthandler_puts_iommap_in_front(tmp_path):
     assert FATAL not in err, err
 
 
+@wrong_fault_address
 @pytest.mark.parametrize("kind", list(UNRELATED))
 def test_unrelated_fault_still_reaches_faulthandler(tmp_path, kind):
     code = (
@@ -417,6 +429,7 @@ def test_unrelated_fault_still_reaches_faulthandler(tmp_path, kind):
     assert rc == -signal.SIGBUS, (rc, out, err)
 
 
+@wrong_fault_address
 def test_guarded_fault_recovered_with_faulthandler_in_front(tmp_path):
     # faulthandler enabled after the last iommap.open stays in front: it sees
     # the fault first, dumps, and re-raises; iommap recognises the re-raised
@@ -460,6 +473,7 @@ def test_faulthandler_in_front_then_unrelated_fault_kills(tmp_path):
     assert rc == -signal.SIGBUS, (rc, out, err)
 
 
+@wrong_fault_address
 def test_faulthandler_enabled_before_import(tmp_path):
     # python -X faulthandler: faulthandler was there first; iommap goes in
     # front of it and chains to it.

@@ -23,6 +23,9 @@
 #   CHROOT       the Debian chroot (default /var/cache/iommap-chroot); kept
 #                outside the repository, reused while it has what it needs
 #   SID_MIRROR   Debian mirror (default http://deb.debian.org/debian)
+#   SUITE        the chroot's Debian release (default sid)
+#   DEB_ARCH     its architecture (default the machine's; tools/arches.sh
+#                sources this script for chroots of other architectures)
 #   SUMMARY      a file collecting the summary lines
 #   LOGDIR       where each version's full output goes (default build/pythons)
 #   FULL_PYTHONS versions that ignore the IOMMAP_* knobs given
@@ -50,6 +53,10 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYENV_ROOT=${PYENV_ROOT:-/root/.pyenv}
 CHROOT=${CHROOT:-/var/cache/iommap-chroot}
 SID_MIRROR=${SID_MIRROR:-http://deb.debian.org/debian}
+# The Debian release and architecture of the chroot (tools/arches.sh sets
+# them for its Debian stable chroots of other architectures).
+SUITE=${SUITE:-sid}
+DEB_ARCH=${DEB_ARCH:-}
 LOGDIR=${LOGDIR:-$REPO/build/pythons}
 FULL_PYTHONS=${FULL_PYTHONS:-}
 # The versions the chroot must carry; building it installs them all at once.
@@ -181,6 +188,14 @@ chroot_has_pythons() {
         [ -x "$CHROOT/usr/bin/fusermount3" ]
 }
 
+# What provision installs (fuse3: libfuse for the power-cut simulator,
+# whose tests must not skip).
+chroot_packages() {
+    local pkgs="ca-certificates gcc make strace vmtouch util-linux-extra fuse3" ver
+    for ver in $SID_PYTHONS; do pkgs="$pkgs python$ver-dev python$ver-venv"; done
+    printf '%s\n' "$pkgs"
+}
+
 # debootstrap (once), then the mounts, then what the suite needs.
 build_chroot() {
     bootstrap
@@ -196,9 +211,10 @@ bootstrap() {
             die "cannot install debootstrap"
     fi
     if [ ! -x "$CHROOT/usr/bin/apt-get" ]; then
-        say "debootstrap: Debian unstable into $CHROOT"
+        say "debootstrap: Debian $SUITE${DEB_ARCH:+ ($DEB_ARCH)} into $CHROOT"
         rm -rf "$CHROOT.partial"
-        debootstrap --variant=minbase sid "$CHROOT.partial" "$SID_MIRROR" >"$LOGDIR/debootstrap.log" 2>&1 ||
+        debootstrap --variant=minbase ${DEB_ARCH:+--arch="$DEB_ARCH"} "$SUITE" "$CHROOT.partial" "$SID_MIRROR" \
+            >"$LOGDIR/debootstrap.log" 2>&1 ||
             die "debootstrap failed; see $LOGDIR/debootstrap.log"
         mv "$CHROOT.partial" "$CHROOT"
     fi
@@ -207,7 +223,7 @@ bootstrap() {
 provision() {
     # The archive's Release file can be older than its Valid-Until.
     printf 'Acquire::Check-Valid-Until "false";\n' >"$CHROOT/etc/apt/apt.conf.d/99iommap"
-    printf 'deb %s sid main\n' "$SID_MIRROR" >"$CHROOT/etc/apt/sources.list"
+    printf 'deb %s %s main\n' "$SID_MIRROR" "$SUITE" >"$CHROOT/etc/apt/sources.list"
     # The CA certificates this host trusts beyond Debian's (pip reaches PyPI
     # through them); `update-ca-certificates` folds them in below.
     local crt
@@ -217,9 +233,8 @@ provision() {
     done
     cp /etc/resolv.conf "$CHROOT/etc/resolv.conf" 2>/dev/null || true
     if ! chroot_has_pythons || [ ! -e "$CHROOT/etc/ssl/certs/ca-certificates.crt" ]; then
-        # fuse3: libfuse for the power-cut simulator, whose tests must not skip.
-        local pkgs="ca-certificates gcc make strace vmtouch util-linux-extra fuse3" ver
-        for ver in $SID_PYTHONS; do pkgs="$pkgs python$ver-dev python$ver-venv"; done
+        local pkgs
+        pkgs=$(chroot_packages)
         say "apt-get install in the chroot: $pkgs"
         in_chroot apt-get update -qq
         # shellcheck disable=SC2086
@@ -227,7 +242,7 @@ provision() {
             die "apt-get install failed in the chroot; see $LOGDIR/apt.log"
     fi
     in_chroot update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
-    chroot_has_pythons || die "the chroot lacks one of: $SID_PYTHONS, gcc, make, strace, vmtouch, fincore, fuse3"
+    chroot_has_pythons || die "the chroot lacks one of: $(chroot_packages)"
 }
 
 # The tree under test as one commit: the working tree's files, committed or
@@ -294,6 +309,9 @@ chroot_only() {
     build_chroot
     say "chroot ready: $CHROOT ($(for v in $SID_PYTHONS; do in_chroot "python$v" -VV | head -1; done | paste -sd ';'))"
 }
+
+# Sourced (by tools/arches.sh): the functions only.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
 
 case "${1:-}" in
 host | sid)

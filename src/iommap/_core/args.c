@@ -76,7 +76,7 @@ int iommap_parse_mode(iommap_state *st, PyObject *obj, iommap_mode *mode)
     return -1;
 }
 
-int iommap_parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given)
+int iommap_parse_size(iommap_state *st, PyObject *obj, uint64_t *size, int *given)
 {
     uint64_t value;
     *size = 0;
@@ -85,8 +85,10 @@ int iommap_parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given)
         return 0;
     if (iommap_arg_to_u64(st, "open", "size", obj, &value) != 0)
         return -1;
-    /* Larger than a file can be: the reservation fails with EFBIG. */
-    *size = value > SIZE_MAX ? SIZE_MAX : (size_t)value;
+    /* A file size, not a memory size: on a 32-bit machine too a file can
+     * be larger than the address space (and a window of it mapped).  Larger
+     * than a file can be: the reservation fails with EFBIG. */
+    *size = value;
     *given = 1;
     return 0;
 }

@@ -69,7 +69,7 @@ int iommap_file_mappable(int fd, const struct stat *st, const char **what)
     return -1;
 }
 
-int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **what)
+int iommap_file_size(int fd, iommap_file_kind *kind, uint64_t *size, const char **what)
 {
     struct stat st;
     *what = NULL;
@@ -81,7 +81,7 @@ int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **
         return -1;
     if (S_ISREG(st.st_mode)) {
         *kind = IOMMAP_FILE_REGULAR;
-        *size = (size_t)st.st_size;
+        *size = (uint64_t)st.st_size;
         return 0;
     }
     uint64_t bytes = 0; /* a block device */
@@ -90,13 +90,8 @@ int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **
                                 : "a block device whose size cannot be read";
         return -1;
     }
-    if (bytes > (uint64_t)SIZE_MAX) {
-        *what = "a block device larger than the address space";
-        errno = EFBIG;
-        return -1;
-    }
     *kind = IOMMAP_FILE_BLOCK_DEVICE;
-    *size = (size_t)bytes;
+    *size = bytes;
     return 0;
 }
 
@@ -168,7 +163,7 @@ void iommap_remove_created(const char *path, int fd)
 
 /* ---- growing without a trace on failure ------------------------------------- */
 
-int iommap_grow_file(int fd, size_t old_size, size_t size)
+int iommap_grow_file(int fd, uint64_t old_size, uint64_t size)
 {
     if (size <= old_size)
         return 0;
@@ -184,12 +179,12 @@ int iommap_grow_file(int fd, size_t old_size, size_t size)
     return -1;
 }
 
-int iommap_reserve_whole(int fd, size_t old_size, size_t size)
+int iommap_reserve_whole(int fd, uint64_t old_size, uint64_t size)
 {
 #if defined(__linux__)
     /* Every block of [0, size) allocated, holes included, so that emptying
      * the file and reserving `size` again needs no block it does not free. */
-    if (size > 0 && size <= (size_t)INT64_MAX) {
+    if (size > 0 && size <= (uint64_t)INT64_MAX) {
         if (fallocate(fd, 0, 0, (off_t)size) == 0)
             return 0;
         if (errno != EOPNOTSUPP && errno != ENOSYS) {
@@ -204,7 +199,7 @@ int iommap_reserve_whole(int fd, size_t old_size, size_t size)
     return iommap_grow_file(fd, old_size, size);
 }
 
-int iommap_refill_with_zeros(int fd, size_t size)
+int iommap_refill_with_zeros(int fd, uint64_t size)
 {
     if (ftruncate(fd, 0) != 0)
         return -1;
@@ -256,7 +251,7 @@ char *iommap_parent_directory(const char *path)
 
 int iommap_setup_file(int fd, const iommap_setup *in, iommap_setup_result *out)
 {
-    size_t old;
+    uint64_t old;
     out->addr = NULL;
     out->length = 0;
     out->size_changed = 0;
@@ -271,7 +266,7 @@ int iommap_setup_file(int fd, const iommap_setup *in, iommap_setup_result *out)
         }
         return -1;
     }
-    size_t target = old;
+    uint64_t target = old;
     if (out->kind == IOMMAP_FILE_BLOCK_DEVICE) {
         /* A device's size is the device's own. */
         if (in->truncate || (in->size_given && in->size > old)) {
@@ -294,19 +289,25 @@ int iommap_setup_file(int fd, const iommap_setup *in, iommap_setup_result *out)
             return -1;
         }
     }
-    size_t grown = target > old ? target : old; /* the file's size now */
+    uint64_t grown = target > old ? target : old; /* the file's size now */
     if (in->nocache && iommap_platform_set_nocache(fd) != 0) {
         out->call = "fcntl(F_NOCACHE)";
         goto undo;
     }
     /* The window: all of it inside the file, or nothing is mapped. */
     int whole;
-    size_t length = iommap_window_size(in->opts, target, &whole);
+    uint64_t mapped = iommap_window_size(in->opts, target, &whole);
     out->file_size = target;
     if (!whole) {
         out->beyond = 1;
         goto undo;
     }
+    if (mapped > SIZE_MAX) { /* more than a 32-bit address space holds */
+        out->call = "mmap()";
+        errno = ENOMEM;
+        goto undo;
+    }
+    size_t length = (size_t)mapped;
     if (iommap_map_region(fd, length, in->opts, &out->addr, &out->call) != 0)
         goto undo;
     /* The point of no return: only now is an existing file emptied. */

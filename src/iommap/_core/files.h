@@ -25,22 +25,24 @@ int iommap_clear_nonblock(int fd);
 int iommap_file_mappable(int fd, const struct stat *st, const char **what);
 
 /* What `fd` is and how many bytes of it map: a regular file's st_size, a
- * block device's size.  Anything else fails with ENODEV (EISDIR for a
- * directory, ENXIO for a socket) and *what naming its type ("a FIFO", "a
- * /proc pseudo-file"). */
-int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **what);
+ * block device's size.  File sizes and offsets are 64-bit everywhere: on a
+ * 32-bit machine a file can be larger than the address space, and only the
+ * part a handle maps has to fit in it.  Anything else fails with ENODEV
+ * (EISDIR for a directory, ENXIO for a socket) and *what naming its type
+ * ("a FIFO", "a /proc pseudo-file"). */
+int iommap_file_size(int fd, iommap_file_kind *kind, uint64_t *size, const char **what);
 
 /* Grows a regular file from old_size to size, reserving the space; on
  * failure the file is cut back to old_size, which frees whatever the failed
  * reservation took, and its content is as it was. */
-int iommap_grow_file(int fd, size_t old_size, size_t size);
+int iommap_grow_file(int fd, uint64_t old_size, uint64_t size);
 
 /* open(truncate=True, size=N), in two steps so that only the second, which
  * needs no new space, can destroy anything: reserve every block of [0, N)
  * (undone on failure as iommap_grow_file does), then empty the file and
  * reserve [0, N) again from the blocks just freed. */
-int iommap_reserve_whole(int fd, size_t old_size, size_t size);
-int iommap_refill_with_zeros(int fd, size_t size);
+int iommap_reserve_whole(int fd, uint64_t old_size, uint64_t size);
+int iommap_refill_with_zeros(int fd, uint64_t size);
 
 /* Removes the file a failed open() created, if `path` still names it. */
 void iommap_remove_created(const char *path, int fd);
@@ -58,7 +60,7 @@ char *iommap_parent_directory(const char *path);
 typedef struct {
     int truncate;   /* empty the file first */
     int size_given; /* extend it to at least `size` */
-    size_t size;
+    uint64_t size;
     int nocache;
     const iommap_map_options *opts;
 } iommap_setup;
@@ -71,7 +73,7 @@ typedef struct {
     const char *call;         /* on failure: the system call that failed */
     const char *refused_kind; /* or: the file type that cannot be mapped */
     int beyond;               /* or: the window passes the end of the file */
-    size_t file_size;         /* the file's size, for that message */
+    uint64_t file_size;       /* the file's size, for that message */
 } iommap_setup_result;
 
 int iommap_setup_file(int fd, const iommap_setup *in, iommap_setup_result *out);

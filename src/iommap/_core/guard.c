@@ -55,7 +55,8 @@
  * A pthread_kill of SIGBUS from another thread that lands on a thread inside
  * a guarded copy carries the same marks as such a re-raise; is_guarded()
  * tells them apart by the interrupted instruction where the platform can
- * (x86-64 and arm64 Linux) and takes it for a guarded fault elsewhere.
+ * (x86-64, i386, arm64 and s390x Linux) and takes it for a guarded fault
+ * elsewhere.
  * docs/truncation.md says this to users.
  *
  * Process-wide state and parallel interpreters: the entry points' links and
@@ -225,9 +226,13 @@ static int is_guarded(const guard_scope *scope, const siginfo_t *info, const voi
 {
     if (info->si_code > 0) {
         /* Raised by the kernel for a fault: ours if the address is in the
-         * region this thread is copying. */
+         * region this thread is copying.  s390x reports only the page of
+         * the fault, which for the first page of a window that starts
+         * inside a page lies before the region: compare from that page. */
         const char *addr = (const char *)info->si_addr;
-        return addr >= scope->lo && addr < scope->hi;
+        const char *lo =
+            (const char *)((uintptr_t)scope->lo & ~(uintptr_t)(iommap_page_size() - 1));
+        return addr >= lo && addr < scope->hi;
     }
     /* A handler in front of ours caught the fault and re-raised it on this
      * thread (faulthandler does): the thread is inside a guarded copy, and

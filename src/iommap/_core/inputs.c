@@ -294,8 +294,9 @@ static int offsets_from_buffer(iommap_state *st, const char *op, PyObject *obj, 
     if (!is_native_int64(&b)) {
         iommap_err_bad_type(st,
                             "%s: a buffer of offsets must hold 8-byte integers in native byte "
-                            "order (format q, Q, l or L), not format '%.20s' of %zd-byte items",
-                            op, b.format != NULL ? b.format : "B", b.itemsize);
+                            "order (format %s), not format '%.20s' of %zd-byte items",
+                            op, sizeof(long) == 8 ? "q, Q, l or L" : "q or Q",
+                            b.format != NULL ? b.format : "B", b.itemsize);
         goto done;
     }
     size_t n = (size_t)b.shape[0];
@@ -342,6 +343,13 @@ static int offsets_from_iterable(iommap_state *st, const char *op, PyObject *obj
     /* Refuse what could never be held before making a list of it. */
     if (!PyList_CheckExact(obj) && !PyTuple_CheckExact(obj) && has_length(obj)) {
         Py_ssize_t n = PyObject_Size(obj);
+        if (n < 0 && PyRange_Check(obj) && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            /* A range longer than Py_ssize_t (2**31 and more on 32-bit):
+             * Python's own arithmetic, not the caller's code, gave up. */
+            PyErr_Clear();
+            iommap_err_bad_value(st, "%s: more offsets than memory could hold", op);
+            return -1;
+        }
         if (n < 0)
             return -1; /* the caller's __len__ */
         if (iommap_too_many((uint64_t)n, sizeof(PyObject *) + sizeof(uint64_t))) {

@@ -130,7 +130,7 @@ const char *iommap_mode_name(iommap_mode mode);
 /* open()'s mode argument; NULL (not given) is read_write. */
 int iommap_parse_mode(iommap_state *st, PyObject *obj, iommap_mode *mode);
 /* open()'s size=None or a non-negative int; *size and *given are 0 for None. */
-int iommap_parse_size(iommap_state *st, PyObject *obj, size_t *size, int *given);
+int iommap_parse_size(iommap_state *st, PyObject *obj, uint64_t *size, int *given);
 /* open()'s path as bytes for open(2): a wrong type or a name no file can
  * have is badarg; an exception from the path's own __fspath__ comes out
  * unchanged. */
@@ -230,7 +230,7 @@ PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObj
 /* open()'s window [offset, +length) does not fit the file of `file_size`
  * bytes; the numbers named as the caller gave them. */
 PyObject *iommap_err_window_beyond(iommap_state *st, PyObject *offset_obj, PyObject *length_obj,
-                                   uint64_t offset, uint64_t length, size_t file_size);
+                                   uint64_t offset, uint64_t length, uint64_t file_size);
 /* The same, for record `index` of a gather or scatter. */
 PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
                                       PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
@@ -300,7 +300,7 @@ void iommap_unmap_region(char *addr, size_t size);
  * file, or as much of its window as the file holds (0 if the file ends
  * before the window starts).  *whole is 1 when the window lies wholly
  * inside the file. */
-size_t iommap_window_size(const iommap_map_options *opts, size_t file_size, int *whole);
+uint64_t iommap_window_size(const iommap_map_options *opts, uint64_t file_size, int *whole);
 
 /* Wraps a region from iommap_map_region in a new Mapping that owns it (and
  * unmaps it on failure).  Needs the GIL. */

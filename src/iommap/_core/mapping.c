@@ -71,18 +71,18 @@ void iommap_unmap_region(char *addr, size_t size)
     munmap(addr - skip, skip + size);
 }
 
-size_t iommap_window_size(const iommap_map_options *opts, size_t file_size, int *whole)
+uint64_t iommap_window_size(const iommap_map_options *opts, uint64_t file_size, int *whole)
 {
     *whole = 0;
     if (opts->offset > file_size)
         return 0;
-    size_t rest = file_size - (size_t)opts->offset;
+    uint64_t rest = file_size - opts->offset;
     if (opts->length == 0) {
         *whole = 1;
         return rest;
     }
     *whole = opts->length <= rest;
-    return *whole ? (size_t)opts->length : rest;
+    return *whole ? opts->length : rest;
 }
 
 iommap_mapping *iommap_mapping_wrap(PyTypeObject *type, char *addr, size_t size, int writable)

@@ -53,7 +53,7 @@ PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
         return NULL;
 
     iommap_map_options opts = {IOMMAP_READ_WRITE, private_, populate, nocache, lock, 0, 0};
-    size_t size;
+    uint64_t size;
     int size_given;
     if (iommap_parse_mode(st, mode_obj, &opts.mode) != 0 ||
         iommap_parse_size(st, size_obj, &size, &size_given) != 0 ||

@@ -88,11 +88,11 @@ int iommap_platform_rwlock_init(pthread_rwlock_t *lock)
     return rc;
 }
 
-int iommap_platform_reserve(int fd, size_t old_size, size_t size)
+int iommap_platform_reserve(int fd, uint64_t old_size, uint64_t size)
 {
     if (size <= old_size)
         return 0;
-    if (size > (size_t)INT64_MAX) {
+    if (size > (uint64_t)INT64_MAX) {
         errno = EFBIG;
         return -1;
     }
@@ -229,6 +229,23 @@ int iommap_platform_interrupted_after_syscall(const void *context)
     uint32_t insn;
     memcpy(&insn, pc - 4, sizeof(insn));
     return insn == 0xd4000001u; /* svc #0 */
+#elif defined(__linux__) && defined(__i386__)
+    /* Every way into the kernel returns past an `int $0x80`: the vDSO's
+     * sysenter and syscall paths come back to the landing pad after the
+     * `int $0x80` that follows them (native and 32-bit compatibility
+     * kernels alike). */
+    const unsigned char *pc =
+        (const unsigned char *)((const ucontext_t *)context)->uc_mcontext.gregs[REG_EIP];
+    if (((uintptr_t)pc & (iommap_page_size() - 1)) < 2)
+        return -1;
+    return pc[-2] == 0xcd && pc[-1] == 0x80; /* int $0x80 */
+#elif defined(__linux__) && defined(__s390x__)
+    /* `svc N`: opcode 0x0a, then the call number (0 when it is in r1). */
+    const unsigned char *pc =
+        (const unsigned char *)((const ucontext_t *)context)->uc_mcontext.psw.addr;
+    if (((uintptr_t)pc & (iommap_page_size() - 1)) < 2)
+        return -1;
+    return pc[-2] == 0x0a;
 #else
     return -1;
 #endif

@@ -16,10 +16,10 @@
  *   dontneed   on a private mapping, Linux MADV_COLD; elsewhere MADV_NORMAL
  *   rep movsb  x86-64: large copies use the CPU's string copy where it says
  *              it is fast (ERMS); elsewhere memmove only
- *   signals    x86-64 and arm64 Linux: a signal handler can tell whether the
- *              thread was returning from a system call; elsewhere it cannot.
- *              A handler's context is a ucontext_t, but on OpenBSD a struct
- *              sigcontext
+ *   signals    x86-64, i386, arm64 and s390x Linux: a signal handler can tell
+ *              whether the thread was returning from a system call;
+ *              elsewhere it cannot.  A handler's context is a ucontext_t, but
+ *              on OpenBSD a struct sigcontext
  *   mincore    everywhere but OpenBSD, which removed it: ENOTSUP there
  *   cachestat  Linux 6.5+ cachestat(2); elsewhere ENOSYS (callers count with
  *              mincore instead)
@@ -98,7 +98,7 @@ void iommap_platform_after_map(void *addr, size_t size, int populate);
 /* After open: per-descriptor cache policy (F_NOCACHE on macOS). */
 int iommap_platform_set_nocache(int fd);
 /* Grows the file to `size` bytes, reserving disk space where possible. */
-int iommap_platform_reserve(int fd, size_t old_size, size_t size);
+int iommap_platform_reserve(int fd, uint64_t old_size, uint64_t size);
 /* mincore(2) over [addr, addr + len): one byte per page in vec, bit 0 set
  * when the page is resident.  ENOTSUP on OpenBSD, whose C library no longer
  * has the call. */

@@ -41,7 +41,7 @@ static iommap_status resize_locked(iommap_handle *h, size_t new_size, iommap_map
         s = (iommap_status){IOMMAP_FAIL_OS, errno, "fstat()", 0};
         return s;
     }
-    size_t file_size = (size_t)st.st_size;
+    uint64_t file_size = (uint64_t)st.st_size; /* may exceed SIZE_MAX on 32-bit */
     if (new_size > file_size && iommap_grow_file(h->fd, file_size, new_size) != 0) {
         s = (iommap_status){IOMMAP_FAIL_OS, errno, "fallocate()", 0};
         return s;
@@ -149,12 +149,15 @@ static iommap_status remap_locked(iommap_handle *h, iommap_mapping *fresh, iomma
     /* The size as open() saw it: st_size for a file, the device's own size
      * for a block device (whose st_size is 0). */
     iommap_file_kind kind;
-    size_t file_size;
+    uint64_t file_size;
     const char *what;
     if (iommap_file_size(h->fd, &kind, &file_size, &what) != 0)
         return (iommap_status){IOMMAP_FAIL_OS, errno, "fstat()", 0};
     int whole;
-    size_t size = iommap_window_size(&h->opts, file_size, &whole);
+    uint64_t mapped = iommap_window_size(&h->opts, file_size, &whole);
+    if (mapped > SIZE_MAX) /* grown past what a 32-bit address space holds */
+        return (iommap_status){IOMMAP_FAIL_OS, ENOMEM, "mmap()", 0};
+    size_t size = (size_t)mapped;
     *new_size = size;
     if (size == h->mapping->size)
         return (iommap_status){IOMMAP_DONE, 0, NULL, 0};
