@@ -10,7 +10,7 @@ CC ?= cc
 .PHONY: peers venv install dev test demo bench lint typecheck-versions format dist dist-check clean \
 	sanitize valgrind stateful-long torture-long mutate \
 	test-all-pythons test-host-pythons test-sid-pythons chroot \
-	tools cross-check wheels wheel-test test-arch chroot-arch
+	tools cross-check wheels wheel-test test-arch chroot-arch test-arches-emulated
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -231,6 +231,18 @@ test-arch:
 
 chroot-arch:
 	tools/arches.sh chroot $(ARCH)
+
+# arm64 and s390x side by side: each emulator keeps about one core busy, so
+# the two together take about as long as the slower one alone.  Output in
+# build/arches/{arm64,s390x}.out, the tail of a failed one on the terminal.
+EMULATED_ARCHES ?= arm64 s390x
+test-arches-emulated:
+	@mkdir -p build/arches
+	@pids=; for a in $(EMULATED_ARCHES); do \
+		$(MAKE) --no-print-directory test-arch ARCH=$$a >build/arches/$$a.out 2>&1 & pids="$$pids $$a:$$!"; \
+	done; rc=0; for p in $$pids; do \
+		wait $${p#*:} || { rc=1; echo "---- $${p%%:*}"; tail -n 30 build/arches/$${p%%:*}.out; }; \
+	done; grep -h -E '^(arm64|s390x):' build/arches/summary.txt || true; exit $$rc
 
 # ---- robustness checks (docs/robustness.md) --------------------------------
 
