@@ -1,7 +1,7 @@
 /* The MappedFile type: close and the rest of a handle's lifecycle, and the
  * method table.  open.c makes handles; the methods live by concern in
- * read.c, write.c, resize.c, view.c, batch.c and subscript.c; the locking
- * rules are at the top of handle.h. */
+ * read.c, write.c, resize.c, hints.c, view.c, batch.c and subscript.c; the
+ * locking rules are at the top of handle.h. */
 #include "handle.h"
 
 #include <errno.h>

@@ -221,6 +221,16 @@ int iommap_enter_pages(iommap_handle *h, const iommap_range *r, iommap_status *s
 int iommap_enter_whole_pages(iommap_handle *h, const iommap_range *r, iommap_status *s,
                              char **start, size_t *len);
 
+/* Checks `r` against the mapping under the shared lock and runs `call`
+ * (msync or madvise) over its pages with the GIL released; a NULL `call`
+ * only checks; `inward`: the whole pages inside `r` only.  Raises (naming
+ * offset_obj and length_obj, either may be NULL) and returns NULL on
+ * failure, else None. */
+PyObject *iommap_call_on_range(iommap_handle *h, const char *op, iommap_range r,
+                               PyObject *offset_obj, PyObject *length_obj,
+                               int (*call)(void *, size_t, int), const char *call_name, int arg,
+                               int inward);
+
 /* ---- before the locked section ---------------------------------------- */
 
 /* ClosedError if close() has begun; PermissionError if the handle's mode
@@ -263,8 +273,9 @@ PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t n
 /* resize.c */
 PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
 PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs);
-PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
 PyObject *iommap_mf_remap(iommap_handle *h, PyObject *Py_UNUSED(ignored));
+/* hints.c */
+PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
 /* view.c */
 PyObject *iommap_mf_view(iommap_handle *h, PyObject *args, PyObject *kwargs);
 PyObject *iommap_mf_resident(iommap_handle *h, PyObject *args, PyObject *kwargs);

@@ -6,14 +6,15 @@
  *   handle.c    the MappedFile type: close, lifecycle, method table
  *   read.c      pread, readinto
  *   write.c     pwrite
- *   resize.c    truncate, remap, sync, advise
+ *   resize.c    truncate, remap, sync
  *   view.c      view, resident, residency
  *   batch.c     gather, scatter
  *   pagecache.c file_cache_stat(): a file's page-cache counts by path
  *   descriptor.c  open() given a descriptor or a file object
  *   subscript.c m[i], m[a:b], their assignment, bool(m)
- *   hints.c     advise()'s hints, what each is and needs (hints.h)
- *   lock.c      the handle lock, fork, and how a locked section reports
+ *   hints.c     advise, and its hints: what each is and needs (hints.h)
+ *   lock.c      the handle lock, fork, a system call over a range of pages,
+ *               and how a locked section reports
  *   handle.h    what the MappedFile files share: layout, locked sections
  *   inputs.c    inputs that run the caller's code or outgrow their length:
  *               buffers, pwrite's nested lists, offsets (inputs.h)

@@ -1,6 +1,7 @@
-/* The handle lock across fork, and how a locked section reports: what
- * handle.h's locked section needs out of line.  The locking rules are at
- * the top of handle.h. */
+/* The handle lock across fork, the locked section over a range of pages
+ * that sync and advise run their system call in, and how a locked section
+ * reports: what handle.h's locked section needs out of line.  The locking
+ * rules are at the top of handle.h. */
 #include "handle.h"
 
 /* Fork.  A child gets each handle's lock as it was at the instant of fork:
@@ -179,4 +180,46 @@ int iommap_enter_whole_pages(iommap_handle *h, const iommap_range *r, iommap_sta
                              char **start, size_t *len)
 {
     return enter_aligned(h, r, s, start, len, 1);
+}
+
+/* ---- a system call over a range of pages ------------------------------- */
+
+typedef struct {
+    int (*call)(void *, size_t, int);
+    char *start;
+    size_t len;
+    int arg;
+    int err; /* errno when the call failed */
+} range_call_work;
+
+static int run_range_call(void *arg)
+{
+    range_call_work *w = arg;
+    if (w->call(w->start, w->len, w->arg) == 0)
+        return 0;
+    w->err = errno;
+    return -1;
+}
+
+/* Checks `r` against the mapping under the shared lock and runs `call`
+ * (msync or madvise) over its pages with the GIL released; a NULL `call`
+ * only checks.  Raises and returns NULL on failure, else None. */
+PyObject *iommap_call_on_range(iommap_handle *h, const char *op, iommap_range r,
+                               PyObject *offset_obj, PyObject *length_obj,
+                               int (*call)(void *, size_t, int), const char *call_name, int arg,
+                               int inward)
+{
+    iommap_status s;
+    range_call_work w = {call, NULL, 0, arg, 0};
+    int entered = inward ? iommap_enter_whole_pages(h, &r, &s, &w.start, &w.len)
+                         : iommap_enter_pages(h, &r, &s, &w.start, &w.len);
+    if (entered > 0) {
+        if (call == NULL)
+            iommap_unlock(h);
+        else if (iommap_finish_released(h, IOMMAP_BLOCKING, run_range_call, &w) != 0)
+            s = (iommap_status){IOMMAP_FAIL_OS, w.err, call_name, 0};
+    }
+    if (s.what != IOMMAP_DONE)
+        return iommap_raise_status_given(h, op, &s, offset_obj, length_obj, r.offset, r.length);
+    Py_RETURN_NONE;
 }
