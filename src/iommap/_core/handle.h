@@ -61,7 +61,7 @@ typedef struct {
     size_t size;      /* FAIL_OUT_OF_BOUNDS: the mapping size seen */
 } iommap_status;
 
-/* Raises what `s` reports for `op` on [offset, offset + length). */
+/* Raises what `s` reports for `op` on [offset, offset + length) (errors.c). */
 PyObject *iommap_raise_status(iommap_handle *h, const char *op, const iommap_status *s,
                               uint64_t offset, uint64_t length);
 /* The same, an out-of-bounds message naming offset and length as the caller
@@ -235,7 +235,8 @@ PyObject *iommap_call_on_range(iommap_handle *h, const char *op, iommap_range r,
 
 /* ClosedError if close() has begun; PermissionError if the handle's mode
  * lacks `need` (IOMMAP_READ, IOMMAP_WRITE, or 0 for neither).  Returns 0,
- * or -1 with the exception set.  Inline: every call makes this check. */
+ * or -1 with the exception set (errors.c raises it).  Inline: every call
+ * makes this check. */
 int iommap_err_unusable(iommap_handle *h, const char *op, int need);
 static inline int iommap_check_usable(iommap_handle *h, const char *op, int need)
 {
