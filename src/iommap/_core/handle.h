@@ -268,22 +268,35 @@ static inline int iommap_offset_arg(iommap_handle *h, const char *op, PyObject *
 
 /* read.c */
 PyObject *iommap_mf_pread(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_pread_doc[];
 PyObject *iommap_mf_readinto(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_readinto_doc[];
 /* write.c */
 PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_pwrite_doc[];
 /* resize.c */
 PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_truncate_doc[];
 PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs);
+extern const char iommap_mf_sync_doc[];
+extern const char iommap_mf_flush_doc[];
 PyObject *iommap_mf_remap(iommap_handle *h, PyObject *Py_UNUSED(ignored));
+extern const char iommap_mf_remap_doc[];
 /* hints.c */
 PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_advise_doc[];
 /* view.c */
 PyObject *iommap_mf_view(iommap_handle *h, PyObject *args, PyObject *kwargs);
+extern const char iommap_mf_view_doc[];
 PyObject *iommap_mf_resident(iommap_handle *h, PyObject *args, PyObject *kwargs);
+extern const char iommap_mf_resident_doc[];
 PyObject *iommap_mf_residency(iommap_handle *h, PyObject *args, PyObject *kwargs);
+extern const char iommap_mf_residency_doc[];
 /* batch.c */
 PyObject *iommap_mf_gather(iommap_handle *h, PyObject *args, PyObject *kwargs);
+extern const char iommap_mf_gather_doc[];
 PyObject *iommap_mf_scatter(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_scatter_doc[];
 /* subscript.c */
 PyObject *iommap_mf_subscript(iommap_handle *h, PyObject *key);
 int iommap_mf_ass_subscript(iommap_handle *h, PyObject *key, PyObject *value);

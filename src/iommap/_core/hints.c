@@ -143,6 +143,18 @@ static int advice_for(iommap_handle *h, const iommap_hint *hint, int *advice)
     return 0;
 }
 
+const char iommap_mf_advise_doc[] =
+    "advise($self, offset, length, hint, /)\n--\n\n"
+    "Tell the kernel how the range will be used (madvise).\n\n"
+    "hint is 'normal', 'random', 'sequential', 'willneed', 'dontneed', 'hugepage',\n"
+    "'nohugepage', 'free', 'cold', 'pageout', 'populate_read', 'populate_write',\n"
+    "'dontdump', 'dodump', 'dontfork', 'dofork' or 'remove'; one this platform\n"
+    "lacks is an OSError naming it (ENOTSUP, or EINVAL from an older kernel).\n"
+    "length 0 means to the end of the file; the range is widened to whole pages,\n"
+    "except for 'free' and 'remove', which discard data: they act on the whole\n"
+    "pages inside it only. On a private mapping 'dontneed' never discards this\n"
+    "process's own changes.";
+
 PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {
     iommap_range r;

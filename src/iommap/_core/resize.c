@@ -99,6 +99,15 @@ static int run_resize(void *arg)
     return 0;
 }
 
+const char iommap_mf_truncate_doc[] =
+    "truncate($self, new_size, /)\n--\n\n"
+    "Resize the file to `new_size` bytes and remap it.\n\n"
+    "Data past `new_size` is lost; growing reserves disk space as open(size=)\n"
+    "does. The current size is allowed: it sets the file back to the mapped\n"
+    "size, which restores service after a shrink from outside. Views made before\n"
+    "keep the old mapping. A 'read' handle or a private mapping refuses with\n"
+    "PermissionError (reason 'eacces').";
+
 PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t new_size;
@@ -179,6 +188,16 @@ static int run_remap(void *arg)
     *w->s = remap_locked(w->h, w->fresh, w->old, w->new_size);
     return 0;
 }
+
+const char iommap_mf_remap_doc[] =
+    "remap($self, /)\n--\n\n"
+    "Map the file's current size anew, without changing the file; return it.\n\n"
+    "Follows growth by another process (a log being appended to) and restores\n"
+    "service after a shrink from outside: reads past the new end are then\n"
+    "OutOfBoundsError, not SigbusError. A window maps as much of its range as\n"
+    "the file now holds. Views made before keep the old mapping. On a private\n"
+    "mapping the new mapping shows the file as it is: changes made through the\n"
+    "handle stay in the old views only.";
 
 PyObject *iommap_mf_remap(iommap_handle *h, PyObject *Py_UNUSED(ignored))
 {
@@ -275,6 +294,21 @@ static int sync_flags_of(iommap_handle *h, PyObject *mode, int *flags)
     }
     return 0;
 }
+
+const char iommap_mf_sync_doc[] =
+    "sync($self, /, mode='sync', offset=0, length=0)\n--\n\n"
+    "Flush the range's changes to the file.\n\n"
+    "mode 'sync' returns once the data is on disk (MS_SYNC), and with it the\n"
+    "file's size after any size change (fdatasync) and, the first time, the\n"
+    "directory entry of a file open() created; 'async' schedules the data's\n"
+    "write-back (MS_ASYNC) and waits for nothing. length 0 means to the end of\n"
+    "the file; the range is widened to whole pages. A private mapping has no\n"
+    "data to write.";
+
+const char iommap_mf_flush_doc[] =
+    "flush($self, /, mode='sync', offset=0, length=0)\n--\n\n"
+    "The same as sync(), for code written against mmap.mmap.\n\n"
+    "mmap's flush(offset, size) is sync(offset=offset, length=size) here.";
 
 PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs)
 {
