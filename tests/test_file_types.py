@@ -2,8 +2,9 @@
 file, or a block device at its real size.  Everything else is an
 iommap.Error naming the file type, before anything is mapped.
 
-Opening a FIFO used to wait forever for a writer, so each of these runs in a
-child process with a timeout: a hang is a test failure, not a stuck suite."""
+Opening a FIFO can wait forever for a writer if done wrong, so each of these
+runs in a child process with a timeout: a hang is a test failure, not a
+stuck suite."""
 
 import errno
 import os

@@ -1,6 +1,6 @@
-/* Batch copies: MappedFile.gather and .scatter Every
- * range is checked before the first byte moves, under one lock acquisition,
- * and the copy runs in one SIGBUS guard scope. */
+/* Batch copies: MappedFile.gather and .scatter.  Every range is checked
+ * before the first byte moves, under one lock acquisition, and the copy
+ * runs in one SIGBUS guard scope. */
 #include "handle.h"
 #include "inputs.h"
 

@@ -1,6 +1,6 @@
 /* Zero-copy views and page residency: MappedFile.view, .resident and
- * .residency.  A view is a slice of a memoryview of the
- * handle's current Mapping, so it keeps that mapping alive on its own. */
+ * .residency.  A view is a slice of a memoryview of the handle's current
+ * Mapping, so it keeps that mapping alive on its own. */
 #include "handle.h"
 
 #include <sys/mman.h>
