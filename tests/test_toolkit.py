@@ -1,4 +1,5 @@
-"""The helpers the command line and the benchmark share (iommap._toolkit)."""
+"""The presentation the command line and the benchmark share (iommap._toolkit),
+and the page size and warming they take from iommap.pagecache."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import mmap
 import pytest
 
 import iommap
-from iommap import _toolkit
+from iommap import _toolkit, pagecache
 
 
 class FakeTerminal(io.StringIO):
@@ -21,12 +22,12 @@ class FakeTerminal(io.StringIO):
 
 
 def test_page_size_is_the_systems_not_a_constant():
-    assert _toolkit.PAGE_SIZE == mmap.PAGESIZE
+    assert pagecache.PAGE_SIZE == mmap.PAGESIZE
 
 
 def test_page_size_matches_the_cores_residency(tmp_path):
     path = tmp_path / "f"
-    path.write_bytes(b"x" * (3 * _toolkit.PAGE_SIZE + 1))
+    path.write_bytes(b"x" * (3 * pagecache.PAGE_SIZE + 1))
     with iommap.open(path, "read") as m:
         assert len(m.residency()) == 4
 
@@ -140,23 +141,23 @@ def test_render_table_left_aligned_first_column():
 
 
 def test_warm_range_brings_every_page_in(tmp_path):
-    page = _toolkit.PAGE_SIZE
+    page = pagecache.PAGE_SIZE
     path = tmp_path / "f"
     path.write_bytes(b"\1" * (10 * page + 5))
     seen = []
     with iommap.open(path, "read") as m:
         m.advise(0, 0, "dontneed")
-        covered = _toolkit.warm_range(m, chunk=3 * page, on_progress=seen.append)
+        covered = pagecache.warm_range(m, chunk=3 * page, on_progress=seen.append)
         assert covered == 10 * page + 5
         assert m.residency() == b"\1" * 11
     assert seen == [3 * page, 6 * page, 9 * page, 10 * page + 5]
 
 
 def test_warm_range_of_a_shrunk_file_raises_sigbus(tmp_path):
-    page = _toolkit.PAGE_SIZE
+    page = pagecache.PAGE_SIZE
     path = tmp_path / "f"
     path.write_bytes(b"\1" * (8 * page))
     with iommap.open(path, "read") as m:
         path.write_bytes(b"")
         with pytest.raises(iommap.SigbusError):
-            _toolkit.warm_range(m)
+            pagecache.warm_range(m)

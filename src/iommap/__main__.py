@@ -13,34 +13,36 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _cli
 from ._version import __version__
+from .cli import commands, frame
 
 
 def build_parser(*, page_commands_only: bool = False) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = _cli.ArgumentParser(
+    parser: argparse.ArgumentParser = frame.ArgumentParser(
         prog="iommap",
         description="Memory-mapped file I/O that survives a file shrunk underneath it; "
         "page-cache tools built on it.",
-        epilog=_cli.MAIN_EPILOG,
+        epilog=frame.MAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"iommap {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
-    _cli.add_parsers(commands)
+    subparsers = parser.add_subparsers(dest="command", metavar="command", required=True)
+    commands.add_parsers(subparsers)
     if not page_commands_only:
-        from . import _clibench, _demo, benchmarks
+        from . import benchmarks
+        from .benchmarks import _page_commands
+        from .cli import demo
 
-        _demo.add_parser(commands)
-        benchmarks.add_parser(commands)
-        _clibench.add_parser(commands)
+        demo.add_parser(subparsers)
+        benchmarks.add_parser(subparsers)
+        _page_commands.add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    page_only = bool(args) and args[0] in _cli.PAGE_COMMANDS
-    return _cli.main(build_parser(page_commands_only=page_only), args)
+    page_only = bool(args) and args[0] in frame.PAGE_COMMANDS
+    return frame.main(build_parser(page_commands_only=page_only), args)
 
 
 if __name__ == "__main__":

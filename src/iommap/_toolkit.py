@@ -1,13 +1,11 @@
-"""Helpers shared by the command line (``iommap info/warm/evict/lock``) and
-the benchmark (``iommap bench``): one of each, so the two never disagree.
+"""Presentation shared by the command line (``iommap info/warm/evict/lock``)
+and the benchmark (``iommap bench``): one of each, so the two never disagree.
 
-- :data:`PAGE_SIZE`: the page size iommap maps and counts residency with.
 - :func:`format_size`, :func:`parse_size`: byte counts for people, both ways.
 - :class:`Progress`: a one-line status or progress bar on a terminal; it never
   wraps, fits terminals down to 20 columns, and is silent when its stream is
   not a terminal.
 - :func:`render_table`: aligned text tables (and fincore's raw form).
-- :func:`warm_range`: bring a range of a mapped file into the page cache.
 
 Internal: nothing here is public API, and it may change with the callers.
 """
@@ -17,25 +15,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final, TextIO
-
-import iommap
-from iommap import _core
-
-# The page size the core maps with and mincore(2) counts in, as the core
-# itself has it (sysconf). 4 KiB on most machines, 16 KiB on Apple silicon
-# and some arm64 kernels, 64 KiB on some ppc64 ones: never assume.
-PAGE_SIZE: Final[int] = _core.PAGE_SIZE
 
 KiB: Final[int] = 1 << 10
 MiB: Final[int] = 1 << 20
 GiB: Final[int] = 1 << 30
 TiB: Final[int] = 1 << 40
-
-# warm_range touches the file a chunk at a time, after a will-need hint for
-# the chunk; the progress callback runs after each chunk.
-WARM_CHUNK: Final[int] = 8 << 20
 
 _BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _PARSE_UNITS = {
@@ -290,50 +276,3 @@ def render_table(
                 cells.append(cell.ljust(widths[i]))
         lines.append("  ".join(cells).rstrip())
     return lines
-
-
-# ---- warming -----------------------------------------------------------------
-
-
-def warm_range(
-    m: iommap.MappedFile,
-    offset: int = 0,
-    length: int | None = None,
-    *,
-    chunk: int = WARM_CHUNK,
-    on_progress: Callable[[int], None] | None = None,
-) -> int:
-    """Bring ``[offset, offset + length)`` of a mapped file into the page cache.
-
-    A sequential-access hint on the range (the kernel then reads ahead in
-    large steps as the pages are touched), then, a chunk at a time, one byte
-    of each page copied out with ``m.gather``: SIGBUS-guarded, so a file that
-    shrinks meanwhile raises ``iommap.SigbusError`` instead of killing the
-    process. Touching a byte per page waits for each page without copying
-    the data, as ``vmtouch -t`` does. (Measured on a cold 256 MiB file: about
-    a third of the time of a will-need hint per chunk, which reads in the
-    caller's system time, chunk after chunk.) ``length=None`` means to the
-    end. ``on_progress(bytes_done)`` runs after each chunk; Ctrl-C
-    (``KeyboardInterrupt``) is seen between chunks. Returns the bytes
-    covered.
-    """
-    from array import array
-
-    size = len(m)
-    end = size if length is None else min(size, offset + length)
-    chunk = max(PAGE_SIZE, chunk - chunk % PAGE_SIZE)
-    start = offset - offset % PAGE_SIZE
-    if start >= end:
-        return 0
-    m.advise(start, end - start, "sequential")
-    try:
-        pos = start
-        while pos < end:
-            n = min(chunk, end - pos)
-            m.gather(array("q", range(pos, pos + n, PAGE_SIZE)), 1)
-            pos += n
-            if on_progress is not None:
-                on_progress(pos - start)
-    finally:
-        m.advise(start, end - start, "normal")
-    return end - start

@@ -15,7 +15,8 @@ from typing import Any, TextIO
 import iommap
 
 from .. import _toolkit
-from .._toolkit import GiB, KiB, MiB, Progress, warm_range
+from .._toolkit import GiB, KiB, MiB, Progress
+from ..pagecache import warm_range
 from . import _interpreters, _report, _suite, _workloads
 from ._measure import BusyMonitor
 from ._suite import size_label

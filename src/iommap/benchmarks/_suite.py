@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 import iommap
 
-from .._toolkit import PAGE_SIZE, Progress, format_size
+from .._core import PAGE_SIZE
+from .._toolkit import Progress, format_size
 from ._measure import Buffers, BusyMonitor, LoopArgs, Sampled, make_loop, run_once
 
 #: Where the memcpy limit comes from, for the report.

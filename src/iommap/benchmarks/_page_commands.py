@@ -24,8 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _toolkit
-from ._toolkit import GiB, MiB, TiB, format_size
+from .. import _toolkit, pagecache
+from .._toolkit import GiB, MiB, TiB, format_size
+from ._cli import parse_size
 
 # A target: iommap's median wall time at most RATIO x the peer's, and its
 # peak memory at most MEMORY bytes.
@@ -169,7 +170,7 @@ def load(path: str) -> None:
     import iommap
 
     with iommap.open(path, "read") as m:
-        _toolkit.warm_range(m)
+        pagecache.warm_range(m)
 
 
 # ---- the run ------------------------------------------------------------------------
@@ -419,13 +420,6 @@ def main(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def size_arg(text: str) -> int:
-    try:
-        return _toolkit.parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "bench-cli",
@@ -434,8 +428,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--files", type=int, default=10_000, help="files in the tree (10000)")
-    parser.add_argument("--file-size", type=size_arg, default=10 * 1024, help="size of each (10K)")
-    parser.add_argument("--size", type=size_arg, default=GiB, help="size of the large file (1G)")
+    parser.add_argument(
+        "--file-size", type=parse_size, default=10 * 1024, help="size of each (10K)"
+    )
+    parser.add_argument("--size", type=parse_size, default=GiB, help="size of the large file (1G)")
     parser.add_argument("--repeats", type=int, default=5, help="runs per command (5)")
     parser.add_argument("--only", metavar="CASE", help="run only the cases whose id has CASE")
     parser.add_argument("--dir", help="where to build the test data (a temporary directory)")
