@@ -69,7 +69,7 @@ def test_json_has_every_group_and_row(tiny_run):
     assert set(doc) == {"meta", "groups", "warnings", "workloads", "interpreters"}
     expected = build_groups(2 * MiB, 256 * KiB, [64, 4 * KiB], [64 * KiB, MiB], 2)
     assert [g["id"] for g in doc["groups"]] == [g.id for g in expected]
-    for group, want in zip(doc["groups"], expected):
+    for group, want in zip(doc["groups"], expected, strict=True):
         assert {
             "id",
             "title",
@@ -227,9 +227,9 @@ def test_workloads_run_every_case_and_their_results_agree(tiny_run):
     _status, doc, _text, _tmp = tiny_run
     expected = build_cases(2 * MiB, 300, 2)
     assert [c["id"] for c in doc["workloads"]] == [c.id for c in expected]
-    for case, want in zip(doc["workloads"], expected):
+    for case, want in zip(doc["workloads"], expected, strict=True):
         assert [r["id"] for r in case["rows"]] == [w.id for w in want.ways]
-        for row, way in zip(case["rows"], want.ways):
+        for row, way in zip(case["rows"], want.ways, strict=True):
             # The check before timing found every way's result equal to the others'.
             assert row["error"] is None, (case["id"], row)
             if row["skipped"]:

@@ -7,10 +7,10 @@
 
 import sys
 from collections.abc import Sequence
-from typing import Any, Final, Literal, Protocol, SupportsIndex, TypeVar, final, overload
+from typing import Any, Final, Literal, Protocol, SupportsIndex, TypeAlias, TypeVar, final, overload
 
 from _typeshed import StrOrBytesPath
-from typing_extensions import Buffer, Self, TypeAlias
+from typing_extensions import Buffer, Self
 
 _Mode: TypeAlias = Literal["read", "write", "read_write"]
 _SyncMode: TypeAlias = Literal["sync", "async"]

@@ -32,7 +32,7 @@ import stat as _stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final, NamedTuple, Union
+from typing import Any, Final, NamedTuple
 
 from . import _core
 from ._core import MappedFile
@@ -72,7 +72,7 @@ _CHUNK: Final[int] = 256 << 20
 # after each chunk, and Ctrl-C is seen between two.
 _WARM_CHUNK: Final[int] = 8 << 20
 
-PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 
 class FileResidency(NamedTuple):
@@ -335,7 +335,7 @@ def _mincore_count(path: PathLike, start: int, end: int) -> int:
     return cached
 
 
-_Counted = tuple[Union[_CacheStat, None], int, Union[int, None]]
+_Counted = tuple[_CacheStat | None, int, int | None]
 
 
 def _count(path: PathLike, offset: int, length: int | None, follow: bool = True) -> _Counted:
@@ -724,7 +724,7 @@ def lock(paths: Iterable[PathLike]) -> Locked:
 
 # ---- many files --------------------------------------------------------------------
 
-Result = Union[FileResidency, FileError]
+Result = FileResidency | FileError
 
 
 def _entry_name(entry: os.DirEntry[Any]) -> Any:

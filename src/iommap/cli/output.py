@@ -13,8 +13,8 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
-from typing import IO, Any, Callable
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 from .. import _toolkit, pagecache
 from .._toolkit import format_size
