@@ -7,13 +7,11 @@ write-back (MS_ASYNC) and waits for nothing."""
 
 import os
 import re
-import shutil
-import subprocess
 import sys
 import textwrap
 
 import pytest
-from helpers import PAGE
+from helpers import PAGE, run_strace
 
 import iommap
 
@@ -24,9 +22,6 @@ def _trace(tmp_path, body):
     """Runs `body` under strace; returns the traced calls between each pair of
     os.getppid() markers (`mark()` in the body), as lists of
     (call, first argument with its path, rest)."""
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.skip("needs strace")
     script = tmp_path / "script.py"
     script.write_text(
         "import os, sys, iommap\nd = sys.argv[1]\nmark = os.getppid\n" + textwrap.dedent(body)
@@ -34,26 +29,9 @@ def _trace(tmp_path, body):
     work = tmp_path / "work"
     work.mkdir()
     out = tmp_path / "trace.txt"
-    proc = subprocess.run(
-        [
-            strace,
-            "-f",
-            "-y",
-            "-e",
-            "trace=" + TRACED,
-            "-o",
-            str(out),
-            sys.executable,
-            str(script),
-            str(work),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run_strace(
+        out, [sys.executable, str(script), str(work)], "-y", "-e", "trace=" + TRACED, timeout=120
     )
-    if proc.returncode != 0 and "ptrace" in proc.stderr:
-        pytest.skip("strace cannot trace here: " + proc.stderr.strip())
-    assert proc.returncode == 0, proc.stderr
     sections, current = [], None
     for line in out.read_text().splitlines():
         found = re.match(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)", line)
