@@ -311,3 +311,22 @@ def run_strace(trace, argv, *options, timeout=60):
         pytest.skip("strace cannot trace here: " + proc.stderr.strip())
     assert proc.returncode == 0, proc.stderr
     return proc
+
+
+# ---- the benchmark, run small -----------------------------------------------
+
+# The smallest settings `iommap bench` takes, for tests of its shape (never
+# of its speed): a 2 MiB file, a few hundred operations, two repeats.
+BENCH_TINY = [
+    "--size",
+    "2M",
+    "--hot",
+    "256K",
+    "--small-sizes",
+    "64,4K",
+    "--ops",
+    "300",
+    "--repeats",
+    "2",
+    "--no-progress",
+]

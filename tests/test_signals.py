@@ -434,23 +434,19 @@ def test_pthread_kill_during_a_guarded_copy_reaches_the_other_handler(tmp_path, 
 def test_any_call_that_releases_the_gil_rearms(tmp_path, peer_lib):
     # A pwrite of many small pieces is one large copy: it re-arms too, so a
     # Python handler installed after open() does not see its fault.
-    out, err = run_ok(
+    sigbus_child(
         """
-        import os, signal, mmap
-        import iommap
-        page = mmap.PAGESIZE
-        with open(PATH, "wb") as f:
-            f.write(b"x" * 64 * page)
-        m = iommap.open(PATH)
-        os.truncate(PATH, page)
+        make(path, 64)
+        m = iommap.open(path)
+        os.truncate(path, page)
         signal.signal(signal.SIGBUS, lambda signum, frame: None)
         try:
             m.pwrite(0, [b"p" * 1000] * 100)   # 100 KB, the fault past page 1
         except iommap.SigbusError:
             print("OK")
         """,
+        tmp_path,
         timeout=30,
-        PATH=str(tmp_path / "f.bin"),
     )
 
 
@@ -458,15 +454,12 @@ def test_many_displacements_keep_the_chain(tmp_path):
     # Each re-arm over a new handler takes a fresh entry point; past the last
     # one, the last is reused with a new link.  Either way guarded faults
     # stay SigbusErrors and other signals reach the newest handler.
-    run_ok(
+    sigbus_child(
         """
-        import os, signal, mmap, time
-        import iommap
-        page = mmap.PAGESIZE
-        with open(PATH, "wb") as f:
-            f.write(b"x" * 4 * page)
-        m = iommap.open(PATH)
-        os.truncate(PATH, page)
+        import time
+        make(path, 4)
+        m = iommap.open(path)
+        os.truncate(path, page)
         hits = []
         for i in range(100):
             signal.signal(signal.SIGBUS, lambda signum, frame, i=i: hits.append(i))
@@ -486,7 +479,7 @@ def test_many_displacements_keep_the_chain(tmp_path):
         assert hits == list(range(9, 100, 10)), hits
         print("OK")
         """,
-        PATH=str(tmp_path / "f.bin"),
+        tmp_path,
     )
 
 
@@ -496,9 +489,8 @@ def test_many_displacements_keep_the_chain(tmp_path):
 
 # ---- faults outside iommap go where they went before ---------------------
 
-UNRELATED = {
-    # A real fault: a stdlib mmap (no guard) of a file that shrank.
-    "stdlib-mmap": """
+# A stdlib mmap (no guard) of another file, `mm`, shrunk under it.
+SHRUNK_STDLIB_MMAP = """
         import ctypes, mmap
         other = path + ".other"
         with open(other, "wb") as f:
@@ -506,20 +498,20 @@ UNRELATED = {
         fd = os.open(other, os.O_RDWR)
         mm = mmap.mmap(fd, 2 * page)
         os.truncate(other, 0)
+"""
+
+UNRELATED = {
+    # A real fault: a stdlib mmap (no guard) of a file that shrank.
+    "stdlib-mmap": SHRUNK_STDLIB_MMAP
+    + """
         address = ctypes.addressof(ctypes.c_char.from_buffer(mm))
         ctypes.string_at(address + page, 1)
     """,
     # A real fault during an iommap copy, but in the caller's buffer (a
     # stdlib mmap of another file that shrank), not in iommap's pages: not
     # iommap's to recover.
-    "foreign-buffer": """
-        import mmap
-        other = path + ".other"
-        with open(other, "wb") as f:
-            f.write(b"x" * 2 * page)
-        fd = os.open(other, os.O_RDWR)
-        mm = mmap.mmap(fd, 2 * page)
-        os.truncate(other, 0)
+    "foreign-buffer": SHRUNK_STDLIB_MMAP
+    + """
         m.readinto(0, memoryview(mm)[:page])
     """,
     # A signal sent by kill(2): no faulting address at all.
@@ -579,11 +571,8 @@ def test_python_handler_installed_before_import_is_chained(tmp_path):
     # signal) still gets the signals that are not iommap's; guarded faults
     # never reach it.
     sigbus_child(
-        """
-        make(path, 3)
-        m = iommap.open(path)
-        os.truncate(path, page)
-        expect_sigbus(lambda: m.pread(2 * page, 1))
+        SURVIVE
+        + """
         expect_sigbus(lambda: m.pwrite(2 * page, b"x"))
         assert hits == [], hits
         os.kill(os.getpid(), signal.SIGBUS)
@@ -606,11 +595,8 @@ def test_python_handler_installed_before_import_is_chained(tmp_path):
 def test_ignored_sigbus_stays_ignored(tmp_path):
     # SIG_IGN was "the handler installed before": a kill(2) SIGBUS is ignored.
     sigbus_child(
-        """
-        make(path, 3)
-        m = iommap.open(path)
-        os.truncate(path, page)
-        expect_sigbus(lambda: m.pread(2 * page, 1))
+        SURVIVE
+        + """
         os.kill(os.getpid(), signal.SIGBUS)
         import time; time.sleep(0.1)
         print("OK")
