@@ -17,7 +17,6 @@ import time
 
 from helpers import SLOWDOWN, run_child
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 RECORD = 64
 ROUNDS = int(os.environ.get("IOMMAP_KILL_ROUNDS", "20"))
 

@@ -29,12 +29,12 @@ import shutil
 import tempfile
 
 import hypothesis.strategies as st
+from helpers import PAGE
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import iommap
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 MAX_SIZE = 3 * PAGE + 100
 
 EXAMPLES = int(os.environ.get("IOMMAP_STATEFUL_EXAMPLES", "500"))
