@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -330,3 +331,36 @@ BENCH_TINY = [
     "2",
     "--no-progress",
 ]
+
+
+# ---- the command line, as a user runs it ------------------------------------
+
+# The `iommap` script installed beside this interpreter, or `python -m
+# iommap` where there is none (a run from the source tree).
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "iommap")
+COMMAND = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "iommap"]
+
+
+def run_iommap(*args, timeout=60, **kwargs):
+    """Runs ``iommap ARGS...``: a CompletedProcess with text output, captured
+    unless `kwargs` say otherwise; the timeout scales with
+    IOMMAP_TEST_SLOWDOWN."""
+    kwargs.setdefault("capture_output", True)
+    return subprocess.run([*COMMAND, *args], text=True, timeout=timeout * SLOWDOWN, **kwargs)
+
+
+def interrupted(argv, *, after=1.0, timeout=60):
+    """Starts `argv`, sends it SIGINT (Ctrl-C) `after` seconds later, and
+    waits for it to exit: (returncode, stdout, stderr), the output as bytes.
+    A child still running `timeout` seconds after the signal is killed.
+    Both times scale with IOMMAP_TEST_SLOWDOWN."""
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(after * SLOWDOWN)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=timeout * SLOWDOWN)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return child.returncode, out, err

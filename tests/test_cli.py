@@ -12,24 +12,24 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SLOWDOWN, needs_real_mlock
+from helpers import (
+    COMMAND,
+    PAGE,
+    SLOWDOWN,
+    interrupted,
+    need_root,
+    needs_real_mlock,
+    run_iommap,
+)
 
 import iommap
 from iommap import pagecache
 
-PAGE = pagecache.PAGE_SIZE
-SCRIPT = Path(sys.executable).with_name("iommap")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "iommap"]
-
-
-def run(*args: str, cwd: Path | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    kwargs.setdefault("capture_output", True)
-    return subprocess.run([*COMMAND, *args], cwd=cwd, text=True, timeout=60 * SLOWDOWN, **kwargs)
+run = run_iommap
 
 
 def run_json(*args: str, cwd: Path | None = None, status: int = 0) -> dict[str, Any]:
@@ -251,8 +251,7 @@ def _drop_owner_capabilities() -> None:
 def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> None:
     # mincore(2) says "all resident" for a file the caller neither owns nor may
     # write, and cachestat(2) refuses; the CLI must not print that as a fact.
-    if os.geteuid() != 0:
-        pytest.skip("needs a file owned by another user: run as root")
+    need_root("needs a file owned by another user: run as root")
     path = make_file(tmp_path / "theirs.bin", 8 * PAGE)
     os.chown(path, 65534, 65534)  # nobody
     path.chmod(0o444)
@@ -479,18 +478,9 @@ def test_ctrl_c_during_warm_prints_what_was_done_and_exits_130(tmp_path: Path) -
     for i in range(4):
         with open(tree / f"f{i}.bin", "wb") as f:
             f.truncate(1 << 30)  # sparse: warming reads zeros, no disk
-    child = subprocess.Popen(
-        [*COMMAND, "warm", "--json", str(tree)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        time.sleep(1.0 * SLOWDOWN)  # inside the first gigabyte by now
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=60 * SLOWDOWN)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 130, err
+    # One second in, it is inside the first gigabyte.
+    returncode, out, err = interrupted([*COMMAND, "warm", "--json", str(tree)], after=1.0)
+    assert returncode == 130, err
     doc = json.loads(out)
     assert doc["interrupted"] is True and len(doc["files"]) < 4
     assert doc["totals"]["files"] == len(doc["files"])
@@ -583,20 +573,10 @@ def test_ctrl_c_in_the_middle_of_a_1_tib_file_answers(tmp_path: Path) -> None:
         "import sys; from iommap import pagecache; pagecache._cachestat_missing = True; "
         "from iommap.__main__ import main; sys.exit(main(sys.argv[1:]))"
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", code, "info", "--json", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    returncode, out, err = interrupted(
+        [sys.executable, "-c", code, "info", "--json", str(path)], after=1.0, timeout=30
     )
-    try:
-        time.sleep(1.0 * SLOWDOWN)
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=30 * SLOWDOWN)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 130, err
+    assert returncode == 130, err
     doc = json.loads(out)
     assert doc["interrupted"] is True and doc["files"] == []
     assert f"interrupted at {path}".encode() in err

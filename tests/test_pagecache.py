@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import PAGE
 
 import iommap
 from iommap import pagecache
-
-PAGE = pagecache.PAGE_SIZE
 
 
 def make_file(path: Path, size: int, *, sync: bool = True) -> Path:

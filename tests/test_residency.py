@@ -4,10 +4,10 @@ import os
 import time
 
 import pytest
+from helpers import PAGE
 
 import iommap
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 PAGES = 64
 
 
