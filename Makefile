@@ -9,7 +9,7 @@ CC ?= cc
 
 .DEFAULT_GOAL := test
 
-.PHONY: help venv install dev test demo bench lint typecheck-versions stubtest format docs dist dist-check clean \
+.PHONY: help peers venv install dev test demo bench lint typecheck-versions stubtest format docs dist dist-check clean \
 	sanitize valgrind stateful-long torture-long \
 	test-all-pythons test-host-pythons test-sid-pythons chroot
 
@@ -100,6 +100,27 @@ dist-check: dist ## check the sdist and the wheel, and run the tests against the
 	$(PYTHON) -m venv $(DIST_VENV)
 	$(DIST_VENV)/bin/python -m pip install -q "$$(ls $(DIST)/*.whl)[test]"
 	cd "$$(mktemp -d)" && $(CURDIR)/$(DIST_VENV)/bin/python -m pytest $(CURDIR)/tests -q -p no:cacheprovider
+
+# ---- peer tools ------------------------------------------------------------
+
+# The tools the tests compare with or run, installed with apt-get where
+# missing (Debian): vmtouch and fincore (util-linux-extra), the parity
+# peers of `iommap info/warm/evict/lock`, and strace.  CI runs this first
+# and then sets IOMMAP_REQUIRE_PEERS=1, under which a parity test whose peer
+# is missing fails instead of skipping.
+PEER_PACKAGES = vmtouch:vmtouch fincore:util-linux-extra strace:strace
+peers: ## install the peer tools the parity tests compare with (vmtouch, fincore, strace)
+	@missing=""; for pair in $(PEER_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "peers: apt-get install$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi; \
+	for pair in $(PEER_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null || { echo "peers: $${pair%%:*} is still missing"; exit 1; }; \
+	done; \
+	echo "peers: $$(for pair in $(PEER_PACKAGES); do printf '%s ' "$${pair%%:*}"; done)present"
 
 # ---- every supported Python ------------------------------------------------
 

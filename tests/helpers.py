@@ -36,6 +36,29 @@ _SCRUBBED_ENV = ("PYTHONFAULTHANDLER", "PYTHONDEVMODE", "PYTHONINSPECT")
 
 CAP_IPC_LOCK = 14
 
+# IOMMAP_REQUIRE_PEERS=1 (CI sets it): a peer tool the parity tests compare
+# with (vmtouch, fincore) must be installed; a missing one fails those tests
+# instead of skipping them.
+REQUIRE_PEERS = os.environ.get("IOMMAP_REQUIRE_PEERS") == "1"
+
+
+def needs_peer(name):
+    """Marks a test that runs the peer tool `name`: skipped where it is
+    missing, unless peers are required (then :func:`check_peers` fails it)."""
+    return pytest.mark.skipif(
+        shutil.which(name) is None and not REQUIRE_PEERS, reason=f"{name} is not installed"
+    )
+
+
+def check_peers(*names):
+    """Fails the test if peers are required and one of `names` is missing."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing and REQUIRE_PEERS:
+        pytest.fail(
+            "%s not installed, and IOMMAP_REQUIRE_PEERS=1 requires the parity peers "
+            "(`make peers` installs them)" % ", ".join(missing)
+        )
+
 
 def pattern(n, seed=0):
     """Deterministic, position-dependent bytes: no two nearby offsets agree."""
@@ -364,3 +387,19 @@ def interrupted(argv, *, after=1.0, timeout=60):
             child.kill()
             child.wait()
     return child.returncode, out, err
+
+
+def random_file(path, size):
+    """A file of `size` random bytes at `path`, written to disk so that its
+    pages are clean (evict can drop them all); returns `path`."""
+    with open(path, "wb") as f:
+        f.write(os.urandom(size))
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def resident_pages(path):
+    """How many pages of the file at `path` are in memory now."""
+    with iommap.open(path, "read") as m:
+        return m.resident() // PAGE

@@ -23,6 +23,8 @@ from helpers import (
     interrupted,
     need_root,
     needs_real_mlock,
+    random_file,
+    resident_pages,
     run_iommap,
 )
 
@@ -39,18 +41,6 @@ def run_json(*args: str, cwd: Path | None = None, status: int = 0) -> dict[str, 
     return doc
 
 
-def make_file(path: Path, size: int) -> Path:
-    with open(path, "wb") as f:
-        f.write(os.urandom(size))
-        os.fsync(f.fileno())
-    return path
-
-
-def resident_pages(path: Path) -> int:
-    with iommap.open(path, "read") as m:
-        return m.resident() // PAGE
-
-
 def cache_can_drop(path: Path) -> bool:
     """Whether this file system lets pages be dropped (tmpfs cannot)."""
     return pagecache.memory_filesystem(path) is None and hasattr(os, "posix_fadvise")
@@ -58,7 +48,7 @@ def cache_can_drop(path: Path) -> bool:
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    return make_file(tmp_path / "data.bin", 40 * PAGE + 123)
+    return random_file(tmp_path / "data.bin", 40 * PAGE + 123)
 
 
 # ---- help, version, usage ------------------------------------------------------
@@ -168,7 +158,7 @@ def test_info_verbose_map_after_warm_shows_every_page(data: Path) -> None:
 
 
 def test_info_verbose_map_of_a_partly_resident_file(tmp_path: Path) -> None:
-    path = make_file(tmp_path / "big.bin", 256 * PAGE)
+    path = random_file(tmp_path / "big.bin", 256 * PAGE)
     if not cache_can_drop(path):
         pytest.skip("this file system keeps pages in memory (tmpfs?)")
     run("evict", str(path))
@@ -220,7 +210,7 @@ def _drop_dac_capabilities() -> None:
 
 
 def test_permission_denied_is_reported_per_file(data: Path, tmp_path: Path) -> None:
-    secret = make_file(tmp_path / "secret.bin", PAGE)
+    secret = random_file(tmp_path / "secret.bin", PAGE)
     secret.chmod(0)
     kwargs: dict[str, Any] = {}
     if os.geteuid() == 0:
@@ -252,7 +242,7 @@ def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> Non
     # mincore(2) says "all resident" for a file the caller neither owns nor may
     # write, and cachestat(2) refuses; the CLI must not print that as a fact.
     need_root("needs a file owned by another user: run as root")
-    path = make_file(tmp_path / "theirs.bin", 8 * PAGE)
+    path = random_file(tmp_path / "theirs.bin", 8 * PAGE)
     os.chown(path, 65534, 65534)  # nobody
     path.chmod(0o444)
     tmp_path.chmod(0o755)
@@ -283,7 +273,7 @@ def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> Non
 def test_a_closed_pipe_exits_141_without_a_word(tmp_path: Path) -> None:
     # More output than stdout's buffer (128 KiB from Python 3.14) and the
     # pipe's together, so that writes go on after the reader is gone.
-    paths = [str(make_file(tmp_path / f"f{i}", PAGE)) for i in range(3000)]
+    paths = [str(random_file(tmp_path / f"f{i}", PAGE)) for i in range(3000)]
     reader = subprocess.Popen(
         [*COMMAND, "info", "-r", *paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -320,7 +310,7 @@ def test_a_closed_stdout_is_a_message_and_exit_1(data: Path) -> None:
 
 
 def test_a_name_the_output_cannot_encode_is_escaped(tmp_path: Path) -> None:
-    path = make_file(tmp_path / "caf\u00e9.bin", PAGE)
+    path = random_file(tmp_path / "caf\u00e9.bin", PAGE)
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}
     result = run("info", "-o", "SIZE,FILE", str(path), env=env)
     assert result.returncode == 0, result.stderr
@@ -375,7 +365,7 @@ def test_evict_then_warm(data: Path) -> None:
 
 
 def test_evict_leaves_dirty_pages_unless_writeback(tmp_path: Path) -> None:
-    path = make_file(tmp_path / "dirty.bin", 64 * PAGE)
+    path = random_file(tmp_path / "dirty.bin", 64 * PAGE)
     if not cache_can_drop(path):
         pytest.skip("tmpfs keeps every page")
     with open(path, "r+b") as f:

@@ -10,20 +10,36 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import COMMAND, PAGE, SLOWDOWN, need_root, needs_real_mlock, run_iommap
+from helpers import (
+    COMMAND,
+    PAGE,
+    SLOWDOWN,
+    check_peers,
+    need_root,
+    needs_peer,
+    needs_real_mlock,
+    run_iommap,
+)
 
 from iommap import pagecache
 
 ROOT = Path(__file__).resolve().parent.parent
 VMTOUCH = shutil.which("vmtouch")
 FINCORE = shutil.which("fincore")
-needs_vmtouch = pytest.mark.skipif(VMTOUCH is None, reason="vmtouch is not installed")
-needs_fincore = pytest.mark.skipif(FINCORE is None, reason="fincore is not installed")
+needs_vmtouch = needs_peer("vmtouch")
+needs_fincore = needs_peer("fincore")
+
+
+@pytest.fixture(autouse=True)
+def _peers_present() -> None:
+    # Under IOMMAP_REQUIRE_PEERS=1 every comparison here must run.
+    check_peers("vmtouch", "fincore")
 
 
 run = run_iommap
@@ -85,6 +101,23 @@ def test_every_row_of_the_parity_tables_names_a_test_that_exists() -> None:
     elsewhere = (ROOT / "tests" / "test_cli.py").read_text()
     for name in named:
         assert f"def {name}(" in here or f"def {name}(" in elsewhere, name
+
+
+def test_a_missing_peer_fails_when_peers_are_required(tmp_path: Path) -> None:
+    # CI sets IOMMAP_REQUIRE_PEERS=1: there, a comparison that cannot run is
+    # a failure, never a skip or a silently shorter test.
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    env = {**os.environ, "PATH": str(bare)}
+    test = f"{__file__}::test_quiet"
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test]
+    for required, status in (("1", 1), ("0", 0)):
+        env["IOMMAP_REQUIRE_PEERS"] = required
+        done = subprocess.run(
+            args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120 * SLOWDOWN
+        )
+        assert done.returncode == status, done.stdout + done.stderr
+        assert ("IOMMAP_REQUIRE_PEERS=1 requires" in done.stdout) == (required == "1")
 
 
 # ---- vmtouch ----------------------------------------------------------------------
@@ -321,6 +354,35 @@ def test_fincore_columns_match(tree: Path, columns: str) -> None:
         got = run("info", "--bytes", *flags[1:], "-o", columns, *paths)
         assert got.returncode == 0
         assert got.stdout == want
+
+
+# Names that --raw must escape as fincore does: a backslash (else the literal
+# name a\xff and the byte name a\xff print the same), a newline (else a row
+# splits), blanks, control bytes, and every byte past ASCII.
+ESCAPED_NAMES = [b"a\\xff", b"a\xff", b"new\nline", b"tab\tx", b"sp ace", b"ctl\x01", b"del\x7f"]
+ESCAPED_NAMES += [b"caf\xc3\xa9", b"back\\slash", b'q"uote']
+
+
+@needs_fincore
+@pytest.mark.skipif(sys.platform == "darwin", reason="APFS refuses names that are not UTF-8")
+def test_raw_names_are_escaped_as_fincore_escapes_them(tmp_path: Path) -> None:
+    paths = []
+    for name in ESCAPED_NAMES:
+        path = os.path.join(os.fsencode(tmp_path), name)
+        with open(path, "wb") as f:
+            f.write(b"x" * 10)
+        paths.append(os.fsdecode(path))
+    for flags in (["-b", "-r", "-n"], ["-b", "-r"]):
+        want = subprocess.run(
+            [str(FINCORE), *flags, "-o", "RES,PAGES,SIZE,FILE", *paths], capture_output=True
+        ).stdout
+        got = subprocess.run(
+            [*COMMAND, "info", "--bytes", *flags[1:], "-o", "RES,PAGES,SIZE,FILE", *paths],
+            capture_output=True,
+        )
+        assert got.returncode == 0
+        assert got.stdout == want
+        assert len(got.stdout.splitlines()) == len(paths) + (flags[-1] == "-r")
 
 
 def test_output_columns(tree: Path) -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
-import pytest
-from helpers import run_iommap
+from helpers import check_peers, needs_peer, run_iommap
 
 SMALL = ["--files", "30", "--size", "1M", "--repeats", "1", "--no-progress"]
 
@@ -30,8 +28,9 @@ def test_a_missing_peer_is_skipped_and_said(tmp_path: Path) -> None:
     assert "iommap evict" in out
 
 
-@pytest.mark.skipif(shutil.which("vmtouch") is None, reason="vmtouch is not installed")
+@needs_peer("vmtouch")
 def test_ratios_and_targets_against_vmtouch(tmp_path: Path) -> None:
+    check_peers("vmtouch")
     report = tmp_path / "report.json"
     out = bench(tmp_path, "--only", "tree", "--json", str(report))
     lines = out.splitlines()

@@ -1,5 +1,6 @@
 """open() given a file descriptor or a file object, and m.fileno()."""
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -111,6 +112,35 @@ def test_file_object_with_fileno(tmp_path):
     assert read_file(path)[:3] == b"abc"
 
 
+def test_file_object_with_unflushed_writes_is_flushed_first(tmp_path):
+    # As numpy.memmap(f) sees them: the bytes written to the file object,
+    # still in its buffer, are part of the file that is mapped.
+    with open(tmp_path / "f.bin", "w+b") as f:
+        f.write(b"x" * 100)
+        with iommap.open(f) as m:
+            assert len(m) == 100
+            assert m.pread(0, 100) == b"x" * 100
+
+
+def test_file_object_flush_exceptions_pass_through_unchanged(tmp_path):
+    class Stuck:
+        def __init__(self, fd):
+            self.fd = fd
+
+        def flush(self):
+            raise KeyboardInterrupt("flush")
+
+        def fileno(self):
+            return self.fd
+
+    fd = os.open(tmp_path / "f.bin", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="flush"):
+            iommap.open(Stuck(fd))
+    finally:
+        os.close(fd)
+
+
 def test_read_only_file_object_maps_in_read_mode(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"read me")
@@ -155,30 +185,33 @@ def test_mode_must_agree_with_the_descriptor(tmp_path, flags, mode, private, siz
         os.close(fd)
 
 
+@contextlib.contextmanager
+def file_descriptor(tmp_path, content, flags):
+    """(path, descriptor) of a new file holding `content`, opened with
+    `flags`; the descriptor is closed on exit."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(content)
+    fd = os.open(path, flags)
+    try:
+        yield path, fd
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("option", ["create", "truncate"])
 def test_create_and_truncate_need_a_path(tmp_path, option):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"keep")
-    fd = os.open(path, os.O_RDWR)
-    try:
+    with file_descriptor(tmp_path, b"keep", os.O_RDWR) as (path, fd):
         with pytest.raises(iommap.BadArgumentValueError) as ei:
             iommap.open(fd, **{option: True})
         assert_error(ei, ValueError, "badarg")
         assert read_file(path) == b"keep"
-    finally:
-        os.close(fd)
 
 
 def test_size_extends_a_short_descriptor_file(tmp_path):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"ab")
-    fd = os.open(path, os.O_RDWR)
-    try:
+    with file_descriptor(tmp_path, b"ab", os.O_RDWR) as (path, fd):
         with iommap.open(fd, size=PAGE) as m:
             assert len(m) == PAGE and m.pread(0, 3) == b"ab\0"
         assert os.path.getsize(path) == PAGE
-    finally:
-        os.close(fd)
 
 
 def test_bad_descriptors(tmp_path):
@@ -195,6 +228,26 @@ def test_bad_descriptors(tmp_path):
     with pytest.raises(iommap.BadArgumentTypeError) as ei:
         iommap.open(True)
     assert_error(ei, TypeError, "badarg")
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="no O_PATH on this platform")
+@pytest.mark.parametrize("mode", ["read", "write", "read_write"])
+def test_o_path_descriptor_is_named(tmp_path, mode):
+    with file_descriptor(tmp_path, b"data", os.O_PATH) as (_path, fd):
+        with pytest.raises(iommap.Error) as ei:
+            iommap.open(fd, mode)
+        assert_error(ei, OSError, "ebadf", errno.EBADF)
+        assert "O_PATH" in str(ei.value)
+
+
+def test_socket_descriptor_is_refused_naming_it():
+    a, b = socket.socketpair()
+    with a, b:
+        with pytest.raises(iommap.Error) as ei:
+            iommap.open(a.fileno(), "read")
+        # The reason open(2) gives for a socket by name: one reason either way.
+        assert_error(ei, OSError, "enxio", errno.ENXIO)
+        assert "socket" in str(ei.value)
 
 
 def test_directory_descriptor_is_refused(tmp_path):

@@ -92,7 +92,7 @@ def test_socket_is_refused_naming_it(tmp_path):
     server.listen()
     try:
         # open(2) of a socket fails with ENXIO: that errno stays, the
-        # message names the socket.
+        # message names the socket (as for a socket's descriptor).
         for mode in ("read", "read_write"):
             with pytest.raises(iommap.SystemCallError) as ei:
                 iommap.open(path, mode)

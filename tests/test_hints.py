@@ -109,7 +109,8 @@ def test_flag_hints_set_and_clear_the_vma_flag(path, on, off, flag):
 
 def test_dontfork_leaves_the_child_without_the_pages(path):
     # The child has no pages behind the handle: it finds the handle closed
-    # (ClosedError), never a crash; the parent's handle works on.
+    # from the first look (m.closed, repr), before any call, and a call is
+    # ClosedError, never a crash; the parent's handle works on.
     require(path, "dontfork")
     with iommap.open(path) as m:
         m.advise(0, 0, "dontfork")
@@ -122,6 +123,8 @@ def test_dontfork_leaves_the_child_without_the_pages(path):
             if pid == 0:
                 code = 1
                 try:
+                    if not m.closed or "closed" not in repr(m):
+                        os._exit(6)
                     with open("/proc/self/maps") as f:
                         mapped = PATH in f.read()
                     try:

@@ -12,6 +12,7 @@ from helpers import (
     fd_count,
     mappings_of,
     need_not_root,
+    need_root,
     needs_linux,
     needs_real_mlock,
     pattern,
@@ -436,8 +437,7 @@ def test_read_only_file_refuses_read_write_but_opens_read(make_file):
 def test_permission_denied_after_dropping_root(world_dir):
     # Root bypasses permissions, so when the suite runs as root the check
     # runs in a child that gives up root after importing iommap.
-    if os.geteuid() != 0:
-        pytest.skip("covered by test_permission_denied_is_eacces")
+    need_root("covered by test_permission_denied_is_eacces")
     path = os.path.join(world_dir, "secret.bin")
     with open(path, "wb") as f:
         f.write(b"secret")

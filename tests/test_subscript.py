@@ -136,6 +136,38 @@ def test_index_assignment_takes_a_byte_value(make_file):
     assert read_file(path) == b"\0" + DATA[1:-1] + b"\xff"
 
 
+def test_index_assignment_takes_index_objects_as_mmap_does(make_file):
+    np = pytest.importorskip("numpy")
+
+    class Seven:
+        def __index__(self):
+            return 7
+
+    path = make_file(DATA)
+    with iommap.open(path) as m:
+        m[0] = np.uint8(7)
+        m[1] = Seven()
+        m[2] = np.int64(255)
+        assert (m[0], m[1], m[2]) == (7, 7, 255)
+        with pytest.raises(iommap.BadArgumentValueError):
+            m[3] = np.int64(256)
+        with pytest.raises(iommap.BadArgumentTypeError):
+            m[3] = np.float64(1.0)
+    assert read_file(path) == b"\x07\x07\xff" + DATA[3:]
+
+
+def test_index_assignment_value_exceptions_pass_through(make_file):
+    class Boom:
+        def __index__(self):
+            raise KeyboardInterrupt("value")
+
+    path = make_file(DATA)
+    with iommap.open(path) as m:
+        with pytest.raises(KeyboardInterrupt, match="value"):
+            m[0] = Boom()
+    assert read_file(path) == DATA
+
+
 @pytest.mark.parametrize("data", [b"abc", b"a", b"", b"abcdef"])
 def test_length_mismatch_is_badarg_and_writes_nothing(make_file, data):
     path = make_file(DATA)

@@ -114,6 +114,22 @@ def test_window_past_the_end_of_the_file_is_out_of_bounds(path, offset, length):
     assert sorted(os.listdir("/proc/self/fd")) == before
 
 
+@pytest.mark.parametrize(
+    "offset,length,named",
+    [
+        (2**63, None, "offset 9223372036854775808 is past the end"),
+        (2**64, None, "offset 18446744073709551616 is past the end"),
+        (2**100, 5, "offset 1267650600228229401496703205376, length 5 passes"),
+        (1, 2**64 + 3, "offset 1, length 18446744073709551619 passes"),
+    ],
+)
+def test_window_numbers_are_named_as_given(path, offset, length, named):
+    with pytest.raises(iommap.OutOfBoundsError) as ei:
+        iommap.open(path, "read", offset=offset, length=length)
+    assert_error(ei, IndexError, "out_of_bounds")
+    assert named in str(ei.value), str(ei.value)
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "1"])
 def test_bad_offset_or_length_is_badarg(path, bad):
     cls = iommap.BadArgumentValueError if bad == -1 else iommap.BadArgumentTypeError

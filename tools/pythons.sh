@@ -202,6 +202,7 @@ mount_one() {
 in_chroot() {
     env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
+        ${IOMMAP_REQUIRE_PEERS:+IOMMAP_REQUIRE_PEERS=$IOMMAP_REQUIRE_PEERS} \
         chroot "$CHROOT" "$@"
 }
 
@@ -211,7 +212,8 @@ chroot_has_pythons() {
         [ -x "$CHROOT/usr/bin/python$ver" ] || return 1
         [ -e "$CHROOT/usr/include/python$ver/Python.h" ] || return 1
     done
-    [ -x "$CHROOT/usr/bin/gcc" ] && [ -x "$CHROOT/usr/bin/make" ] && [ -x "$CHROOT/usr/bin/strace" ]
+    [ -x "$CHROOT/usr/bin/gcc" ] && [ -x "$CHROOT/usr/bin/make" ] && [ -x "$CHROOT/usr/bin/strace" ] &&
+        [ -x "$CHROOT/usr/bin/vmtouch" ] && [ -x "$CHROOT/usr/bin/fincore" ]
 }
 
 # debootstrap (once), then the mounts, then what the suite needs.
@@ -250,7 +252,7 @@ provision() {
     done
     cp /etc/resolv.conf "$CHROOT/etc/resolv.conf" 2>/dev/null || true
     if ! chroot_has_pythons || [ ! -e "$CHROOT/etc/ssl/certs/ca-certificates.crt" ]; then
-        local pkgs="ca-certificates gcc make strace" ver
+        local pkgs="ca-certificates gcc make strace vmtouch util-linux-extra" ver
         for ver in $SID_PYTHONS; do pkgs="$pkgs python$ver-dev python$ver-venv"; done
         say "apt-get install in the chroot: $pkgs"
         in_chroot apt-get update -qq
@@ -259,7 +261,7 @@ provision() {
             die "apt-get install failed in the chroot; see $LOGDIR/apt.log"
     fi
     in_chroot update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
-    chroot_has_pythons || die "the chroot lacks one of: $SID_PYTHONS, gcc, make, strace"
+    chroot_has_pythons || die "the chroot lacks one of: $SID_PYTHONS, gcc, make, strace, vmtouch, fincore"
 }
 
 # The tree under test as one commit: the working tree's files, committed or

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno as _errno
 import fnmatch
+import operator
 import os
 import stat as _stat
 import sys
@@ -37,7 +38,7 @@ from typing import Any, Final, NamedTuple
 from . import _core
 from ._core import MappedFile
 from ._core import open as _open
-from ._errors import Error
+from ._errors import BadArgumentTypeError, BadArgumentValueError, Error
 
 __all__ = [
     "PAGE_SIZE",
@@ -130,8 +131,8 @@ class FileError(NamedTuple):
     path: str | bytes
     reason: str
     """The lowercase errno name (``"enoent"``, ``"eacces"``...), ``"enodev"``
-    for a file that is not a regular file, ``"sigbus"`` for one that shrank
-    while it was read."""
+    for a file that cannot be mapped (``"enxio"`` for a socket, ``"eisdir"``
+    for a directory), ``"sigbus"`` for one that shrank while it was read."""
     message: str
     """What went wrong, for people."""
     errno: int | None = None
@@ -277,11 +278,14 @@ def _mincore_visible(path: PathLike, st: os.stat_result) -> bool:
 
 
 def _page_range(size: int, offset: int, length: int | None) -> tuple[int, int]:
-    """[start, end) in bytes: the range, starting on a page, within the file
-    (as file_cache_stat computes it)."""
-    start = min(offset - offset % PAGE_SIZE, size)
-    end = size if length is None else min(size, offset + length)
-    return start, max(start, end)
+    """[start, end) in bytes: the bytes of the range inside the file, the
+    start moved down to its page; a range with no byte of the file (empty,
+    or past the end) is empty, at the page of min(offset, size).  The core's
+    file_cache_stat counts the same range (counted_range in pagecache.c)."""
+    lo = min(offset, size)
+    hi = size if length is None else min(size, lo + length)
+    start = lo - lo % PAGE_SIZE
+    return start, hi if hi > lo else start
 
 
 def _pages(nbytes: int) -> int:
@@ -320,21 +324,6 @@ def _counted(given: str | bytes, t: _CacheStat, before: int | None = None) -> Fi
     return result
 
 
-def _mincore_count(path: PathLike, start: int, end: int) -> int:
-    """Resident pages of [start, end) by mincore(2) on a mapping, in chunks:
-    the vector for 1 GiB of file is 256 KiB, whatever the file's size."""
-    if start >= end:
-        return 0
-    cached = 0
-    with _open(path, "read") as m:
-        pos, end = start, min(end, len(m))
-        while pos < end:
-            n = min(_CHUNK, end - pos)
-            cached += m.resident(pos, n) // PAGE_SIZE
-            pos += n
-    return cached
-
-
 _Counted = tuple[_CacheStat | None, int, int | None]
 
 
@@ -344,32 +333,33 @@ def _count(path: PathLike, offset: int, length: int | None, follow: bool = True)
     if not _cachestat_missing:
         t = _cache_stat(path, offset, length, follow)
         if t.status == _NOT_REGULAR:
-            return _count_mapped(path, offset, length, t.mode)
+            return _count_mapped(path, offset, length)
         if t.status != _UNSUPPORTED:
             return t, t.size, None
         _mark_cachestat_missing()
-    st = os.stat(path, follow_symlinks=follow)
-    if not _stat.S_ISREG(st.st_mode):
-        return _count_mapped(path, offset, length, st.st_mode)
-    if not _mincore_visible(path, st):
-        return None, st.st_size, None
-    start, end = _page_range(st.st_size, offset, length)
-    return None, st.st_size, _mincore_count(path, start, end)
+    if _stat.S_ISDIR(os.stat(path, follow_symlinks=follow).st_mode):
+        raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR), path)
+    return _count_mapped(path, offset, length)
 
 
-def _count_mapped(path: PathLike, offset: int, length: int | None, mode: int) -> _Counted:
-    """A file that is not a regular one: iommap.open decides whether it can
-    be mapped (a block device can, at its size) and names the type of what it
-    refuses (a FIFO, a socket, a character device...), without ever blocking."""
-    if _stat.S_ISDIR(mode):
-        raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR))
+def _count_mapped(path: PathLike, offset: int, length: int | None) -> _Counted:
+    """Count one file by mincore(2) on a mapping of it, in chunks (the
+    vector for 1 GiB of file is 256 KiB, whatever the file's size).
+    iommap.open decides what can be mapped (a block device can, at its
+    size), as it decides for file_cache_stat: a FIFO, a socket, a character
+    device or a pseudo-file is its iommap.Error naming the type, never
+    blocking, however empty the range."""
     with _open(path, "read") as m:
         size = len(m)
-        st = os.stat(path)
-    if not _mincore_visible(path, st):
-        return None, size, None
-    start, end = _page_range(size, offset, length)
-    return None, size, _mincore_count(path, start, end)
+        if not _mincore_visible(path, os.fstat(m.fileno())):
+            return None, size, None
+        pos, end = _page_range(size, offset, length)
+        cached = 0
+        while pos < end:
+            n = min(_CHUNK, end - pos)
+            cached += m.resident(pos, n) // PAGE_SIZE
+            pos += n
+    return None, size, cached
 
 
 def _mark_cachestat_missing() -> None:
@@ -418,9 +408,21 @@ def _resident_of(counted: _Counted) -> int | None:
 # ---- one file ----------------------------------------------------------------------
 
 
-def _check_range(offset: int, length: int | None) -> None:
-    if offset < 0 or (length is not None and length < 0):
-        raise ValueError("offset and length must not be negative")
+def _check_range(offset: int, length: int | None) -> tuple[int, int | None]:
+    """offset and length as ints, checked as the core checks its numbers:
+    badarg (``TypeError``) for what is not an int, badarg (``ValueError``)
+    for a negative one; any other int, however large, is a position (past
+    the end of a file, it counts nothing)."""
+    return _number("offset", offset), None if length is None else _number("length", length)
+
+
+def _number(name: str, value: object) -> int:
+    if not hasattr(type(value), "__index__"):
+        raise BadArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
+    n = operator.index(value)  # type: ignore[arg-type]  # what __index__ raises passes
+    if n < 0:
+        raise BadArgumentValueError(f"{name} must not be negative")
+    return n
 
 
 def _residency(
@@ -492,8 +494,12 @@ def warm_range(
 ) -> int:
     """Bring ``[offset, offset + length)`` of a mapped file into the page cache.
 
-    A sequential-access hint on the range (the kernel then reads ahead in
-    large steps as the pages are touched), then, a chunk at a time, one byte
+    A range that ends at the end of the file gets a sequential-access hint
+    (the kernel then reads ahead in large steps as the pages are touched).
+    One that ends before gets the range and nothing more: read ahead would
+    run past its end (a warm of 1 MiB in the middle of a file read 5 MiB),
+    so each chunk is asked for exactly (a will-need hint over the chunk)
+    and touched with read-ahead off. Then, a chunk at a time, one byte
     of each page copied out with ``m.gather``: SIGBUS-guarded, so a file that
     shrinks meanwhile raises ``iommap.SigbusError`` instead of killing the
     process. Touching a byte per page waits for each page without copying
@@ -512,11 +518,14 @@ def warm_range(
     start = offset - offset % PAGE_SIZE
     if start >= end:
         return 0
-    m.advise(start, end - start, "sequential")
+    exact = end < size
+    m.advise(start, end - start, "random" if exact else "sequential")
     try:
         pos = start
         while pos < end:
             n = min(chunk, end - pos)
+            if exact:
+                m.advise(pos, n, "willneed")
             m.gather(array("q", range(pos, pos + n, PAGE_SIZE)), 1)
             pos += n
             if on_progress is not None:
@@ -530,10 +539,13 @@ def residency(path: PathLike, *, offset: int = 0, length: int | None = None) -> 
     """How much of a file (or of ``[offset, offset + length)``) is in memory.
 
     Nothing is read. Raises ``OSError`` (``FileNotFoundError``,
-    ``IsADirectoryError``, ...) for a path that is not a readable regular
-    file, ``ValueError`` for a negative offset or length.
+    ``IsADirectoryError``, ...) for a path that cannot be read, and the
+    ``iommap.Error`` naming the type for a file that cannot be mapped (a
+    FIFO, a socket, a pseudo-file...), as ``iommap.open`` does; badarg
+    (``TypeError``, ``ValueError``) for an offset or length that is not an
+    int or is negative. A range with no byte of the file counts nothing.
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     return _residency(path, offset, length)
 
 
@@ -553,7 +565,7 @@ def warm(
     ``iommap.SigbusError``; Ctrl-C raises ``KeyboardInterrupt`` between two
     chunks. ``resident_pages_before`` is set in the result.
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     return _warm(path, offset, length, on_progress=on_progress)
 
 
@@ -562,15 +574,17 @@ def evict(
 ) -> FileResidency:
     """Drop a file's clean pages (or a range's) from the page cache.
 
-    As ``vmtouch -e``: ``posix_fadvise(POSIX_FADV_DONTNEED)``, no forced
-    writeback, so dirty pages stay until the kernel writes them back.
-    ``writeback=True`` writes the dirty pages first (``fdatasync``), so
-    they can go too. Pages another process has mapped or locked stay, and
+    As ``vmtouch -e``: ``posix_fadvise(POSIX_FADV_DONTNEED)``. Dirty pages
+    cannot go at once: the call starts their write-back, without waiting,
+    and they stay cached until it completes (right after, they count as
+    ``writeback_pages``, not ``dirty_pages``; no data is lost).
+    ``writeback=True`` waits for the write first (``fdatasync``), so they
+    go too. Pages another process has mapped or locked stay, and
     so does everything on a file system that lives in memory (tmpfs; see
     :func:`memory_filesystem`): the residency after tells.
     ``resident_pages_before`` is set in the result.
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     return _evict(path, offset, length, writeback=writeback)
 
 
@@ -584,7 +598,7 @@ def residency_map(
     some, a space none, ``?`` unknown. Memory stays bounded: one count per
     cell.
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     whole = residency(path, offset=offset, length=length)
     start, end = whole.offset, whole.offset + whole.length
     pages = whole.total_pages
@@ -608,39 +622,84 @@ def resident_ranges(
 ) -> Iterator[tuple[int, int]]:
     """``(first, end)`` page numbers of each run of resident pages, in order.
 
-    Pages are numbered from the start of the file. Read in chunks with
-    ``mincore``, so memory stays bounded; yields nothing when the system
-    hides the file's residency (see :func:`residency`).
+    Pages are numbered from the start of the file. With ``cachestat(2)``,
+    the work follows what is resident, not the file's size: a part that
+    cachestat counts empty is skipped, one it counts full is one run, and
+    only the rest is read with ``mincore`` (a terabyte file with a few
+    resident pages takes a few dozen calls). Without it, ``mincore`` reads
+    the whole range, in chunks. Memory stays bounded either way; yields
+    nothing when the system hides the file's residency (see
+    :func:`residency`).
     """
-    _check_range(offset, length)
+    offset, length = _check_range(offset, length)
     whole = residency(path, offset=offset, length=length)
-    if not whole.known or not whole.length:
+    if not whole.known or not whole.resident_pages:
         return
     start, end = whole.offset, whole.offset + whole.length
-    run: int | None = None
+    run: list[int] = []  # [first, end) of the run being gathered
     with _open(path, "read") as m:
         end = min(end, len(m))
-        pos = start
-        while pos < end:
-            n = min(_CHUNK, end - pos)
-            vec = m.residency(pos, n)
-            base = pos // PAGE_SIZE
-            i = 0
-            while i < len(vec):
-                if run is None:
-                    j = vec.find(1, i)
-                    if j < 0:
-                        break
-                    run, i = base + j, j
-                else:
-                    j = vec.find(0, i)
-                    if j < 0:
-                        break
-                    yield (run, base + j)
-                    run, i = None, j
+        for first, last, vec in _resident_parts(path, m, start, end):
+            if vec is None:
+                pieces: Iterable[tuple[int, int]] = ((first, last),)
+            else:
+                pieces = _runs_in(vec, first)
+            for a, b in pieces:
+                if run and run[1] == a:
+                    run[1] = b
+                    continue
+                if run:
+                    yield (run[0], run[1])
+                run = [a, b]
+    if run:
+        yield (run[0], run[1])
+
+
+def _resident_parts(
+    path: PathLike, m: MappedFile, start: int, end: int
+) -> Iterator[tuple[int, int, bytes | None]]:
+    """The parts of [start, end) (bytes, start on a page) that hold resident
+    pages, in order, as (first page, end page, mincore vector or None when
+    every page of the part is resident).  With cachestat, a part is split in
+    two until cachestat says it is empty, full, or small enough for one
+    mincore call; an explicit stack, no recursion."""
+    stack = [(start, end)]
+    while stack:
+        lo, hi = stack.pop()
+        if hi - lo > _CHUNK and not _cachestat_missing:
+            cached = _resident_of(_count(path, lo, hi - lo))
+            pages = _pages(hi - lo)
+            if cached == 0:
+                continue
+            if cached is not None and cached >= pages:
+                yield (lo // PAGE_SIZE, lo // PAGE_SIZE + pages, None)
+                continue
+            if cached is not None:
+                mid = lo + (hi - lo) // 2
+                mid -= mid % PAGE_SIZE
+                stack += [(mid, hi), (lo, mid)]
+                continue
+        pos = lo
+        while pos < hi:
+            n = min(_CHUNK, hi - pos)
+            yield (pos // PAGE_SIZE, _pages(pos + n), m.residency(pos, n))
             pos += n
-    if run is not None:
-        yield (run, _pages(end))
+
+
+def _runs_in(vec: bytes, base: int) -> Iterator[tuple[int, int]]:
+    """The runs of resident pages (1 bytes) in a mincore vector, as page
+    numbers from `base`."""
+    i = 0
+    while True:
+        j = vec.find(1, i)
+        if j < 0:
+            return
+        k = vec.find(0, j)
+        if k < 0:
+            yield (base + j, base + len(vec))
+            return
+        yield (base + j, base + k)
+        i = k
 
 
 def memory_filesystem(path: PathLike) -> str | None:
@@ -682,8 +741,8 @@ class Locked:
 
     @property
     def locked_bytes(self) -> int:
-        """Bytes locked, over all files."""
-        return sum(f.size for f in self.files)
+        """Bytes locked, over all files: each file's range (``length``)."""
+        return sum(f.length for f in self.files)
 
     def close(self) -> None:
         """Unlock and unmap every file. Idempotent."""
@@ -698,23 +757,33 @@ class Locked:
         self.close()
 
 
-def lock(paths: Iterable[PathLike]) -> Locked:
-    """Map each file and lock its pages in memory, all or none.
+def lock(paths: Iterable[PathLike], *, offset: int = 0, length: int | None = None) -> Locked:
+    """Map each file (or its range ``offset``/``length``) and lock its pages
+    in memory, all or none.
 
-    Raises the first file's error (``OSError``, ``iommap.Error``) after
-    unlocking what was locked. Locking needs a locked-memory limit
-    (``ulimit -l``) as large as the files, or ``CAP_IPC_LOCK``.
+    Only the range is mapped, read and locked: the pages of the range are
+    read first, exactly (a will-need hint over the range), so locking reads
+    nothing around it. Raises the first file's error (``OSError``,
+    ``iommap.Error``) after unlocking what was locked. Locking needs a
+    locked-memory limit (``ulimit -l``) as large as the ranges, or
+    ``CAP_IPC_LOCK``.
     """
+    offset, length = _check_range(offset, length)
     handles: list[MappedFile] = []
     files: list[FileResidency] = []
     try:
         for path in paths:
             if _stat.S_ISDIR(os.stat(path).st_mode):
                 raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR), path)
-            m = _open(path, "read", lock=True)  # it decides what can be mapped
-            handles.append(m)
-            # Counted, not assumed: mlock brought every page in.
-            files.append(_result(_as_given(path), _count(path, 0, None), 0, None))
+            with _open(path, "read") as whole:  # it decides what can be mapped
+                start, end = _page_range(len(whole), offset, length)
+                if end > start:
+                    whole.advise(start, end - start, "willneed")
+                    # A window of the range alone: mlock touches nothing else.
+                    handles.append(_open(path, "read", lock=True, offset=start, length=end - start))
+            # Counted, not assumed: mlock brought every page of the range in.
+            counted = _count(path, start, end - start)
+            files.append(_result(_as_given(path), counted, start, end - start))
     except BaseException:
         for m in handles:
             m.close()
@@ -757,8 +826,7 @@ class Walk:
     ) -> None:
         if action not in ("residency", "warm", "evict"):
             raise ValueError(f"unknown action: {action!r} (residency, warm or evict)")
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("offset and length must not be negative")
+        offset, length = _check_range(offset, length)
         self._paths = paths
         self._counts_only = action == "residency"
         self._process: Callable[[str | bytes, bool], FileResidency] = {
@@ -831,41 +899,58 @@ class Walk:
         except OSError as exc:
             yield self._error(given, exc)
             return
+        except ValueError:  # a name no system call can take (a NUL byte in it)
+            self._counts[2] += 1
+            yield FileError(given, "einval", "the path contains a NUL byte", _errno.EINVAL)
+            return
         if _stat.S_ISDIR(st.st_mode):
             yield from self._directory(given, st, st.st_dev)
         else:
-            result = self._file(given, True)
+            result = self._file(given, True, named=True)
             if result is not None:
                 yield result
 
-    def _directory(self, path: str | bytes, st: os.stat_result, device: int) -> Iterator[Result]:
+    def _listing(
+        self, path: str | bytes, st: os.stat_result
+    ) -> list[os.DirEntry[Any]] | FileError | None:
+        """A directory's entries in name order; None if it was seen already
+        (a loop through followed symlinks, a tree given twice); its error
+        if it cannot be read."""
         key = st.st_dev << 64 | st.st_ino
         if key in self._dirs_seen:
-            return  # a loop through followed symlinks, or a tree given twice
+            return None
         self._dirs_seen.add(key)
         self._counts[1] += 1
         # Name order within a directory: the same tree always gives the same
         # output. Only the entries of the directories on the way down are held.
         try:
             with os.scandir(path) as it:
-                entries: list[os.DirEntry[Any]] = sorted(it, key=_entry_name)
+                return sorted(it, key=_entry_name)
         except OSError as exc:
-            yield self._error(path, exc)
+            return self._error(path, exc)
+
+    def _directory(self, path: str | bytes, st: os.stat_result, device: int) -> Iterator[Result]:
+        """Depth first, on a stack of its own: a tree however deep never
+        reaches Python's recursion limit."""
+        listing = self._listing(path, st)
+        if not isinstance(listing, list):
+            if listing is not None:
+                yield listing
             return
+        stack = [iter(listing)]
         follow = self._follow
-        for entry in entries:
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                continue
             if self._ignore and self._ignored(os.fsdecode(entry.name)):
                 self._counts[3] += 1
                 continue
             try:
                 # The directory entry's type needs no system call.
                 if entry.is_file(follow_symlinks=follow):
-                    if not follow or not entry.is_symlink():
-                        result = self._file(entry.path, follow)
-                        if result is not None:
-                            yield result
-                        continue
-                    result = self._file(entry.path, True)
+                    result = self._file(entry.path, follow)
                     if result is not None:
                         yield result
                     continue
@@ -874,7 +959,11 @@ class Walk:
                     if self._one_fs and sub.st_dev != device:
                         self._counts[3] += 1
                         continue
-                    yield from self._directory(entry.path, sub, device)
+                    listing = self._listing(entry.path, sub)
+                    if isinstance(listing, list):
+                        stack.append(iter(listing))
+                    elif listing is not None:
+                        yield listing
                     continue
             except OSError as exc:
                 yield self._error(entry.path, exc)
@@ -882,8 +971,13 @@ class Walk:
             # Symlinks not followed, FIFOs, sockets, devices.
             self._counts[3] += 1
 
-    def _file(self, path: str | bytes, follow: bool) -> Result | None:
-        """The result for one regular file, or None when it is left out."""
+    def _file(self, path: str | bytes, follow: bool, named: bool = False) -> Result | None:
+        """The result for one regular file, or None when it is left out.
+
+        A file that cannot be mapped (``iommap.open``'s one decision: a
+        pseudo-file of /proc or /sys, a FIFO or device swapped in) is left
+        out when met in a directory, as a FIFO met there is, and an error
+        when ``named`` in the paths given."""
         counts = self._counts
         if self._include and self._excluded(self._name_of(path)):
             counts[3] += 1
@@ -898,13 +992,10 @@ class Walk:
                 if status == _NOT_REGULAR and _stat.S_ISDIR(t.mode):
                     raise _not_regular(t.mode)
                 if status == _NOT_REGULAR:
-                    # A device or a FIFO named on the command line, or one
-                    # swapped in since the directory was read: the library
-                    # decides, as for any other file it is asked to map.
-                    t = None
+                    t = None  # a block device: counted through a mapping
                 elif status == _UNSUPPORTED:
                     _mark_cachestat_missing()
-                    return self._file(path, follow)
+                    return self._file(path, follow, named)
                 else:
                     key = t.dev << 64 | t.ino
             if t is None:
@@ -928,6 +1019,9 @@ class Walk:
                 result = self._process(path, follow)
         except OSError as exc:
             self._current = None
+            if not named and isinstance(exc, Error) and exc.reason in ("enodev", "enxio"):
+                counts[3] += 1
+                return None
             return self._error(path, exc)
         # Left set when Ctrl-C interrupts the file, to say which it was.
         self._current = None
@@ -997,8 +1091,9 @@ def walk(
     - ``max_size``: leave out files larger than this many bytes.
     - A file reached twice (a hard link, a path given twice) counts once,
       unless ``count_hard_links``.
-    - Non-regular files (FIFOs, sockets, devices) met in a directory are
-      left out; named in ``paths`` they are a :class:`FileError`.
+    - Files that cannot be mapped (FIFOs, sockets, character devices,
+      pseudo-files of /proc or /sys) met in a directory are left out; named
+      in ``paths`` they are a :class:`FileError` naming the type.
 
     Left-out files count in ``totals.skipped``.
     """

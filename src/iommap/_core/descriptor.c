@@ -25,6 +25,21 @@ static int optional_attr(PyObject *obj, const char *name, PyObject **out)
     return 0;
 }
 
+/* Calls obj.flush() if it has one: 0, or -1 with what flush() raised. */
+static int flush_file_object(PyObject *obj)
+{
+    PyObject *flush;
+    int found = optional_attr(obj, "flush", &flush);
+    if (found <= 0)
+        return found;
+    PyObject *done = PyObject_CallNoArgs(flush);
+    Py_DECREF(flush);
+    if (done == NULL)
+        return -1;
+    Py_DECREF(done);
+    return 0;
+}
+
 int iommap_descriptor_of(iommap_state *st, PyObject *source)
 {
     /* A path wins: str, bytes, and os.PathLike (whose type has __fspath__),
@@ -54,6 +69,14 @@ int iommap_descriptor_of(iommap_state *st, PyObject *source)
                                 "open: path must be str, bytes, os.PathLike, a file "
                                 "descriptor or an object with fileno(), not %.100s",
                                 Py_TYPE(source)->tp_name);
+            return -1;
+        }
+        /* Bytes written to a file object may still sit in its buffer: they
+         * are part of the file the caller means (numpy.memmap(f) sees them
+         * through f.seek/f.tell), so they go to the file before it is
+         * measured and mapped. */
+        if (flush_file_object(source) != 0) {
+            Py_DECREF(fileno);
             return -1;
         }
         number = PyObject_CallNoArgs(fileno);
@@ -90,6 +113,19 @@ int iommap_dup_descriptor(iommap_state *st, int fd, iommap_mode mode, int needs_
     }
     /* mmap always reads the descriptor; a shared writable mapping, or a
      * size= to set, writes it too. */
+#ifdef O_PATH
+    /* An O_PATH descriptor names a file but cannot read it: mmap would
+     * answer EBADF without a word of why. */
+    if (flags & O_PATH) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "descriptor %d is an O_PATH descriptor, which names a file but cannot "
+                 "read it: open the file for reading to map it",
+                 fd);
+        iommap_err_errno(st, EBADF, "open", why);
+        return -1;
+    }
+#endif
     int access = flags & O_ACCMODE;
     if (access == O_WRONLY || (needs_write && access != O_RDWR)) {
         char why[200];

@@ -65,6 +65,29 @@ PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObj
     return NULL;
 }
 
+PyObject *iommap_err_window_beyond(iommap_state *st, PyObject *offset_obj, PyObject *length_obj,
+                                   uint64_t offset, uint64_t length, size_t file_size)
+{
+    PyObject *off = as_given(offset_obj, offset);
+    if (off == NULL)
+        return NULL;
+    if (length_obj == NULL || length_obj == Py_None || length == 0) {
+        PyErr_Format(st->out_of_bounds_error,
+                     "open: the window at offset %U is past the end of the file (%zu bytes)", off,
+                     file_size);
+    } else {
+        PyObject *len = as_given(length_obj, length);
+        if (len != NULL)
+            PyErr_Format(st->out_of_bounds_error,
+                         "open: the window at offset %U, length %U passes the end of the file "
+                         "(%zu bytes)",
+                         off, len, file_size);
+        Py_XDECREF(len);
+    }
+    Py_DECREF(off);
+    return NULL;
+}
+
 PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
                                       PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
                                       uint64_t length, size_t size)

@@ -9,10 +9,11 @@
  *   - a regular file, at st_size;
  *   - a block device, at the device's size (st_size is 0 for devices), where
  *     the platform can tell it (iommap_platform_device_size);
- *   - nothing else.  A FIFO, a socket or a character device is refused with
- *     ENODEV, mmap(2)'s own errno for a file it cannot map, and so is a
- *     pseudo-file of /proc or /sys: st_size says 0 or 4096 whatever the
- *     content, so a mapping of it would be a lie.
+ *   - nothing else.  A FIFO or a character device is refused with ENODEV,
+ *     mmap(2)'s own errno for a file it cannot map, and so is a pseudo-file
+ *     of /proc or /sys: st_size says 0 or 4096 whatever the content, so a
+ *     mapping of it would be a lie.  A socket is refused with ENXIO, what
+ *     open(2) says for one, whether it comes by path or as a descriptor.
  */
 #include "files.h"
 
@@ -38,6 +39,36 @@ static const char *kind_of_mode(mode_t mode)
     return "not a regular file or block device";
 }
 
+/* The errno a refused file type gets. */
+static int refusal_errno(mode_t mode)
+{
+    return S_ISDIR(mode) ? EISDIR : S_ISSOCK(mode) ? ENXIO : ENODEV;
+}
+
+/* Whether iommap_file_size's errno is a refusal of the file's type (else
+ * a system call failed). */
+static int is_refusal(int err)
+{
+    return err == ENODEV || err == EISDIR || err == ENXIO;
+}
+
+int iommap_file_mappable(int fd, const struct stat *st, const char **what)
+{
+    *what = NULL;
+    if (S_ISREG(st->st_mode)) {
+        *what = iommap_platform_pseudo_file(fd);
+        if (*what == NULL)
+            return 0;
+        errno = ENODEV;
+        return -1;
+    }
+    if (S_ISBLK(st->st_mode))
+        return 0;
+    *what = kind_of_mode(st->st_mode);
+    errno = refusal_errno(st->st_mode);
+    return -1;
+}
+
 int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **what)
 {
     struct stat st;
@@ -46,36 +77,27 @@ int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **
         *what = "fstat()";
         return -1;
     }
+    if (iommap_file_mappable(fd, &st, what) != 0)
+        return -1;
     if (S_ISREG(st.st_mode)) {
-        const char *pseudo = iommap_platform_pseudo_file(fd);
-        if (pseudo != NULL) {
-            *what = pseudo;
-            errno = ENODEV;
-            return -1;
-        }
         *kind = IOMMAP_FILE_REGULAR;
         *size = (size_t)st.st_size;
         return 0;
     }
-    if (S_ISBLK(st.st_mode)) {
-        uint64_t bytes = 0;
-        if (iommap_platform_device_size(fd, &bytes) != 0) {
-            *what = errno == ENODEV ? "a block device (not mappable on this system)"
-                                    : "a block device whose size cannot be read";
-            return -1;
-        }
-        if (bytes > (uint64_t)SIZE_MAX) {
-            *what = "a block device larger than the address space";
-            errno = EFBIG;
-            return -1;
-        }
-        *kind = IOMMAP_FILE_BLOCK_DEVICE;
-        *size = (size_t)bytes;
-        return 0;
+    uint64_t bytes = 0; /* a block device */
+    if (iommap_platform_device_size(fd, &bytes) != 0) {
+        *what = errno == ENODEV ? "a block device (not mappable on this system)"
+                                : "a block device whose size cannot be read";
+        return -1;
     }
-    *what = kind_of_mode(st.st_mode);
-    errno = S_ISDIR(st.st_mode) ? EISDIR : ENODEV;
-    return -1;
+    if (bytes > (uint64_t)SIZE_MAX) {
+        *what = "a block device larger than the address space";
+        errno = EFBIG;
+        return -1;
+    }
+    *kind = IOMMAP_FILE_BLOCK_DEVICE;
+    *size = (size_t)bytes;
+    return 0;
 }
 
 /* ---- opening --------------------------------------------------------------- */
@@ -92,7 +114,7 @@ int iommap_open_file(const char *path, int flags, int *created, const char **wha
     if (stat(path, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ||
                                  S_ISCHR(st.st_mode) || S_ISDIR(st.st_mode))) {
         *what = kind_of_mode(st.st_mode);
-        errno = S_ISDIR(st.st_mode) ? EISDIR : S_ISSOCK(st.st_mode) ? ENXIO : ENODEV;
+        errno = refusal_errno(st.st_mode);
         return -1;
     }
     /* O_NONBLOCK: open(2) of a FIFO waits for the other end, and a leased
@@ -243,7 +265,7 @@ int iommap_setup_file(int fd, const iommap_setup *in, iommap_setup_result *out)
     out->beyond = 0;
     out->file_size = 0;
     if (iommap_file_size(fd, &out->kind, &old, &out->refused_kind) != 0) {
-        if (errno != ENODEV && errno != EISDIR) { /* a failed call, not a refusal */
+        if (!is_refusal(errno)) { /* a failed call, not a refusal */
             out->call = out->refused_kind;
             out->refused_kind = NULL;
         }

@@ -6,6 +6,8 @@
 
 #include "iommap.h"
 
+#include <sys/stat.h>
+
 typedef enum { IOMMAP_FILE_REGULAR = 0, IOMMAP_FILE_BLOCK_DEVICE = 1 } iommap_file_kind;
 
 /* Opens `path` with `flags` (O_RDONLY or O_RDWR, maybe O_CREAT) without ever
@@ -16,9 +18,16 @@ typedef enum { IOMMAP_FILE_REGULAR = 0, IOMMAP_FILE_BLOCK_DEVICE = 1 } iommap_fi
 int iommap_open_file(const char *path, int flags, int *created, const char **what);
 int iommap_clear_nonblock(int fd);
 
+/* The one decision of what can be mapped, from the file's fstat: 0 for a
+ * regular file (but a pseudo-file of /proc, /sys...) or a block device;
+ * else -1 with errno ENODEV (ENXIO for a socket, EISDIR for a directory)
+ * and *what naming the type.  open() and the page-cache counts ask it. */
+int iommap_file_mappable(int fd, const struct stat *st, const char **what);
+
 /* What `fd` is and how many bytes of it map: a regular file's st_size, a
  * block device's size.  Anything else fails with ENODEV (EISDIR for a
- * directory) and *what naming its type ("a FIFO", "a /proc pseudo-file"). */
+ * directory, ENXIO for a socket) and *what naming its type ("a FIFO", "a
+ * /proc pseudo-file"). */
 int iommap_file_size(int fd, iommap_file_kind *kind, size_t *size, const char **what);
 
 /* Grows a regular file from old_size to size, reserving the space; on

@@ -116,8 +116,13 @@ static inline void iommap_unlock(iommap_handle *h)
     pthread_rwlock_unlock(&h->lock);
 }
 
+/* Whether the handle is closed or closing.  In a forked child, the lock's
+ * generation check runs first: a handle whose pages the child did not
+ * inherit (advise "dontfork") reads as closed from the first look, not
+ * only after a call fails.  Called with the GIL held. */
 static inline int iommap_is_closing(iommap_handle *h)
 {
+    iommap_lock_current(h);
     return atomic_load_explicit(&h->closing, memory_order_acquire);
 }
 

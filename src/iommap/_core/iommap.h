@@ -217,6 +217,10 @@ PyObject *iommap_err_out_of_bounds(iommap_state *st, const char *op, uint64_t of
 PyObject *iommap_err_out_of_bounds_given(iommap_state *st, const char *op, PyObject *offset_obj,
                                          PyObject *length_obj, uint64_t offset, uint64_t length,
                                          size_t size);
+/* open()'s window [offset, +length) does not fit the file of `file_size`
+ * bytes; the numbers named as the caller gave them. */
+PyObject *iommap_err_window_beyond(iommap_state *st, PyObject *offset_obj, PyObject *length_obj,
+                                   uint64_t offset, uint64_t length, size_t file_size);
 /* The same, for record `index` of a gather or scatter. */
 PyObject *iommap_err_out_of_bounds_at(iommap_state *st, const char *op, size_t index,
                                       PyObject *offset_obj, PyObject *length_obj, uint64_t offset,

@@ -134,11 +134,8 @@ PyObject *iommap_open(PyObject *module, PyObject *args, PyObject *kwargs)
     if (done.call != NULL)
         return iommap_err_os(st, "open", done.call, err, filename);
     if (done.beyond)
-        return iommap_err_format(st->out_of_bounds_error,
-                                 "open: the window at offset %llu, length %llu passes the end "
-                                 "of the file (%zu bytes)",
-                                 (unsigned long long)opts.offset, (unsigned long long)opts.length,
-                                 done.file_size);
+        return iommap_err_window_beyond(st, offset_obj, length_obj, opts.offset, opts.length,
+                                        done.file_size);
 
     /* Put the SIGBUS handler back in front if another was installed since. */
     if (iommap_guard_install() != 0) {

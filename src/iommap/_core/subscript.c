@@ -219,14 +219,15 @@ static int value_bytes(iommap_handle *h, const char *op, const key_range *k, PyO
                        unsigned char *byte, Py_buffer *data, const char **src, size_t *n)
 {
     if (k->is_index) {
-        if (!PyLong_Check(value)) {
+        /* An int or an object with __index__ (numpy.uint8), as mmap.mmap
+         * takes, and as keys are taken; what __index__ raises passes. */
+        long long v;
+        int overflow;
+        int rc = iommap_index_value(value, &v, &overflow);
+        if (rc > 0)
             iommap_err_bad_type(IOMMAP_STATE(h), "%s: m[i] takes an int in range(256), not %.100s",
                                 op, Py_TYPE(value)->tp_name);
-            return -1;
-        }
-        int overflow;
-        long v = PyLong_AsLongAndOverflow(value, &overflow);
-        if (v == -1 && overflow == 0 && PyErr_Occurred())
+        if (rc != 0)
             return -1;
         if (overflow != 0 || v < 0 || v > 255) {
             iommap_err_bad_value(IOMMAP_STATE(h), "%s: a byte must be in range(256)", op);

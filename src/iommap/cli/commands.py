@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from .. import _toolkit, pagecache
 from .._toolkit import format_size
-from .frame import add_table_options, add_walk_options, new_parser
+from .frame import Terminated, add_table_options, add_walk_options, new_parser, sigterm_interrupts
 from .output import MAP_WIDTH, Output, OutputError, column_help, shown, warn, writer_for
-from .paths import check_paths_given, new_walk, open_list
-from .status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from .paths import check_paths_given, list_error, new_walk, open_list
+from .status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 
 # warm shows a progress bar on a terminal for files at least this large.
 PROGRESS_MIN_BYTES = 64 << 20
@@ -56,7 +56,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "warm",
         "read files into the page cache",
         "Bring each file into the page cache: advise sequential access on its\n"
-        "mapping, then touch a byte of each page through iommap's SIGBUS-guarded\n"
+        "mapping (a range that ends before the end of the file, -p, is read\n"
+        "exactly, with read-ahead off), then touch a byte of each page through\n"
+        "iommap's SIGBUS-guarded\n"
         "copies, a chunk at a time, so\n"
         "every page is in memory when the command returns (as far as memory\n"
         "allows: the counts after say). A progress bar shows on a terminal for\n"
@@ -74,10 +76,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "evict",
         "drop files from the page cache",
         "Drop each file's clean pages from the page cache with\n"
-        "posix_fadvise(POSIX_FADV_DONTNEED), as vmtouch -e does: dirty pages are\n"
-        "not written back first (no forced I/O) and stay until the kernel writes\n"
-        "them; --writeback writes them first (fdatasync) so they go too. Pages\n"
-        "another process has mapped or locked stay. A file system kept in memory\n"
+        "posix_fadvise(POSIX_FADV_DONTNEED), as vmtouch -e does. Dirty pages\n"
+        "cannot go at once: the call starts writing them back, without waiting,\n"
+        "and they stay cached until written (they then count as writeback, not\n"
+        "dirty; no data is lost). --writeback waits for the write first\n"
+        "(fdatasync), so they go too. Pages another process has mapped or locked\n"
+        "stay. A file system kept in memory\n"
         "(tmpfs, ramfs) cannot drop its pages at all: evict says so on stderr.\n\n" + column_help(),
         "  iommap evict data.bin\n  iommap evict --writeback -s /var/lib/db",
     )
@@ -86,7 +90,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument(
         "--writeback",
         action="store_true",
-        help="write dirty pages back first (fdatasync), so they can be dropped too",
+        help="wait for dirty pages to be written back first (fdatasync), so they go too",
     )
     parser.set_defaults(run=run_evict)
 
@@ -94,19 +98,20 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         commands,
         "lock",
         "lock files in memory until stopped",
-        "Map each file and lock its pages in memory (mlock(2)), then wait until\n"
+        "Map each file (with -p, only that part of it) and lock its pages in\n"
+        "memory (mlock(2)), then wait until\n"
         "interrupted (Ctrl-C, SIGINT or SIGTERM) and release them. All or none:\n"
         "if one file cannot be locked, nothing stays locked and the exit status\n"
         "is 1. The message (or JSON document) printed once every file is locked\n"
         "tells a script it may go on. With --daemon, lock goes to the background\n"
         "once the files are locked (the command returns, the locker stays) and\n"
         "--pidfile names a file holding its pid, removed when it is stopped.\n"
-        "Locking needs a locked-memory limit (`ulimit -l`) as large as the\n"
-        "files, or CAP_IPC_LOCK.",
+        "Locking needs a locked-memory limit (`ulimit -l`) as large as what is\n"
+        "locked, or CAP_IPC_LOCK.",
         "  iommap lock data.bin\n  iommap lock --json index/*.idx &\n"
         "  iommap lock -d -P /run/db-lock.pid /var/lib/db && kill $(cat /run/db-lock.pid)",
     )
-    add_walk_options(parser)
+    add_walk_options(parser, summary=False)
     parser.add_argument(
         "-d",
         "--daemon",
@@ -125,36 +130,44 @@ def run_walk(
     on_file: Callable[[pagecache.FileResidency], None] | None = None,
 ) -> int:
     """The one loop of info, warm and evict: each file's result or its error
-    goes to the writer; Ctrl-C ends the walk with what was done so far."""
+    goes to the writer; Ctrl-C or SIGTERM ends the walk with what was done
+    so far."""
     with Output() as out:
         try:
-            writer = writer_for(args, out)
-            interrupted = False
-            try:
-                for result in walk:
-                    if isinstance(result, pagecache.FileError):
-                        writer.error(result)
-                    else:
-                        writer.file(result)
-                        if on_file is not None:
-                            on_file(result)
-            except KeyboardInterrupt:
-                interrupted = True
-                current = walk.current
-                if current is not None:
-                    warn(f"interrupted at {shown(current)}", args.command)
-            finally:
-                clear = getattr(args, "progress", None)
-                if clear is not None:
-                    clear.clear()
-            writer.finish(walk.totals, interrupted=interrupted)
+            writer = writer_for(args, out)  # writes nothing yet
+            interrupted: KeyboardInterrupt | None = None
+            with sigterm_interrupts() as stop:
+                try:
+                    for result in walk:
+                        if isinstance(result, pagecache.FileError):
+                            writer.error(result)
+                        else:
+                            writer.file(result)
+                            if on_file is not None:
+                                on_file(result)
+                except KeyboardInterrupt as exc:
+                    interrupted = exc
+                    current = walk.current
+                    if current is not None:
+                        warn(f"interrupted at {shown(current)}", args.command)
+                finally:
+                    clear = getattr(args, "progress", None)
+                    if clear is not None:
+                        clear.clear()
+                failure = list_error(args)
+                if failure is not None:
+                    writer.error(failure)
+                stop.hold()  # the end of the output is written whole
+                writer.finish(walk.totals, interrupted=interrupted is not None)
         except OutputError as error:
             if error.message:
                 warn(error.message)
             return error.status
     if out.status:
         return out.status
-    if interrupted:
+    if isinstance(interrupted, Terminated):
+        return EXIT_TERMINATED
+    if interrupted is not None:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if writer.errors else EXIT_OK
 

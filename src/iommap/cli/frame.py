@@ -8,13 +8,21 @@ registers itself on it and sets ``run(args) -> exit status``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from .output import DEFAULT_COLUMNS, Output, OutputError, dumps, parse_columns, warn
 from .paths import parse_range, parse_size_arg
-from .status import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_USAGE
+from .status import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_STATUS_HELP,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
 
 PAGE_COMMANDS = ("info", "warm", "evict", "lock")
 
@@ -119,8 +127,10 @@ def add_flag(group: argparse._ActionsContainer, *names: str, help: str) -> None:
     group.add_argument(*names, action="store_true", help=help)
 
 
-def add_walk_options(parser: argparse.ArgumentParser) -> None:
-    """The file selection every page command shares (vmtouch's crawl)."""
+def add_walk_options(parser: argparse.ArgumentParser, *, summary: bool = True) -> None:
+    """The file selection every page command shares (vmtouch's crawl), and
+    the output options (``summary=False``: no -s, for lock, which prints no
+    table to leave out)."""
     parser.add_argument(
         "files",
         nargs="*",
@@ -194,12 +204,13 @@ def add_walk_options(parser: argparse.ArgumentParser) -> None:
         "--quiet",
         help="print nothing on stdout but --json's document (errors still go to stderr)",
     )
-    add_flag(
-        out,
-        "-s",
-        "--summary",
-        help="print only the totals, not a line per file (vmtouch's default output)",
-    )
+    if summary:
+        add_flag(
+            out,
+            "-s",
+            "--summary",
+            help="print only the totals, not a line per file (vmtouch's default output)",
+        )
 
 
 def add_table_options(parser: argparse.ArgumentParser, command: str) -> None:
@@ -224,11 +235,49 @@ def add_table_options(parser: argparse.ArgumentParser, command: str) -> None:
 # ---- running a command ---------------------------------------------------------------
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that a command stopped
+    either way ends the same: what was done so far, then its status."""
+
+
+class _SigtermStop:
+    """What :func:`sigterm_interrupts` yields: :meth:`hold` ignores SIGTERM
+    from then on (while a command writes the end of its output)."""
+
+    def hold(self) -> None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[_SigtermStop]:
+    """While it lasts, SIGTERM raises :class:`Terminated`, once (a second
+    one is ignored while the command finishes its output); then SIGTERM
+    gets its action back."""
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: SIGTERM keeps its action
+        yield _SigtermStop()
+        return
+    try:
+        yield _SigtermStop()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run one command, turning Ctrl-C and output failures into exit statuses."""
     try:
         return run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            warn("terminated")
+            return EXIT_TERMINATED
         warn("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:

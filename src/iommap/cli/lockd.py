@@ -13,14 +13,12 @@ from .output import (
     PAGE_SIZE,
     Output,
     OutputError,
-    describe,
     dumps,
     error_record,
     json_path,
-    warn,
     warn_failure,
 )
-from .paths import check_paths_given, new_walk, open_list
+from .paths import check_paths_given, list_error, new_walk, open_list
 from .status import EXIT_FAILED, EXIT_OK
 
 
@@ -30,45 +28,59 @@ def run_lock(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     walk = new_walk(args, "residency")
     paths: list[str | bytes] = []
-    errors: list[pagecache.FileError] = []
     for result in walk:
         if isinstance(result, pagecache.FileError):
-            errors.append(result)
-            warn_failure("lock", result)
-            break
+            return failed(args, result)
         paths.append(result.path)
-    locked: pagecache.Locked | None = None
-    if not errors:
-        try:
-            locked = pagecache.lock(paths)
-        except OSError as exc:
-            failure = pagecache.FileError.from_exception(getattr(exc, "filename", None) or "", exc)
-            if failure.reason in ("enomem", "eperm", "eagain"):
-                failure = failure._replace(
-                    message=failure.message
-                    + " (mlock: the locked-memory limit, `ulimit -l`, is too low for these"
-                    " files; raise it, or run with CAP_IPC_LOCK)"
-                )
-            errors.append(failure)
-            warn_failure("lock", failure)
-    if locked is None:
-        if args.json:
-            doc = {
-                "command": "lock",
-                "page_size": PAGE_SIZE,
-                "pid": os.getpid(),
-                "locked": False,
-                "files": [],
-                "errors": [error_record(e) for e in errors],
-            }
-            with Output() as out:
-                try:
-                    out.write(dumps(doc) + "\n")
-                except OutputError:
-                    pass
-        return EXIT_FAILED
+    failure = list_error(args)
+    if failure is not None:
+        return failed(args, failure)
+    try:
+        locked = lock_range(args, paths)
+    except OSError as exc:
+        return failed(args, lock_failure(exc))
     with locked:
         return hold(args, locked)
+
+
+def lock_range(args: argparse.Namespace, paths: list[str | bytes]) -> pagecache.Locked:
+    """The files locked, each over the range ``-p`` names (all without it)."""
+    offset, length = args.range if args.range is not None else (0, None)
+    return pagecache.lock(paths, offset=offset, length=length)
+
+
+def lock_failure(exc: OSError) -> pagecache.FileError:
+    """What a failed lock means, with the way out of a locked-memory limit."""
+    failure = pagecache.FileError.from_exception(getattr(exc, "filename", None) or "", exc)
+    if failure.reason in ("enomem", "eperm", "eagain"):
+        failure = failure._replace(
+            message=failure.message
+            + " (mlock: the locked-memory limit, `ulimit -l`, is too low for these"
+            " files; raise it, or run with CAP_IPC_LOCK)"
+        )
+    return failure
+
+
+def failed(args: argparse.Namespace, failure: pagecache.FileError) -> int:
+    """Nothing is locked: the reason on stderr, the JSON document saying so
+    with --json, and exit status 1 (the one way every failure of lock ends,
+    in the foreground or from the daemon)."""
+    warn_failure("lock", failure)
+    if args.json:
+        doc = {
+            "command": "lock",
+            "page_size": PAGE_SIZE,
+            "pid": os.getpid(),
+            "locked": False,
+            "files": [],
+            "errors": [error_record(failure)],
+        }
+        with Output() as out:
+            try:
+                out.write(dumps(doc) + "\n")
+            except OutputError:
+                pass
+    return EXIT_FAILED
 
 
 def hold(args: argparse.Namespace, locked: pagecache.Locked) -> int:
@@ -83,7 +95,10 @@ def hold(args: argparse.Namespace, locked: pagecache.Locked) -> int:
         if args.daemon:
             return daemonize(args, locked, stop)
         if args.pidfile:
-            write_pidfile(args.pidfile, os.getpid())
+            try:
+                write_pidfile(args.pidfile, os.getpid())
+            except OSError as exc:
+                return failed(args, pagecache.FileError.from_exception(args.pidfile, exc))
         try:
             announce(args, locked, os.getpid())
             signal.sigwait(stop)
@@ -111,7 +126,13 @@ def announce(args: argparse.Namespace, locked: pagecache.Locked, pid: int) -> No
                     "pid": pid,
                     "locked": True,
                     "files": [
-                        {**json_path(f.path), "size": f.size, "locked_bytes": f.size}
+                        {
+                            **json_path(f.path),
+                            "size": f.size,
+                            "offset": f.offset,
+                            "length": f.length,
+                            "locked_bytes": f.length,
+                        }
                         for f in locked.files
                     ],
                     "errors": [],
@@ -147,18 +168,27 @@ def remove_pidfile(path: str) -> None:
 def daemonize(args: argparse.Namespace, locked: pagecache.Locked, stop: set[signal.Signals]) -> int:
     """Fork; the child keeps the locks (mlock survives only in the process
     that made it, so it locks again), writes the pidfile and waits for a
-    stop signal; the parent reports and returns once the child is ready."""
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
+    stop signal; the parent reports and returns once the child is ready.
+
+    The child tells the parent through a pipe: ``ok``, or the error record
+    of what failed (JSON), which the parent reports as its own failure."""
+    try:
+        ready_r, ready_w = os.pipe()
+    except OSError as exc:
+        return failed(args, pagecache.FileError.from_exception("", exc))
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(ready_r)
+        os.close(ready_w)
+        return failed(args, pagecache.FileError.from_exception("", exc))
     if pid:
         os.close(ready_w)
         with os.fdopen(ready_r, "rb") as ready:
             answer = ready.read()
-        if not answer.startswith(b"ok"):
-            message = answer.decode("utf-8", "replace").strip() or "the locker died"
-            warn(message, "lock")
+        if answer != b"ok":
             os.waitpid(pid, 0)
-            return EXIT_FAILED
+            return failed(args, child_failure(answer))
         announce(args, locked, pid)
         return EXIT_OK
     # The child.
@@ -169,13 +199,17 @@ def daemonize(args: argparse.Namespace, locked: pagecache.Locked, stop: set[sign
         paths = [f.path for f in locked.files]
         locked.close()  # the parent's locks go with the parent
         try:
-            again = pagecache.lock(paths)
+            again = lock_range(args, paths)
         except OSError as exc:
-            os.write(ready_w, f"error: {describe(exc)}".encode())
+            tell_parent(ready_w, lock_failure(exc))
             os._exit(EXIT_FAILED)
         with again:
             if args.pidfile:
-                write_pidfile(args.pidfile, os.getpid())
+                try:
+                    write_pidfile(args.pidfile, os.getpid())
+                except OSError as exc:
+                    tell_parent(ready_w, pagecache.FileError.from_exception(args.pidfile, exc))
+                    os._exit(EXIT_FAILED)
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
@@ -191,3 +225,20 @@ def daemonize(args: argparse.Namespace, locked: pagecache.Locked, stop: set[sign
         if ready_w >= 0:
             os.close(ready_w)
         os._exit(status)
+
+
+def tell_parent(fd: int, failure: pagecache.FileError) -> None:
+    path = failure.path if isinstance(failure.path, str) else os.fsdecode(failure.path)
+    record = {"path": path, "reason": failure.reason, "message": failure.message}
+    os.write(fd, dumps(record).encode("utf-8", "surrogateescape"))
+
+
+def child_failure(answer: bytes) -> pagecache.FileError:
+    """The failure the daemon reported (or its death, if it said nothing)."""
+    import json
+
+    try:
+        record = json.loads(answer.decode("utf-8", "surrogateescape"))
+        return pagecache.FileError(record["path"], record["reason"], record["message"])
+    except (ValueError, KeyError, TypeError):
+        return pagecache.FileError("", "died", "the locker died before it had locked the files")

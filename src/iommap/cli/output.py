@@ -47,8 +47,10 @@ def warn(message: str, command: str | None = None) -> None:
 
 
 def warn_failure(command: str, failure: pagecache.FileError) -> None:
-    """A path a command could not process: ``iommap COMMAND: PATH: why``."""
-    warn(f"{shown(failure.path)}: {failure.message}", command)
+    """A path a command could not process: ``iommap COMMAND: PATH: why``
+    (``iommap COMMAND: why`` for a failure of no path)."""
+    where = f"{shown(failure.path)}: " if failure.path else ""
+    warn(f"{where}{failure.message}", command)
 
 
 def describe(exc: BaseException) -> str:
@@ -147,10 +149,15 @@ def shown(path: str | bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def raw_cell(text: str) -> str:
-    """A cell for --raw, where a space separates cells: spaces and control
-    characters escaped as \\xNN, as fincore's raw output does."""
-    return "".join(f"\\x{ord(c):02x}" if c <= " " or c == "\x7f" else c for c in text)
+def raw_cell(cell: str | bytes) -> str:
+    """A cell for --raw, escaped byte for byte as fincore's raw output
+    (util-linux's fputs_nonblank) escapes it: every byte but printable
+    ASCII, and the backslash itself, as \\xNN.  So a space never splits a
+    cell, a newline never splits a row, and the name ``a\\xff`` (a
+    backslash) never prints as the byte name ``a\xff`` does.  A path is
+    given as it is (its exact bytes); other cells are text."""
+    raw = cell if isinstance(cell, bytes) else os.fsencode(cell)
+    return "".join(chr(b) if 0x20 < b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
 
 
 def json_path(path: str | bytes) -> dict[str, str]:
@@ -312,10 +319,10 @@ def summary_line(t: pagecache.Totals, interrupted: bool) -> str:
         parts.append(f"skipped {t.skipped}")
     if t.errors:
         parts.append(f"errors {t.errors}")
-    parts.append(
-        f"resident {t.resident_pages}/{t.total_pages} pages, "
-        f"{format_size(t.resident_bytes)}/{format_size(t.size)}, {t.percent:.1f}%"
-    )
+    # Pages, as vmtouch counts: a resident page holds whole pages' bytes,
+    # more than a short file has, so bytes resident are not claimed here.
+    parts.append(f"resident {t.resident_pages}/{t.total_pages} pages, {t.percent:.1f}%")
+    parts.append(f"size {format_size(t.size)}")
     if t.unknown:
         parts.append(f"unknown {t.unknown}")
     parts.append(f"elapsed {t.seconds:.3f} s")
@@ -366,10 +373,19 @@ class JsonWriter(Writer):
     def __init__(self, args: argparse.Namespace, out: Output) -> None:
         super().__init__(args, out)
         self.first = True
-        head = {"command": self.command, "page_size": PAGE_SIZE}
-        self.out.write(dumps(head)[:-1] + ', "files": [')
+        self.started = False
+
+    def start(self) -> None:
+        """The head, written with the first record or at the end (not when
+        the writer is made: a command stopped before its first file still
+        writes a whole document)."""
+        if not self.started:
+            self.started = True
+            head = {"command": self.command, "page_size": PAGE_SIZE}
+            self.out.write(dumps(head)[:-1] + ', "files": [')
 
     def file(self, r: pagecache.FileResidency) -> None:
+        self.start()
         rec = record_of(r, self.command)
         if self.verbose:
             if r.known:
@@ -386,6 +402,7 @@ class JsonWriter(Writer):
         self.first = False
 
     def finish(self, totals: pagecache.Totals, *, interrupted: bool = False) -> None:
+        self.start()
         tail = {"errors": self.errors, "totals": totals_record(totals), "interrupted": interrupted}
         self.out.write("], " + dumps(tail)[1:] + "\n")
         self.out.flush()
@@ -446,7 +463,10 @@ class RawWriter(TextWriter):
     def row(self, cells: list[str], r: pagecache.FileResidency) -> None:
         if self.first and self.headings:
             self.out.write(" ".join(self.columns) + "\n")
-        self.out.write(" ".join(raw_cell(c) for c in cells) + "\n")
+        # FILE from the path's bytes: its shown() form has escapes of its own.
+        pairs = zip(self.columns, cells, strict=False)
+        raw = [raw_cell(r.path if c == "FILE" else cell) for c, cell in pairs]
+        self.out.write(" ".join(raw) + "\n")
         self.first = False
         if self.verbose:
             self.out.write(f"[{map_of(r)}]\n")

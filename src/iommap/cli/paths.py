@@ -60,14 +60,25 @@ def read_list(source: IO[bytes], nul: bool) -> Iterator[str]:
 
 
 def paths_of(args: argparse.Namespace) -> Iterator[str]:
+    """The paths named, then those of -b's list as it is read.  A list that
+    fails while it is read (an I/O error) ends there: the failure is kept
+    in ``args.list_error``, for the command to report with its own."""
     yield from args.files
     source: IO[bytes] | None = getattr(args, "list_source", None)
     if source is not None:
         try:
             yield from read_list(source, args.null)
+        except OSError as exc:
+            args.list_error = pagecache.FileError.from_exception(args.files_from, exc)
         finally:
             if source is not getattr(sys.stdin, "buffer", None):
                 source.close()
+
+
+def list_error(args: argparse.Namespace) -> pagecache.FileError | None:
+    """How reading -b's list failed, if it did."""
+    failure: pagecache.FileError | None = getattr(args, "list_error", None)
+    return failure
 
 
 def open_list(args: argparse.Namespace) -> bool:
@@ -77,7 +88,10 @@ def open_list(args: argparse.Namespace) -> bool:
     if args.files_from is None:
         return True
     if args.files_from == "-":
-        args.list_source = sys.stdin.buffer if sys.stdin is not None else None
+        if sys.stdin is None:
+            warn("-: standard input is closed", args.command)
+            return False
+        args.list_source = sys.stdin.buffer
         return True
     try:
         args.list_source = open(args.files_from, "rb")
