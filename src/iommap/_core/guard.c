@@ -71,7 +71,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 typedef struct {
@@ -253,8 +252,11 @@ static void on_sigbus(unsigned slot, int sig, siginfo_t *info, void *context)
     if (scope != NULL && info != NULL && is_guarded(scope, info, context)) {
         /* Back to the mask the copy ran with: a handler in front of ours may
          * have blocked SIGBUS and more while it ran. */
-        if (context != NULL)
-            pthread_sigmask(SIG_SETMASK, &((ucontext_t *)context)->uc_sigmask, NULL);
+        if (context != NULL) {
+            sigset_t mask;
+            iommap_platform_interrupted_mask(context, &mask);
+            pthread_sigmask(SIG_SETMASK, &mask, NULL);
+        }
         unblock_sigbus();
         current_scope = NULL;
         siglongjmp(scope->env, 1);

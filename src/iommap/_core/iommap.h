@@ -30,6 +30,13 @@
 #define IOMMAP_H
 
 #define PY_SSIZE_T_CLEAN
+/* OpenBSD hides madvise, MADV_* and mincore once _XOPEN_SOURCE or
+ * _POSIX_C_SOURCE is defined, unless _BSD_SOURCE is too.  CPython's
+ * configure defines all three there; this holds for a pyconfig.h that
+ * lacks the last (the same definition, so no redefinition warning). */
+#if defined(__OpenBSD__) && !defined(_BSD_SOURCE)
+#define _BSD_SOURCE 1
+#endif
 #include <Python.h>
 
 #if PY_VERSION_HEX < 0x030B0000

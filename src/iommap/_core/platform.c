@@ -7,8 +7,17 @@
 #include <string.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
+
+/* A signal handler's third argument: a ucontext_t, from <ucontext.h>, but
+ * macOS's <ucontext.h> insists on _XOPEN_SOURCE, which CPython leaves
+ * undefined there (its <sys/ucontext.h> has the type alone), and OpenBSD has
+ * no ucontext_t at all: its handlers get a struct sigcontext (<signal.h>). */
+#if defined(__APPLE__)
+#include <sys/ucontext.h>
+#elif !defined(__OpenBSD__)
+#include <ucontext.h>
+#endif
 
 #if IOMMAP_HAVE_REP_MOVSB
 #include <cpuid.h>
@@ -51,6 +60,19 @@ void iommap_platform_after_map(void *addr, size_t size, int populate)
 int iommap_platform_set_nocache(int fd)
 {
     return IOMMAP_F_NOCACHE != 0 ? fcntl(fd, IOMMAP_F_NOCACHE, 1) : 0;
+}
+
+int iommap_platform_mincore(void *addr, size_t len, unsigned char *vec)
+{
+#if defined(__OpenBSD__)
+    (void)addr;
+    (void)len;
+    (void)vec;
+    errno = ENOTSUP;
+    return -1;
+#else
+    return mincore(addr, len, (void *)vec);
+#endif
 }
 
 int iommap_platform_rwlock_init(pthread_rwlock_t *lock)
@@ -209,6 +231,15 @@ int iommap_platform_interrupted_after_syscall(const void *context)
     return insn == 0xd4000001u; /* svc #0 */
 #else
     return -1;
+#endif
+}
+
+void iommap_platform_interrupted_mask(const void *context, sigset_t *mask)
+{
+#if defined(__OpenBSD__)
+    *mask = (sigset_t)((const struct sigcontext *)context)->sc_mask;
+#else
+    *mask = ((const ucontext_t *)context)->uc_sigmask;
 #endif
 }
 

@@ -2,8 +2,9 @@
  * macro for each flag the core uses (0 where the OS has none), and the
  * calls platform.c makes differently per OS.
  *
- * Linux is built and tested.  The macOS, FreeBSD and OpenBSD paths compile
- * from the same feature tests but are untested until a machine proves them.
+ * Linux is built and tested.  The macOS, FreeBSD, NetBSD and OpenBSD paths
+ * are compiled and linked against each system's own headers and C library
+ * (make cross-check) but untested until a machine runs them.
  *
  *   populate   Linux MAP_POPULATE; elsewhere a will-need hint after mapping
  *   nocache    macOS F_NOCACHE on the descriptor (and MAP_NOCACHE); Linux and
@@ -16,7 +17,10 @@
  *   rep movsb  x86-64: large copies use the CPU's string copy where it says
  *              it is fast (ERMS); elsewhere memmove only
  *   signals    x86-64 and arm64 Linux: a signal handler can tell whether the
- *              thread was returning from a system call; elsewhere it cannot
+ *              thread was returning from a system call; elsewhere it cannot.
+ *              A handler's context is a ucontext_t, but on OpenBSD a struct
+ *              sigcontext
+ *   mincore    everywhere but OpenBSD, which removed it: ENOTSUP there
  *   cachestat  Linux 6.5+ cachestat(2); elsewhere ENOSYS (callers count with
  *              mincore instead)
  *
@@ -27,6 +31,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -94,12 +99,19 @@ void iommap_platform_after_map(void *addr, size_t size, int populate);
 int iommap_platform_set_nocache(int fd);
 /* Grows the file to `size` bytes, reserving disk space where possible. */
 int iommap_platform_reserve(int fd, size_t old_size, size_t size);
+/* mincore(2) over [addr, addr + len): one byte per page in vec, bit 0 set
+ * when the page is resident.  ENOTSUP on OpenBSD, whose C library no longer
+ * has the call. */
+int iommap_platform_mincore(void *addr, size_t len, unsigned char *vec);
 /* A read-write lock that prefers writers; returns pthread's error code. */
 int iommap_platform_rwlock_init(pthread_rwlock_t *lock);
 /* From a signal handler's context: 1 if the interrupted thread was returning
  * from a system call, 0 if not, -1 if this machine cannot tell.
  * Async-signal-safe. */
 int iommap_platform_interrupted_after_syscall(const void *context);
+/* From a signal handler's context (not NULL): the signal mask of the code
+ * the signal interrupted.  Async-signal-safe. */
+void iommap_platform_interrupted_mask(const void *context, sigset_t *mask);
 /* 1 if the CPU advertises fast `rep movsb` (x86-64 ERMS), else 0.  Reads
  * the CPU each call: callers keep the answer. */
 int iommap_platform_fast_rep_movsb(void);

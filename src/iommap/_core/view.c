@@ -80,7 +80,7 @@ static int run_mincore(void *arg)
     if (w->vec == NULL) {
         w->err = ENOMEM;
         w->call = "malloc()";
-    } else if (mincore(w->start, w->len, (void *)w->vec) != 0) {
+    } else if (iommap_platform_mincore(w->start, w->len, w->vec) != 0) {
         w->err = errno;
         w->call = "mincore()";
     } else {
