@@ -10,7 +10,7 @@ CC ?= cc
 .DEFAULT_GOAL := test
 
 .PHONY: help peers venv install dev test demo bench lint typecheck-versions stubtest format docs dist dist-check clean \
-	sanitize valgrind stateful-long torture-long \
+	sanitize valgrind stateful-long torture-long mutate \
 	test-all-pythons test-host-pythons test-sid-pythons chroot \
 	tools cross-check wheels wheel-test
 
@@ -31,10 +31,12 @@ install: $(PY) ## build the core (warnings are errors) and install the package w
 dev: install ## install the pinned linters, docs tools and build front end too
 	$(PY) -m pip install -q '.[dev]'
 
-# TESTS=tests/test_x.py runs only some.
+# TESTS=tests/test_x.py runs only some.  STRICT_SKIPS=1 (as CI runs it)
+# makes any skip not listed in tests/expected_skips.txt a failure.
 TESTS ?= tests
+STRICT_SKIPS ?=
 test: install ## run the tests (TESTS=tests/test_x.py runs some); the default target
-	$(PY) -m pytest $(TESTS) -q
+	IOMMAP_FAIL_UNEXPECTED_SKIPS=$(STRICT_SKIPS) $(PY) -m pytest $(TESTS) -q
 
 demo: install ## watch a SigbusError being survived
 	$(PY) -m iommap demo
@@ -100,17 +102,19 @@ dist-check: dist ## check the sdist and the wheel, and run the tests against the
 	rm -rf $(DIST_VENV)
 	$(PYTHON) -m venv $(DIST_VENV)
 	$(DIST_VENV)/bin/python -m pip install -q "$$(ls $(DIST)/*.whl)[test]"
-	cd "$$(mktemp -d)" && $(CURDIR)/$(DIST_VENV)/bin/python -m pytest $(CURDIR)/tests -q -p no:cacheprovider
+	cd "$$(mktemp -d)" && IOMMAP_FAIL_UNEXPECTED_SKIPS=$(STRICT_SKIPS) \
+		$(CURDIR)/$(DIST_VENV)/bin/python -m pytest $(CURDIR)/tests -q -p no:cacheprovider
 
 # ---- peer tools ------------------------------------------------------------
 
 # The tools the tests compare with or run, installed with apt-get where
 # missing (Debian): vmtouch and fincore (util-linux-extra), the parity
-# peers of `iommap info/warm/evict/lock`, and strace.  CI runs this first
+# peers of `iommap info/warm/evict/lock`, strace, fuse3 (libfuse for the
+# power-cut simulator, tests/lazyfs) and a C compiler.  CI runs this first
 # and then sets IOMMAP_REQUIRE_PEERS=1, under which a parity test whose peer
 # is missing fails instead of skipping.
-PEER_PACKAGES = vmtouch:vmtouch fincore:util-linux-extra strace:strace
-peers: ## install the peer tools the parity tests compare with (vmtouch, fincore, strace)
+PEER_PACKAGES = vmtouch:vmtouch fincore:util-linux-extra strace:strace fusermount3:fuse3 cc:gcc
+peers: ## install the peer tools the tests need (vmtouch, fincore, strace, fuse3, gcc)
 	@missing=""; for pair in $(PEER_PACKAGES); do \
 		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
 	done; \
@@ -156,25 +160,25 @@ test-all-pythons: ## the whole suite on CPython 3.10 to 3.15
 	@rc=0; \
 	if [ "$(PYTHONS_PARALLEL)" = 1 ]; then \
 		echo "test-all-pythons: $(HOST_PYTHONS) here and $(SID_PYTHONS) in $(CHROOT), side by side"; \
-		$(PYTHONS_ENV) tools/pythons.sh host $(PYTHONS_KNOBS) $(HOST_PYTHONS) \
+		$(PYTHONS_ENV) tools/pythons.sh host $(PYTHONS_KNOBS) STRICT_SKIPS=$(STRICT_SKIPS) $(HOST_PYTHONS) \
 			>build/pythons/host.out 2>&1 & host=$$!; \
-		$(PYTHONS_ENV) tools/pythons.sh sid $(PYTHONS_KNOBS) $(SID_PYTHONS) \
+		$(PYTHONS_ENV) tools/pythons.sh sid $(PYTHONS_KNOBS) STRICT_SKIPS=$(STRICT_SKIPS) $(SID_PYTHONS) \
 			>build/pythons/sid.out 2>&1 & sid=$$!; \
 		wait $$host || { rc=1; tail -n 30 build/pythons/host.out; }; \
 		wait $$sid || { rc=1; tail -n 30 build/pythons/sid.out; }; \
 	else \
-		$(PYTHONS_ENV) tools/pythons.sh host $(PYTHONS_KNOBS) $(HOST_PYTHONS) || rc=1; \
-		$(PYTHONS_ENV) tools/pythons.sh sid $(PYTHONS_KNOBS) $(SID_PYTHONS) || rc=1; \
+		$(PYTHONS_ENV) tools/pythons.sh host $(PYTHONS_KNOBS) STRICT_SKIPS=$(STRICT_SKIPS) $(HOST_PYTHONS) || rc=1; \
+		$(PYTHONS_ENV) tools/pythons.sh sid $(PYTHONS_KNOBS) STRICT_SKIPS=$(STRICT_SKIPS) $(SID_PYTHONS) || rc=1; \
 	fi; \
 	echo; echo "---- the suite on every supported Python"; cat build/pythons/summary.txt; \
 	grep -h -E '^(FAILED|ERROR) ' build/pythons/python3.*.log || true; \
 	exit $$rc
 
 test-host-pythons: ## the same, for this machine's interpreters only
-	$(PYTHONS_ENV) tools/pythons.sh host $(PYTHONS_KNOBS) $(HOST_PYTHONS)
+	$(PYTHONS_ENV) tools/pythons.sh host $(PYTHONS_KNOBS) STRICT_SKIPS=$(STRICT_SKIPS) $(HOST_PYTHONS)
 
 test-sid-pythons: ## the same, for the Debian unstable chroot's only
-	$(PYTHONS_ENV) tools/pythons.sh sid $(PYTHONS_KNOBS) $(SID_PYTHONS)
+	$(PYTHONS_ENV) tools/pythons.sh sid $(PYTHONS_KNOBS) STRICT_SKIPS=$(STRICT_SKIPS) $(SID_PYTHONS)
 
 # Builds (or completes) the Debian unstable chroot without running tests.
 chroot: ## build (or complete) the Debian unstable chroot
@@ -316,6 +320,16 @@ valgrind: $(VALGRIND_VENV)/bin/python ## the suite under valgrind memcheck (slow
 	rm -rf $(VALGRIND_OUT) && mkdir -p $(VALGRIND_OUT)
 	$(VALGRIND_ENV) $(VALGRIND) $(VALGRIND_VENV)/bin/python -m pytest tests -q -p no:cacheprovider $(VALGRIND_PYTEST_ARGS)
 	$(VALGRIND_PYTHON) tools/valgrind_report.py $(VALGRIND_OUT)
+
+# The mutation check (tools/mutate.py; docs/robustness.md): a fixed list of
+# deliberate bugs in the core, the page cache and the CLI, each built in a
+# scratch copy and run against the tests that cover it; fails if one
+# survives.  MUTANTS="name prefix ..." runs only some.  About 20 minutes on
+# two cores: not part of .ci/run.
+MUTANTS ?=
+mutate: install
+	$(PY) -m pip install -q 'setuptools>=77'
+	$(PY) tools/mutate.py $(MUTANTS)
 
 # Longer runs of the model-based and torture tests than the default suite's.
 stateful-long: install ## a longer run of the model-based tests

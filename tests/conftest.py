@@ -1,6 +1,7 @@
 """Fixtures for the iommap test suite; the helpers they and the tests
 share live in helpers.py."""
 
+import fnmatch
 import os
 import shutil
 import signal
@@ -16,6 +17,62 @@ import iommap
 # with SIGINT need it to reach Python's handler, as it does from a terminal.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# ---- no silent skips -------------------------------------------------------
+#
+# With IOMMAP_FAIL_UNEXPECTED_SKIPS=1 (as CI runs the suite) a skip is a
+# failure unless tests/expected_skips.txt lists it: CI's machine has strace,
+# a C compiler, root, /dev/fuse and the peer tools, so a test that needs one
+# of them and skips there has lost what it checks.
+
+EXPECTED_SKIPS = os.path.join(os.path.dirname(__file__), "expected_skips.txt")
+
+
+def _expected_skips():
+    """(node id pattern, reason substring) for each line of the list."""
+    rules = []
+    with open(EXPECTED_SKIPS) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                pattern, _, reason = line.partition(" | ")
+                rules.append((pattern.strip(), reason.strip()))
+    return rules
+
+
+def _skip_reason(report):
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr)
+
+
+def _fail_unexpected_skip(report, nodeid):
+    if not os.environ.get("IOMMAP_FAIL_UNEXPECTED_SKIPS") or not report.skipped:
+        return
+    if hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    for nodeids, expected in _expected_skips():
+        if fnmatch.fnmatchcase(nodeid, nodeids) and expected in reason:
+            return
+    report.outcome = "failed"
+    report.longrepr = (
+        f"unexpected skip of {nodeid}: {reason}\n"
+        f"(IOMMAP_FAIL_UNEXPECTED_SKIPS is set: a skip must be listed in {EXPECTED_SKIPS})"
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_unexpected_skip(outcome.get_result(), item.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_unexpected_skip(outcome.get_result(), collector.nodeid)
 
 
 @pytest.fixture

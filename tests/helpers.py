@@ -65,6 +65,16 @@ def pattern(n, seed=0):
     return bytes((i * 31 + seed * 7 + (i >> 8)) & 0xFF for i in range(n))
 
 
+def sparse_8_tib(path):
+    """`path`, made an 8 TiB file that uses no disk space, or a skip."""
+    try:
+        with open(path, "wb") as f:
+            f.truncate(1 << 43)
+    except OSError as e:
+        pytest.skip("this filesystem cannot hold a sparse 8 TiB file: %s" % e)
+    return path
+
+
 def read_file(path):
     with open(path, "rb") as f:
         return f.read()

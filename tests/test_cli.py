@@ -364,18 +364,34 @@ def test_evict_then_warm(data: Path) -> None:
     ]
 
 
-def test_evict_leaves_dirty_pages_unless_writeback(tmp_path: Path) -> None:
-    path = random_file(tmp_path / "dirty.bin", 64 * PAGE)
+def _dirty_file(path: Path, pages: int) -> Path:
+    random_file(path, pages * PAGE)
+    with open(path, "r+b") as f:
+        os.fsync(f.fileno())
+        f.seek(0)
+        f.write(b"x" * (pages * PAGE))  # dirty, not synced
+    return path
+
+
+def test_evict_leaves_dirty_pages(tmp_path: Path) -> None:
+    path = _dirty_file(tmp_path / "dirty.bin", 64)
     if not cache_can_drop(path):
         pytest.skip("tmpfs keeps every page")
-    with open(path, "r+b") as f:
-        f.write(b"x" * (64 * PAGE))  # dirty, not synced
-    (f,) = run_json("evict", "-o", "DIRTY_PAGES", str(path))["files"]
-    if f["dirty_pages"] is not None:
-        # No forced writeback: what the kernel had not written yet stays.
-        assert f["resident_pages"] >= f["dirty_pages"]
-    (f,) = run_json("evict", "--writeback", str(path))["files"]
-    assert f["resident_pages"] == 0
+    (f,) = run_json("evict", str(path))["files"]
+    # No forced write-back: the pages not yet written when it ran stay.
+    assert f["resident_pages_before"] == 64 and f["resident_pages"] > 0
+    assert path.read_bytes() == b"x" * (64 * PAGE)
+
+
+def test_evict_writeback_drops_dirty_pages(tmp_path: Path) -> None:
+    # Straight from dirty: a plain evict first would start the write-back
+    # itself and leave nothing for --writeback to do.
+    path = _dirty_file(tmp_path / "dirty.bin", 64)
+    if not cache_can_drop(path):
+        pytest.skip("tmpfs keeps every page")
+    (f,) = run_json("evict", "--writeback", "-o", "DIRTY_PAGES", str(path))["files"]
+    assert (f["resident_pages_before"], f["resident_pages"]) == (64, 0)
+    assert f["dirty_pages"] in (0, None)
     assert path.read_bytes() == b"x" * (64 * PAGE)
 
 

@@ -5,7 +5,7 @@ killing the test run.  The docstring says what crashed and what fixed it.
 """
 
 import pytest
-from helpers import run_child
+from helpers import run_child, sparse_8_tib
 
 
 def test_pwrite_total_that_wraps_size_t_is_out_of_bounds(tmp_path):
@@ -15,12 +15,7 @@ def test_pwrite_total_that_wraps_size_t_is_out_of_bounds(tmp_path):
     and the copy ran a terabyte past the mapping (SIGSEGV).  Without it the
     total wrapped to 0 and pwrite returned success having written nothing.
     Fixed by saturating the total at SIZE_MAX, which is out of bounds."""
-    big = tmp_path / "big"
-    try:
-        with open(big, "wb") as f:
-            f.truncate(1 << 43)  # sparse: no disk space used
-    except OSError as e:
-        pytest.skip("this filesystem cannot hold a sparse 8 TiB file: %s" % e)
+    big = sparse_8_tib(tmp_path / "big")
     proc = run_child(
         """
         import mmap, os, sys

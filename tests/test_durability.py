@@ -32,8 +32,12 @@ def _killed_child(code, path, **variables):
     assert rc == -signal.SIGKILL, (rc, out, err)
 
 
+# The page cache outlives SIGKILL, so these pass with or without sync: they
+# show that the process's end loses nothing.  What sync itself does is
+# shown by test_sync_visible.py (the kernel's dirty-page counts) and
+# test_power_cut.py (a file system that drops what was not synced).
 @pytest.mark.parametrize("sync", ["sync", "async"])
-def test_synced_writes_survive_sigkill(make_file, sync):
+def test_sync_then_sigkill_keeps_the_writes(make_file, sync):
     path = make_file(b"\0" * 4 * PAGE)
     _killed_child(
         """

@@ -4,6 +4,7 @@ import array
 import random
 
 import pytest
+from helpers import run_child, sparse_8_tib
 
 import iommap
 
@@ -154,8 +155,9 @@ def test_modes_refuse_with_eacces(tmp_path):
         m.scatter([0], 1, b"y")
 
 
-def test_large_gather_releases_nothing_it_should_not(m):
-    # >= 64 KiB in total takes the GIL-releasing path; the bytes must match.
+def test_large_gather_copies_the_same_bytes_as_pread(m):
+    # >= 64 KiB in total takes the GIL-releasing path (that it releases the
+    # GIL is test_threads.py's to show); the bytes must match.
     offsets = [i % (SIZE - 4096) for i in range(0, 40 * 4096, 4096)]
     assert m.gather(offsets, 4096) == b"".join(m.pread(o, 4096) for o in offsets)
 
@@ -191,3 +193,34 @@ def test_gather_and_scatter_survive_a_shrunk_file(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ok"]
+
+
+def test_a_total_that_wraps_64_bits_is_badarg(tmp_path):
+    # 2**21 records of 8 TiB each are exactly 2**64 bytes: a product that
+    # wrapped would be 0, and gather would return nothing instead of
+    # refusing.  In a child: scatter would copy terabytes from nothing.
+    big = sparse_8_tib(tmp_path / "big")
+    proc = run_child(
+        """
+        import array, sys
+        import iommap
+        try:
+            m = iommap.open(sys.argv[1], "read")
+        except OSError as e:  # no 8 TiB of address space (a sanitizer's shadow)
+            print("skip:", e)
+            sys.exit(0)
+        offsets = array.array("q", bytes(8 << 21))
+        try:
+            m.gather(offsets, 1 << 43)
+        except iommap.BadArgumentValueError as e:
+            assert e.reason == "badarg" and "too large" in str(e), e
+        else:
+            sys.exit("gather of 2**64 bytes returned")
+        print("ok")
+        """,
+        args=(str(big),),
+        timeout=120,
+    )
+    if proc.stdout.startswith("skip:"):
+        pytest.skip(proc.stdout.strip())
+    assert proc.stdout.strip() == "ok"

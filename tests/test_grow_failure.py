@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 
 import pytest
-from helpers import PAGE, fd_count, need_root, read_file, run_ok
+from helpers import PAGE, _under_asan, fd_count, need_root, read_file, run_ok
 
 import iommap
 
@@ -173,6 +173,36 @@ def test_rlimit_fsize_refuses_every_grow_and_changes_nothing(tmp_path):
         except iommap.SystemCallError as e:
             assert e.reason == "efbig", e
         assert not os.path.exists(new)
+        print("OK")
+        """,
+        path=path,
+    )
+
+
+@pytest.mark.skipif(_under_asan(), reason="ASan reserves terabytes of address space")
+def test_grow_whose_mapping_fails_restores_the_file(tmp_path):
+    # The file grows first, then the new size is mapped: when mmap fails
+    # (here no address space left under RLIMIT_AS), the grow is undone.
+    path = str(tmp_path / "f.bin")
+    with open(path, "wb") as f:
+        f.write(random.Random(3).randbytes(MiB))
+    run_ok(
+        """
+        import errno, os, resource, iommap
+        content = open(path, "rb").read()
+        m = iommap.open(path)
+        with open("/proc/self/status") as status:
+            vm = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, ((vm << 10) + (64 << 20), resource.RLIM_INFINITY))
+        try:
+            m.truncate(512 << 20)
+        except iommap.SystemCallError as e:
+            assert e.reason == "enomem" and e.errno == errno.ENOMEM, e
+        else:
+            raise AssertionError("mapped 512 MiB under a 64 MiB margin")
+        assert os.path.getsize(path) == len(content), os.path.getsize(path)
+        assert os.stat(path).st_blocks * 512 < 2 * len(content)
+        assert len(m) == len(content) and m.pread(0, len(content)) == content
         print("OK")
         """,
         path=path,

@@ -112,3 +112,21 @@ def test_a_page_command_loads_no_demo_nor_benchmark(tmp_path):
     assert "demo" not in loaded
     assert "lockd" not in loaded
     assert "iommap.cli.commands" in loaded
+
+
+@pytest.mark.parametrize("command", ["info", "warm", "evict"])
+def test_a_page_command_imports_neither_typing_nor_shutil(tmp_path, command):
+    # Start-up: typing (for annotations only), shutil (argparse asks it for
+    # the terminal's width) and the compressors shutil brings are not on a
+    # page command's path; fnmatch only where a pattern has brackets.
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 5000)
+    heavy = ["typing", "shutil", "bz2", "lzma", "fnmatch", "json"]
+    code = (
+        "import sys\n"
+        "from iommap.__main__ import main\n"
+        f"status = main([{command!r}, '-s', {str(path)!r}])\n"
+        f"print(status, [m for m in {heavy!r} if m in sys.modules], file=sys.stderr)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stderr.strip().splitlines()[-1] == "0 []", run.stderr

@@ -164,19 +164,38 @@ def test_warm_of_a_range_brings_only_that_range(data: Path) -> None:
         assert m.residency(4 * PAGE, 2 * PAGE) == b"\1\1"
 
 
-def test_evict_leaves_dirty_pages_unless_writeback(tmp_path: Path) -> None:
-    path = make_file(tmp_path / "dirty.bin", 16 * PAGE)
+def _dirty_file(path: Path, pages: int) -> Path:
+    make_file(path, pages * PAGE)
+    with open(path, "r+b") as f:
+        os.fsync(f.fileno())
+        f.seek(0)
+        f.write(b"y" * (pages * PAGE))  # dirty in the page cache, not written back
+    return path
+
+
+def test_evict_leaves_dirty_pages(tmp_path: Path) -> None:
+    # Without writeback, eviction only starts write-back: the pages still
+    # dirty or being written when it drops the clean ones stay.
+    path = _dirty_file(tmp_path / "dirty.bin", 64)
     if not can_drop(path):
         pytest.skip("tmpfs keeps every page")
-    with open(path, "r+b") as f:
-        f.write(b"y" * (16 * PAGE))  # dirty in the page cache, not written back
     r = pagecache.evict(path)
+    assert r.resident_pages_before == 64
+    assert r.resident_pages > 0
+    assert path.read_bytes() == b"y" * (64 * PAGE)
+
+
+def test_evict_with_writeback_drops_dirty_pages(tmp_path: Path) -> None:
+    # Straight from dirty, no plain evict first (that would start the
+    # write-back itself and leave nothing for writeback=True to do).
+    path = _dirty_file(tmp_path / "dirty.bin", 64)
+    if not can_drop(path):
+        pytest.skip("tmpfs keeps every page")
     if pagecache.cachestat_available():
-        # Those the kernel had not written back yet are still there.
-        assert r.resident_pages == r.dirty_pages + (r.writeback_pages or 0) or r.resident_pages
+        assert pagecache.residency(path).dirty_pages == 64
     r = pagecache.evict(path, writeback=True)
-    assert r.resident_pages == 0
-    assert path.read_bytes() == b"y" * (16 * PAGE)
+    assert (r.resident_pages_before, r.resident_pages) == (64, 0)
+    assert path.read_bytes() == b"y" * (64 * PAGE)
 
 
 def test_dirty_pages_are_counted(tmp_path: Path) -> None:

@@ -138,6 +138,9 @@ if peer is not None:
         print("COPIED", bytes(target) == source, peer.peer_entries(), flush=True)
         if m is not None:
             guarded_fault()
+# Nothing a handler blocked while it ran stays blocked after it: iommap's
+# recovery jumps out of the other library's handler too.
+print("BLOCKED", sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])), flush=True)
 print("PY", len(py_hits), flush=True)
 print("GUARDED", guarded, flush=True)
 

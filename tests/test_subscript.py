@@ -252,7 +252,6 @@ def test_bool_is_true_open_empty_or_closed(make_file):
     assert bool(m) is True
     m.close()
     assert bool(m) is True  # as for a closed file object; no ClosedError
-    assert m or False
 
 
 def test_not_iterable_by_accident(m):

@@ -37,14 +37,23 @@ def finish(threads):
 
 
 def child(code, tmp_path, timeout=90, **kwargs):
+    """Runs `code` (a string, or a tuple of strings dedented one by one)
+    after PRELUDE in a child."""
+    pieces = code if isinstance(code, tuple) else (code,)
     return run_ok(
-        (PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, mib=MIB, timeout=timeout, **kwargs
+        (PRELUDE, *pieces),
+        path=str(tmp_path / "f.bin"),
+        page=PAGE,
+        mib=MIB,
+        timeout=timeout,
+        **kwargs,
     )
 
 
-def test_no_torn_reads_during_pwrite(tmp_path):
-    # The writer fills a 1 MiB block with one byte value at a time; a reader
-    # must see all of one value, never a mix.
+def test_no_torn_reads_during_pwrite_or_scatter(tmp_path):
+    # The writer fills a 1 MiB block with one byte value at a time (pwrite
+    # or scatter, both exclusive); a reader (pread, readinto, gather) must
+    # see all of one value, never a mix.
     child(
         """
         with open(path, "wb") as f:
@@ -54,14 +63,16 @@ def test_no_torn_reads_during_pwrite(tmp_path):
 
         def writer():
             try:
-                for i in range(150):
+                for i in range(400):
                     v = bytes([i % 255 + 1])
-                    if i % 3 == 0:
+                    if i % 6 == 0:
                         m.pwrite(0, v * mib)
-                    elif i % 3 == 1:
+                    elif i % 6 == 1:
                         m.pwrite(0, [v * (mib // 2), [v * (mib // 4)], v * (mib // 4)])
-                    else:
+                    elif i % 6 == 2:
                         m.pwrite(0, memoryview(bytearray(v * mib)))
+                    else:
+                        m.scatter(range(0, mib, mib // 16), mib // 16, v * mib)
             finally:
                 done.set()
 
@@ -74,6 +85,8 @@ def test_no_torn_reads_during_pwrite(tmp_path):
                 assert block == block[:1] * mib, "torn pread"
                 m.readinto(0, buf)
                 assert buf == buf[:1] * mib, "torn readinto"
+                block = m.gather([mib // 2, 0], mib // 2)
+                assert block == block[:1] * mib, "torn gather"
 
         threads = [start(writer)] + [start(reader) for _ in range(3)]
         finish(threads)
@@ -321,42 +334,113 @@ def test_reader_storm_does_not_starve_writers(tmp_path):
     )
 
 
+# With a huge switch interval the interpreter never takes the GIL away from
+# a thread: another thread runs only when the GIL is given up.  So a
+# pure-Python thread that makes progress while the main thread is inside a
+# run of big copies proves those calls released the GIL.
+GIL_WATCH = """
+sys.setswitchinterval(1000)
+
+def assert_releases_the_gil(calls, pause=0):
+    state = {"busy": False, "seen": 0, "stop": False}
+
+    def watcher():
+        while not state["stop"]:
+            if state["busy"]:
+                state["seen"] += 1
+            time.sleep(0)   # lets the GIL go between checks
+
+    t = threading.Thread(target=watcher, daemon=True)
+    t.start()
+    time.sleep(0.01)
+    for name, call in calls.items():
+        state["seen"] = 0
+        state["busy"] = True
+        for _ in range(1000):  # a loaded machine may not run the watcher at once
+            if pause:  # the other threads may run, and the watcher must not count it
+                state["busy"] = False
+                time.sleep(pause)
+                state["busy"] = True
+            call()
+            if state["seen"]:
+                break
+        state["busy"] = False
+        assert state["seen"] > 0, name + ": the GIL was never released"
+    state["stop"] = True
+    t.join()
+"""
+
+
 def test_large_copies_release_the_gil(tmp_path):
-    # With a huge switch interval the interpreter never takes the GIL away
-    # from a thread: another thread runs only when the GIL is given up.  So a
-    # pure-Python thread that makes progress while the main thread is inside
-    # a run of big preads proves those calls released the GIL.
     child(
-        """
-        sys.setswitchinterval(1000)
+        (
+            GIL_WATCH,
+            """
         with open(path, "wb") as f:
             f.write(b"\\1" * 4 * mib)
         m = iommap.open(path, "read")
         buf = bytearray(4 * mib)
-        state = {"busy": False, "seen": 0, "stop": False}
-
-        def watcher():
-            while not state["stop"]:
-                if state["busy"]:
-                    state["seen"] += 1
-                time.sleep(0)   # lets the GIL go between checks
-
-        t = threading.Thread(target=watcher, daemon=True)
-        t.start()
-        time.sleep(0.01)
-        for call in (lambda: m.pread(0, 4 * mib), lambda: m.readinto(0, buf)):
-            state["seen"] = 0
-            state["busy"] = True
-            for _ in range(200):
-                call()
-                if state["seen"]:
-                    break
-            state["busy"] = False
-            assert state["seen"] > 0, "the GIL was never released"
-        state["stop"] = True
-        t.join()
+        assert_releases_the_gil({
+            "pread": lambda: m.pread(0, 4 * mib),
+            "readinto": lambda: m.readinto(0, buf),
+        })
         print("OK")
         """,
+        ),
+        tmp_path,
+    )
+
+
+def test_large_batch_copies_release_the_gil(tmp_path):
+    # The same for gather and scatter: 4 MiB in 1 MiB chunks each.
+    child(
+        (
+            GIL_WATCH,
+            """
+        with open(path, "wb") as f:
+            f.write(b"\\1" * 4 * mib)
+        m = iommap.open(path)
+        offsets = [0, mib, 2 * mib, 3 * mib]
+        out = bytearray(4 * mib)
+        data = b"\\2" * 4 * mib
+        assert_releases_the_gil({
+            "gather": lambda: m.gather(offsets, mib, out),
+            "scatter": lambda: m.scatter(offsets, mib, data),
+        })
+        assert m.pread(0, 4 * mib) == data
+        print("OK")
+        """,
+        ),
+        tmp_path,
+    )
+
+
+def test_waiting_for_the_handle_lock_releases_the_gil(tmp_path):
+    # A small pread holds the GIL for its copy, but while it waits for a
+    # pwrite on another thread to leave the handle lock it must not: other
+    # threads would stop for as long as the pwrite takes.
+    child(
+        (
+            GIL_WATCH,
+            """
+        with open(path, "wb") as f:
+            f.write(b"\\0" * 16 * mib)
+        m = iommap.open(path)
+        stop = threading.Event()
+
+        def writer():
+            while not stop.is_set():
+                m.pwrite(0, b"\\1" * 16 * mib)  # the lock held, the GIL not
+
+        w = start(writer)
+        try:
+            assert_releases_the_gil({"pread waiting": lambda: m.pread(0, 1)}, pause=0.001)
+        finally:
+            stop.set()
+            finish([w])
+        print("OK")
+        """,
+        ),
         tmp_path,
     )
 

@@ -177,7 +177,8 @@ chroot_has_pythons() {
         [ -e "$CHROOT/usr/include/python$ver/Python.h" ] || return 1
     done
     [ -x "$CHROOT/usr/bin/gcc" ] && [ -x "$CHROOT/usr/bin/make" ] && [ -x "$CHROOT/usr/bin/strace" ] &&
-        [ -x "$CHROOT/usr/bin/vmtouch" ] && [ -x "$CHROOT/usr/bin/fincore" ]
+        [ -x "$CHROOT/usr/bin/vmtouch" ] && [ -x "$CHROOT/usr/bin/fincore" ] &&
+        [ -x "$CHROOT/usr/bin/fusermount3" ]
 }
 
 # debootstrap (once), then the mounts, then what the suite needs.
@@ -216,7 +217,8 @@ provision() {
     done
     cp /etc/resolv.conf "$CHROOT/etc/resolv.conf" 2>/dev/null || true
     if ! chroot_has_pythons || [ ! -e "$CHROOT/etc/ssl/certs/ca-certificates.crt" ]; then
-        local pkgs="ca-certificates gcc make strace vmtouch util-linux-extra" ver
+        # fuse3: libfuse for the power-cut simulator, whose tests must not skip.
+        local pkgs="ca-certificates gcc make strace vmtouch util-linux-extra fuse3" ver
         for ver in $SID_PYTHONS; do pkgs="$pkgs python$ver-dev python$ver-venv"; done
         say "apt-get install in the chroot: $pkgs"
         in_chroot apt-get update -qq
@@ -225,7 +227,7 @@ provision() {
             die "apt-get install failed in the chroot; see $LOGDIR/apt.log"
     fi
     in_chroot update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
-    chroot_has_pythons || die "the chroot lacks one of: $SID_PYTHONS, gcc, make, strace, vmtouch, fincore"
+    chroot_has_pythons || die "the chroot lacks one of: $SID_PYTHONS, gcc, make, strace, vmtouch, fincore, fuse3"
 }
 
 # The tree under test as one commit: the working tree's files, committed or

@@ -6,7 +6,7 @@
 # at run time: iommap has no runtime dependency.
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal, Protocol, SupportsIndex, TypeAlias, TypeVar, final, overload
 
 from _typeshed import StrOrBytesPath
@@ -78,6 +78,43 @@ def file_cache_stat(
 ) -> tuple[int, int, int, int, int, int, int, int, int, int, int, int]:
     """Open a file, count its pages in the page cache over a range with
     cachestat(2), close it (internal: iommap.pagecache uses it)."""
+
+@final
+class Walker:
+    """The directory walk of iommap.pagecache.walk (internal): iterate over
+    it for one path's results after start(path)."""
+
+    def start(self, path: str | bytes, /) -> None: ...
+    def seen(self, dev: int, ino: int, /) -> bool: ...
+    def totals(self) -> tuple[int, int, int, int, int, int, int, int, int]: ...
+    def mincore(self) -> bool: ...
+    @property
+    def current(self) -> str | bytes | None: ...
+    def __iter__(self) -> Walker: ...
+    def __next__(self) -> Any: ...
+
+def walker(
+    action: int,
+    offset: int,
+    length: int | None,
+    follow: bool,
+    one_fs: bool,
+    ignore: Sequence[str],
+    include: Sequence[str],
+    max_size: int | None,
+    count_links: bool,
+    writeback: bool,
+    mincore: bool,
+    cap_fowner: bool,
+    py_match: bool,
+    result_type: type,
+    make_error: Callable[[str | bytes, int], Any],
+    fallback: Callable[[str | bytes, int], Any],
+    match: Callable[[int, bytes], bool],
+    on_progress: Callable[[str | bytes, int, int], object] | None,
+    /,
+) -> Walker:
+    """The directory walk of iommap.pagecache.walk, in C (internal)."""
 
 @final
 class Mapping:

@@ -16,7 +16,11 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Final, TextIO
+
+# typing only for the type checker: the commands start faster without it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final, TextIO
 
 KiB: Final[int] = 1 << 10
 MiB: Final[int] = 1 << 20

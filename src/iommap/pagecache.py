@@ -26,19 +26,26 @@ it, and to holders of ``CAP_FOWNER``; for other files the counts are
 from __future__ import annotations
 
 import errno as _errno
-import fnmatch
 import operator
 import os
 import stat as _stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final, NamedTuple
 
 from . import _core
 from ._core import MappedFile
 from ._core import open as _open
 from ._errors import BadArgumentTypeError, BadArgumentValueError, Error
+
+# typing only for the type checker: `iommap info` starts faster without it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final, NamedTuple
+else:
+    from ._named import NamedTuple
+
+PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 __all__ = [
     "PAGE_SIZE",
@@ -72,8 +79,6 @@ _CHUNK: Final[int] = 256 << 20
 # warm_range touches the file a chunk at a time; the progress callback runs
 # after each chunk, and Ctrl-C is seen between two.
 _WARM_CHUNK: Final[int] = 8 << 20
-
-PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 
 class FileResidency(NamedTuple):
@@ -256,6 +261,14 @@ def _has_capability(bit: int) -> bool:
 _fowner: bool | None = None
 
 
+def _fowner_capability() -> bool:
+    """Whether this process holds CAP_FOWNER (asked once)."""
+    global _fowner
+    if _fowner is None:
+        _fowner = _has_capability(3)
+    return _fowner
+
+
 def _mincore_visible(path: PathLike, st: os.stat_result) -> bool:
     """Whether mincore(2) tells this process the truth about the file's pages.
 
@@ -263,7 +276,6 @@ def _mincore_visible(path: PathLike, st: os.stat_result) -> bool:
     could open for writing, or holds CAP_FOWNER over; for any other file it
     reports every page resident, which would read as a false 100%.
     """
-    global _fowner
     if not sys.platform.startswith("linux") or st.st_uid == os.geteuid():
         return True
     effective = os.access in os.supports_effective_ids
@@ -272,9 +284,7 @@ def _mincore_visible(path: PathLike, st: os.stat_result) -> bool:
             return True
     except OSError:
         return False
-    if _fowner is None:
-        _fowner = _has_capability(3)  # CAP_FOWNER
-    return _fowner
+    return _fowner_capability()
 
 
 def _page_range(size: int, offset: int, length: int | None) -> tuple[int, int]:
@@ -324,7 +334,8 @@ def _counted(given: str | bytes, t: _CacheStat, before: int | None = None) -> Fi
     return result
 
 
-_Counted = tuple[_CacheStat | None, int, int | None]
+if TYPE_CHECKING:
+    _Counted = tuple[_CacheStat | None, int, int | None]
 
 
 def _count(path: PathLike, offset: int, length: int | None, follow: bool = True) -> _Counted:
@@ -793,11 +804,8 @@ def lock(paths: Iterable[PathLike], *, offset: int = 0, length: int | None = Non
 
 # ---- many files --------------------------------------------------------------------
 
+
 Result = FileResidency | FileError
-
-
-def _entry_name(entry: os.DirEntry[Any]) -> Any:
-    return entry.name
 
 
 class Walk:
@@ -828,6 +836,7 @@ class Walk:
             raise ValueError(f"unknown action: {action!r} (residency, warm or evict)")
         offset, length = _check_range(offset, length)
         self._paths = paths
+        self._action = ("residency", "warm", "evict").index(action)
         self._counts_only = action == "residency"
         self._process: Callable[[str | bytes, bool], FileResidency] = {
             "residency": self._residency,
@@ -844,8 +853,7 @@ class Walk:
         self._count_links = count_hard_links
         self._writeback = writeback
         self._on_progress = on_progress
-        self._seen: set[int] = set()
-        self._dirs_seen: set[int] = set()
+        self._walker: Any = None
         self._started = time.monotonic()
         self._counts = [0] * 9
         self._current: str | bytes | None = None
@@ -855,12 +863,17 @@ class Walk:
     def totals(self) -> Totals:
         """What the walk has counted so far (a snapshot)."""
         c = self._counts
+        if self._walker is not None:
+            c = [a + b for a, b in zip(c, self._walker.totals(), strict=False)]
         seconds = round(time.monotonic() - self._started, 6)
         return Totals(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], seconds)
 
     @property
     def current(self) -> str | bytes | None:
         """The path being processed now (to report an interrupted walk)."""
+        if self._current is None and self._walker is not None:
+            current: str | bytes | None = self._walker.current
+            return current
         return self._current
 
     def __iter__(self) -> Iterator[Result]:
@@ -868,108 +881,90 @@ class Walk:
             raise RuntimeError("a Walk can be iterated over once")
         self._used = True
         self._started = time.monotonic()
-        for path in self._paths:
-            yield from self._top(path)
+        # The walk, the filters and each file's system calls run in the C
+        # core (walk.c), a batch of files at a time with the GIL released;
+        # what it cannot decide comes back here: _fallback, _match.
+        patterns = self._ignore + self._include
+        py_match = any("[" in p for p in patterns) or sys.getfilesystemencoding() != "utf-8"
+        mincore = _cachestat_missing
+        walker = _core.walker(
+            self._action,
+            self._offset,
+            self._length,
+            self._follow,
+            self._one_fs,
+            self._ignore,
+            self._include,
+            self._max_size,
+            self._count_links,
+            self._writeback,
+            mincore,
+            mincore and _fowner_capability(),
+            py_match,
+            FileResidency,
+            self._made_error,
+            self._fallback,
+            self._match,
+            self._on_progress,
+        )
+        self._walker = walker
+        try:
+            for path in self._paths:
+                given = _as_given(path)
+                try:
+                    walker.start(given)
+                except ValueError:  # a name no system call can take
+                    self._counts[2] += 1
+                    yield FileError(given, "einval", "the path contains a NUL byte", _errno.EINVAL)
+                    continue
+                yield from walker
+        finally:
+            if walker.mincore():
+                _mark_cachestat_missing()
+
+    # what the C walk hands back -----------------------------------------------------
+
+    def _made_error(self, path: str | bytes, code: int) -> FileError:
+        """The error for a file the C walk could not process (already counted)."""
+        if code == -1:
+            return FileError(
+                path,
+                "sigbus",
+                "the file shrank (or an I/O error struck) while it was being read",
+                _errno.EFAULT,
+            )
+        return FileError.from_exception(path, OSError(code, os.strerror(code)))
+
+    def _fallback(self, path: str | bytes, named: int) -> Result | None:
+        """A file the C walk leaves to the library (a device or a FIFO named
+        in the paths, a pseudo-file, a file swapped since its directory was
+        read): it decides, as for any other file it is asked to map."""
+        return self._file(path, True if named else self._follow, bool(named))
+
+    def _match(self, which: int, name: bytes) -> bool:
+        """Whether a name matches an ignore (0) or include (1) pattern, by
+        fnmatch's rules (those the C walk does not follow itself)."""
+        from fnmatch import fnmatchcase
+
+        patterns = self._include if which else self._ignore
+        text = os.fsdecode(name)
+        return any(fnmatchcase(text, p) for p in patterns)
 
     # files -----------------------------------------------------------------------
 
     def _name_of(self, path: str | bytes) -> str:
         return os.path.basename(os.fsdecode(path))
 
-    def _ignored(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) for p in self._ignore)
-
     def _excluded(self, name: str) -> bool:
-        return bool(self._include) and not any(fnmatch.fnmatchcase(name, p) for p in self._include)
+        from fnmatch import fnmatchcase
+
+        return bool(self._include) and not any(fnmatchcase(name, p) for p in self._include)
 
     def _error(self, path: str | bytes, exc: OSError) -> FileError:
         self._counts[2] += 1
         if isinstance(exc, _NotRegular):
             return FileError(path, "enodev", "not a regular file", _errno.ENODEV)
         return FileError.from_exception(path, exc)
-
-    def _top(self, path: PathLike) -> Iterator[Result]:
-        given = _as_given(path)
-        name = self._name_of(given)
-        if self._ignore and name and self._ignored(name):
-            self._counts[3] += 1
-            return
-        try:
-            st = os.stat(given)  # a symlink named here is followed
-        except OSError as exc:
-            yield self._error(given, exc)
-            return
-        except ValueError:  # a name no system call can take (a NUL byte in it)
-            self._counts[2] += 1
-            yield FileError(given, "einval", "the path contains a NUL byte", _errno.EINVAL)
-            return
-        if _stat.S_ISDIR(st.st_mode):
-            yield from self._directory(given, st, st.st_dev)
-        else:
-            result = self._file(given, True, named=True)
-            if result is not None:
-                yield result
-
-    def _listing(
-        self, path: str | bytes, st: os.stat_result
-    ) -> list[os.DirEntry[Any]] | FileError | None:
-        """A directory's entries in name order; None if it was seen already
-        (a loop through followed symlinks, a tree given twice); its error
-        if it cannot be read."""
-        key = st.st_dev << 64 | st.st_ino
-        if key in self._dirs_seen:
-            return None
-        self._dirs_seen.add(key)
-        self._counts[1] += 1
-        # Name order within a directory: the same tree always gives the same
-        # output. Only the entries of the directories on the way down are held.
-        try:
-            with os.scandir(path) as it:
-                return sorted(it, key=_entry_name)
-        except OSError as exc:
-            return self._error(path, exc)
-
-    def _directory(self, path: str | bytes, st: os.stat_result, device: int) -> Iterator[Result]:
-        """Depth first, on a stack of its own: a tree however deep never
-        reaches Python's recursion limit."""
-        listing = self._listing(path, st)
-        if not isinstance(listing, list):
-            if listing is not None:
-                yield listing
-            return
-        stack = [iter(listing)]
-        follow = self._follow
-        while stack:
-            entry = next(stack[-1], None)
-            if entry is None:
-                stack.pop()
-                continue
-            if self._ignore and self._ignored(os.fsdecode(entry.name)):
-                self._counts[3] += 1
-                continue
-            try:
-                # The directory entry's type needs no system call.
-                if entry.is_file(follow_symlinks=follow):
-                    result = self._file(entry.path, follow)
-                    if result is not None:
-                        yield result
-                    continue
-                if entry.is_dir(follow_symlinks=follow):
-                    sub = entry.stat(follow_symlinks=follow)
-                    if self._one_fs and sub.st_dev != device:
-                        self._counts[3] += 1
-                        continue
-                    listing = self._listing(entry.path, sub)
-                    if isinstance(listing, list):
-                        stack.append(iter(listing))
-                    elif listing is not None:
-                        yield listing
-                    continue
-            except OSError as exc:
-                yield self._error(entry.path, exc)
-                continue
-            # Symlinks not followed, FIFOs, sockets, devices.
-            self._counts[3] += 1
 
     def _file(self, path: str | bytes, follow: bool, named: bool = False) -> Result | None:
         """The result for one regular file, or None when it is left out.
@@ -1007,12 +1002,11 @@ class Walk:
                 counts[3] += 1
                 self._current = None
                 return None
-            if not self._count_links:
-                if key in self._seen:
+            if not self._count_links and self._walker is not None:
+                if self._walker.seen(key >> 64, key & (1 << 64) - 1):
                     counts[3] += 1
                     self._current = None
                     return None
-                self._seen.add(key)
             if t is not None:
                 result = _counted(path, t)
             else:

@@ -9,6 +9,8 @@
  *   resize.c    truncate, remap, sync
  *   view.c      view, resident, residency
  *   batch.c     gather, scatter
+ *   walk.c      the Walker type: a directory walk with each file counted,
+ *               warmed or evicted, for pagecache.walk()
  *   pagecache.c file_cache_stat(): a file's page-cache counts by path
  *   descriptor.c  open() given a descriptor or a file object
  *   subscript.c m[i], m[a:b], their assignment, bool(m)
@@ -91,6 +93,7 @@ static inline int iommap_run_released(size_t bytes, int (*work)(void *), void *a
 #define IOMMAP_STATE_OBJECTS(X)                                                                    \
     X(mapped_file_type)                                                                            \
     X(mapping_type)                                                                                \
+    X(walker_type)                                                                                 \
     X(bad_type_error)                                                                              \
     X(bad_value_error)                                                                             \
     X(closed_error)                                                                                \
@@ -101,6 +104,7 @@ static inline int iommap_run_released(size_t bytes, int (*work)(void *), void *a
 typedef struct {
     PyTypeObject *mapped_file_type;
     PyTypeObject *mapping_type;
+    PyTypeObject *walker_type;
     /* Classes and the errno factory from iommap._errors. */
     PyObject *bad_type_error;
     PyObject *bad_value_error;
@@ -366,5 +370,16 @@ int iommap_fork_handler_install(void);
 /* _core.file_cache_stat(path, offset, length, follow): see pagecache.c. */
 PyObject *iommap_file_cache_stat(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char iommap_file_cache_stat_doc[];
+/* The range a file's page-cache counts cover, [*start, *end) of a file of
+ * `size` bytes for the range [offset, offset + length) asked (length
+ * UINT64_MAX: to the end); see pagecache.c.  walk.c uses the same rule. */
+void iommap_counted_range(uint64_t size, uint64_t offset, uint64_t length, uint64_t page,
+                          uint64_t *start, uint64_t *end);
+
+/* ---- the directory walk (walk.c) ------------------------------------- */
+
+extern PyType_Spec iommap_walker_spec;
+/* _core.walker(...): a new Walker; see walk.c. */
+PyObject *iommap_walker_new(PyObject *module, PyObject *args);
 
 #endif

@@ -42,6 +42,11 @@ static PyMethodDef module_functions[] = {
      "kept and still receives every SIGBUS that is not a fault of an iommap copy."},
     {"file_cache_stat", (PyCFunction)(void (*)(void))iommap_file_cache_stat, METH_FASTCALL,
      iommap_file_cache_stat_doc},
+    {"walker", iommap_walker_new, METH_VARARGS,
+     "walker($module, action, offset, length, follow, one_fs, ignore, include,\n"
+     "max_size, count_links, writeback, mincore, cap_fowner, py_match, result_type,\n"
+     "make_error, fallback, match, on_progress, /)\n--\n\n"
+     "The directory walk of iommap.pagecache.walk(), in C (private)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -70,12 +75,16 @@ static int module_exec(PyObject *module)
     st->mapping_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &iommap_mapping_spec, NULL);
     if (st->mapping_type == NULL)
         return -1;
+    st->walker_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &iommap_walker_spec, NULL);
+    if (st->walker_type == NULL)
+        return -1;
     st->mapped_file_type =
         (PyTypeObject *)PyType_FromModuleAndSpec(module, &iommap_mapped_file_spec, NULL);
     if (st->mapped_file_type == NULL)
         return -1;
     if (PyModule_AddObjectRef(module, "MappedFile", (PyObject *)st->mapped_file_type) != 0 ||
         PyModule_AddObjectRef(module, "Mapping", (PyObject *)st->mapping_type) != 0 ||
+        PyModule_AddObjectRef(module, "Walker", (PyObject *)st->walker_type) != 0 ||
         PyModule_AddIntConstant(module, "GIL_RELEASE_BYTES", IOMMAP_GIL_RELEASE_BYTES) != 0 ||
         PyModule_AddIntConstant(module, "PAGE_SIZE", (long)iommap_page_size()) != 0)
         return -1;

@@ -29,7 +29,7 @@ enum {
  * no byte of the file (empty, or past the end) is empty: start == end, at
  * the page of min(offset, size).  pagecache.py's _page_range is the same
  * rule for the mincore path. */
-static void counted_range(uint64_t size, uint64_t offset, uint64_t length, uint64_t page,
+void iommap_counted_range(uint64_t size, uint64_t offset, uint64_t length, uint64_t page,
                           uint64_t *start, uint64_t *end)
 {
     uint64_t lo = offset < size ? offset : size;
@@ -43,7 +43,7 @@ static void counted_range(uint64_t size, uint64_t offset, uint64_t length, uint6
  * (status, st_mode, size, st_dev, st_ino, start, end,
  *  cached, dirty, writeback, evicted, recently_evicted)
  *
- * [start, end) is the range counted (counted_range); length None means to
+ * [start, end) is the range counted (iommap_counted_range); length None means to
  * the end, and numbers past 64 bits are past any end.  follow=False refuses
  * a symlink (O_NOFOLLOW).  What open() refuses to map (a FIFO, a socket, a
  * character device, a directory, a pseudo-file) is refused here the same
@@ -93,7 +93,7 @@ PyObject *iommap_file_cache_stat(PyObject *module, PyObject *const *args, Py_ssi
         } else if (!S_ISREG(sb.st_mode)) {
             status = CACHE_NOT_REGULAR;
         } else {
-            counted_range((uint64_t)sb.st_size, offset, length, page, &start, &end);
+            iommap_counted_range((uint64_t)sb.st_size, offset, length, page, &start, &end);
             /* cachestat reads a zero length as "to the end": skip it. */
             int rc = 0;
             if (end > start && iommap_platform_cachestat(fd, start, end - start, counts) != 0)

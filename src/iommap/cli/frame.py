@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import NoReturn
 
 from .output import DEFAULT_COLUMNS, Output, OutputError, dumps, parse_columns, warn
 from .paths import parse_range, parse_size_arg
@@ -23,6 +23,10 @@ from .status import (
     EXIT_TERMINATED,
     EXIT_USAGE,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only for the type checker: a faster start-up
+    from typing import Any, NoReturn
 
 PAGE_COMMANDS = ("info", "warm", "evict", "lock")
 
@@ -61,6 +65,36 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(self, message)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # argparse's formatter asks shutil for the terminal's width, and
+        # importing shutil (with bz2, lzma and fnmatch) cost `iommap info`
+        # more than parsing its arguments: argparse makes a formatter for
+        # every add_argument. The same width, given, without shutil.
+        make = kwargs.get("formatter_class", argparse.HelpFormatter)
+
+        def sized(*args: Any, **kwargs: Any) -> argparse.HelpFormatter:
+            kwargs.setdefault("width", help_width())
+            formatter: argparse.HelpFormatter = make(*args, **kwargs)
+            return formatter
+
+        kwargs["formatter_class"] = sized
+        super().__init__(*args, **kwargs)
+
+
+def help_width() -> int:
+    """argparse's help width: shutil.get_terminal_size's columns (COLUMNS,
+    else the terminal behind stdout, else 80), less its margin of 2."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:

@@ -8,10 +8,13 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
 
 from .. import _toolkit, pagecache
 from .output import describe, shown, warn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only for the type checker: a faster start-up
+    from typing import IO, Any
 
 
 def parse_size_arg(text: str) -> int:
