@@ -140,10 +140,16 @@ def test_open_truncate_size_that_fits_empties_and_grows(full_fs):
         assert len(m) == MiB // 2 and m.pread(0, MiB // 2) == bytes(MiB // 2)
 
 
-def test_rlimit_fsize_refuses_every_grow_and_changes_nothing(tmp_path):
+def _mib_file(tmp_path, seed):
+    """A 1 MiB file of random bytes in tmp_path; returns its path, a str."""
     path = str(tmp_path / "f.bin")
     with open(path, "wb") as f:
-        f.write(random.Random(2).randbytes(MiB))
+        f.write(random.Random(seed).randbytes(MiB))
+    return path
+
+
+def test_rlimit_fsize_refuses_every_grow_and_changes_nothing(tmp_path):
+    path = _mib_file(tmp_path, 2)
     run_ok(
         """
         import errno, os, resource, signal, iommap
@@ -183,9 +189,7 @@ def test_rlimit_fsize_refuses_every_grow_and_changes_nothing(tmp_path):
 def test_grow_whose_mapping_fails_restores_the_file(tmp_path):
     # The file grows first, then the new size is mapped: when mmap fails
     # (here no address space left under RLIMIT_AS), the grow is undone.
-    path = str(tmp_path / "f.bin")
-    with open(path, "wb") as f:
-        f.write(random.Random(3).randbytes(MiB))
+    path = _mib_file(tmp_path, 3)
     run_ok(
         """
         import errno, os, resource, iommap
