@@ -7,7 +7,9 @@ DIST ?= dist
 DIST_VENV ?= .venv-dist
 CC ?= cc
 
-.PHONY: peers venv install dev test demo bench lint typecheck-versions format dist dist-check clean \
+.DEFAULT_GOAL := test
+
+.PHONY: help peers venv install dev test demo bench lint typecheck-versions stubtest format docs dist dist-check clean \
 	sanitize valgrind stateful-long torture-long mutate \
 	test-all-pythons test-host-pythons test-sid-pythons chroot \
 	tools cross-check wheels wheel-test test-arch chroot-arch test-arches-emulated
@@ -15,24 +17,28 @@ CC ?= cc
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-venv: $(PY)
+# Lists the targets: each one's `## ` comment.
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "  %-20s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+venv: $(PY) ## create the venv (VENV=.venv by default)
 
 # Installs the package with its test extras; IOMMAP_WERROR=1 makes C warnings errors.
-install: $(PY)
+install: $(PY) ## build the core (warnings are errors) and install the package with its test extras
 	IOMMAP_WERROR=1 $(PY) -m pip install -q '.[test]'
 
 # The pinned linters and build front end (the `dev` extra), beside the package.
-dev: install
+dev: install ## install the pinned linters, docs tools and build front end too
 	$(PY) -m pip install -q '.[dev]'
 
 # TESTS=tests/test_x.py runs only some.  STRICT_SKIPS=1 (as CI runs it)
 # makes any skip not listed in tests/expected_skips.txt a failure.
 TESTS ?= tests
 STRICT_SKIPS ?=
-test: install
+test: install ## run the tests (TESTS=tests/test_x.py runs some); the default target
 	IOMMAP_FAIL_UNEXPECTED_SKIPS=$(STRICT_SKIPS) $(PY) -m pytest $(TESTS) -q
 
-demo: install
+demo: install ## watch a SigbusError being survived
 	$(PY) -m iommap demo
 
 # The benchmark, then the project's speed targets judged on its figures
@@ -40,7 +46,7 @@ demo: install
 # Options go in BENCH: make bench BENCH="--only workloads".
 BENCH ?=
 BENCH_JSON ?= build/bench.json
-bench: install
+bench: install ## the benchmark, then the speed targets judged on it (BENCH="--only workloads")
 	mkdir -p $(dir $(BENCH_JSON))
 	$(PY) -m iommap bench $(BENCH) --json $(BENCH_JSON)
 	$(PY) tools/bench_targets.py $(BENCH_JSON)
@@ -48,12 +54,12 @@ bench: install
 # ruff (lint and format), clang-format, mypy --strict (the package and
 # examples/, once per supported Python version), and stubtest of the stubs
 # against the installed module.
-lint: dev
+lint: dev ## ruff, ruff format, clang-format, mypy --strict on every version, stubtest
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/clang-format --dry-run -Werror $(C_FILES)
 	$(MYPY_EVERY_VERSION)
-	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml iommap
+	$(STUBTEST)
 
 # mypy --strict once per supported Python version: the package, its stubs
 # and examples/ (numpy arrays passed to every buffer argument included) must
@@ -63,24 +69,35 @@ MYPY_EVERY_VERSION = @for v in $(SUPPORTED_PYTHONS); do \
 		echo "mypy --strict --python-version $$v"; \
 		$(PY) -m mypy --python-version $$v || exit 1; \
 	done
-typecheck-versions: dev
+typecheck-versions: dev ## mypy --strict once per supported Python version
 	$(MYPY_EVERY_VERSION)
 
+# stubtest: the stubs against the compiled module.
+STUBTEST = $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml iommap
+stubtest: dev ## check the stubs against the compiled module
+	$(STUBTEST)
+
 # Rewrites the sources the way `make lint` wants them.
-format: dev
+format: dev ## rewrite the sources the way lint wants them
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/clang-format -i $(C_FILES)
 
+# The documentation site, into build/site: the guides in docs/, and the API
+# page generated from the package's and the stubs' docstrings.  --strict: a
+# broken link or anchor, or a page left out of mkdocs.yml's nav, fails.
+docs: dev ## build the documentation site (build/site); a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 # An sdist, then a wheel built from that sdist (what `python -m build` does).
-dist: dev
+dist: dev ## an sdist, and a wheel built from it, in dist/
 	rm -rf $(DIST)
 	IOMMAP_WERROR=1 $(PY) -m build --outdir $(DIST) .
 
 # Proves the sdist is complete and the wheel works: checks their contents,
 # installs the wheel into a fresh venv and runs the tests from outside the
 # source tree, so they import the installed package.
-dist-check: dist
+dist-check: dist ## check the sdist and the wheel, and run the tests against the wheel
 	$(PY) .ci/check_dist.py $(DIST) $(C_FILES)
 	rm -rf $(DIST_VENV)
 	$(PYTHON) -m venv $(DIST_VENV)
@@ -97,7 +114,7 @@ dist-check: dist
 # and then sets IOMMAP_REQUIRE_PEERS=1, under which a parity test whose peer
 # is missing fails instead of skipping.
 PEER_PACKAGES = vmtouch:vmtouch fincore:util-linux-extra strace:strace fusermount3:fuse3 cc:gcc
-peers:
+peers: ## install the peer tools the tests need (vmtouch, fincore, strace, fuse3, gcc)
 	@missing=""; for pair in $(PEER_PACKAGES); do \
 		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
 	done; \
@@ -138,7 +155,7 @@ PYTHONS_ENV = PYENV_ROOT=$(PYENV_ROOT) CHROOT=$(CHROOT) SID_PYTHONS="$(SID_PYTHO
 # and build/pythons/python3.X.log.  PYTHONS_PARALLEL=0 runs one at a time,
 # output on the terminal.
 PYTHONS_PARALLEL ?= 1
-test-all-pythons:
+test-all-pythons: ## the whole suite on CPython 3.10 to 3.15
 	@mkdir -p build/pythons && rm -f build/pythons/summary.txt build/pythons/python3.*.log
 	@rc=0; \
 	if [ "$(PYTHONS_PARALLEL)" = 1 ]; then \
@@ -157,14 +174,14 @@ test-all-pythons:
 	grep -h -E '^(FAILED|ERROR) ' build/pythons/python3.*.log || true; \
 	exit $$rc
 
-test-host-pythons:
+test-host-pythons: ## the same, for this machine's interpreters only
 	$(PYTHONS_ENV) tools/pythons.sh host $(PYTHONS_KNOBS) STRICT_SKIPS=$(STRICT_SKIPS) $(HOST_PYTHONS)
 
-test-sid-pythons:
+test-sid-pythons: ## the same, for the Debian unstable chroot's only
 	$(PYTHONS_ENV) tools/pythons.sh sid $(PYTHONS_KNOBS) STRICT_SKIPS=$(STRICT_SKIPS) $(SID_PYTHONS)
 
 # Builds (or completes) the Debian unstable chroot without running tests.
-chroot:
+chroot: ## build (or complete) the Debian unstable chroot
 	$(PYTHONS_ENV) tools/pythons.sh chroot
 
 # ---- other systems and wheels (docs/platforms.md) ---------------------------
@@ -179,13 +196,13 @@ $(TOOLS_VENV)/.installed:
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_PY) -m pip install -q $(TOOLS_PINS)
 	touch $@
-tools: $(TOOLS_VENV)/.installed
+tools: $(TOOLS_VENV)/.installed ## install the cross-compiling and wheel tools (.venv-tools)
 
 # Every core C file compiled for macOS (x86-64, arm64), FreeBSD (x86-64,
 # arm64), NetBSD (x86-64) and OpenBSD (x86-64, arm64) with -Werror, against
 # each system's headers and a pyconfig.h like its CPython's, then linked
 # against its C library with undefined symbols an error.
-cross-check: tools
+cross-check: tools ## compile and link the core for macOS and the BSDs (zig)
 	$(TOOLS_PY) tools/cross_check.py
 
 # manylinux_2_17 and musllinux_1_2 wheels, x86-64 and aarch64, for each of
@@ -193,7 +210,7 @@ cross-check: tools
 # no compiler of the machine's.  Each is checked by auditwheel show.
 WHEEL_PYTHONS ?= $(HOST_PYTHONS)
 WHEELHOUSE ?= wheelhouse
-wheels: tools
+wheels: tools ## manylinux and musllinux wheels, built with zig
 	$(TOOLS_PY) tools/wheels.py --out $(WHEELHOUSE) \
 		$(foreach v,$(WHEEL_PYTHONS),$$(ls -d $(PYENV_ROOT)/versions/$(v).*/bin/python$(v) | sort -V | tail -1))
 
@@ -201,7 +218,7 @@ wheels: tools
 # without a C compiler (built on first use at NOCC_CHROOT, then reused), with
 # the reduced counts of PYTHONS_KNOBS.
 NOCC_CHROOT ?= /var/cache/iommap-chroot-nocc
-wheel-test: tools
+wheel-test: tools ## the manylinux wheel tested where there is no compiler
 	NOCC_CHROOT=$(NOCC_CHROOT) TOOLS_PYTHON=$(CURDIR)/$(TOOLS_PY) PYENV_ROOT=$(PYENV_ROOT) \
 		tools/wheel_chroot.sh $(PYTHONS_KNOBS)
 
@@ -283,7 +300,7 @@ LEAK_CHECKED_TESTS = tests/test_crash_regressions.py tests/test_durability_kill.
 $(ASAN_VENV)/bin/python:
 	$(PYTHON) -m venv $(ASAN_VENV)
 
-sanitize: $(ASAN_VENV)/bin/python
+sanitize: $(ASAN_VENV)/bin/python ## the suite under ASan + UBSan, then LeakSanitizer
 	IOMMAP_WERROR=1 IOMMAP_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install -q '.[test]'
 	@core=$$($(ASAN_VENV)/bin/python -c 'import glob, sysconfig; print(*glob.glob(sysconfig.get_paths()["platlib"] + "/iommap/_core*.so"))'); \
 		ldd $$core | grep -q libasan || { echo "sanitize: $$core is not linked with libasan"; exit 1; }
@@ -337,7 +354,7 @@ VALGRIND_PYTEST_ARGS ?= \
 $(VALGRIND_VENV)/bin/python:
 	$(VALGRIND_PYTHON) -m venv $(VALGRIND_VENV)
 
-valgrind: $(VALGRIND_VENV)/bin/python
+valgrind: $(VALGRIND_VENV)/bin/python ## the suite under valgrind memcheck (slow; not in CI)
 	CFLAGS="-O1 -g" IOMMAP_WERROR=1 $(VALGRIND_VENV)/bin/python -m pip install -q '.[test]'
 	rm -rf $(VALGRIND_OUT) && mkdir -p $(VALGRIND_OUT)
 	$(VALGRIND_ENV) $(VALGRIND) $(VALGRIND_VENV)/bin/python -m pytest tests -q -p no:cacheprovider $(VALGRIND_PYTEST_ARGS)
@@ -354,11 +371,11 @@ mutate: install
 	$(PY) tools/mutate.py $(MUTANTS)
 
 # Longer runs of the model-based and torture tests than the default suite's.
-stateful-long: install
+stateful-long: install ## a longer run of the model-based tests
 	IOMMAP_STATEFUL_EXAMPLES=5000 $(PY) -m pytest tests/test_stateful.py -q
 
-torture-long: install
+torture-long: install ## a longer run of the torture test
 	$(PY) -m pytest tests/test_torture.py -q -m long
 
-clean:
+clean: ## remove what the build and the tests leave
 	rm -rf build $(DIST) $(DIST_VENV) $(WHEELHOUSE) src/*.egg-info src/iommap/*.so .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ change its signal handling, and its timeout scales with
 IOMMAP_TEST_SLOWDOWN.
 """
 
+import contextlib
 import ctypes
 import mmap
 import os
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -308,3 +310,169 @@ whole_file_fits = pytest.mark.skipif(
     sys.maxsize < 2**32,
     reason="32-bit: the page-cache counts map the whole file, past the address space here",
 )
+
+
+# ---- root, and the devices only root can make ------------------------------
+
+
+def need_root(why, *tools):
+    """Skips the test, saying `why`, unless it runs as root; then skips it
+    unless every one of `tools` is installed."""
+    if os.geteuid() != 0:
+        pytest.skip(why)
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.skip("needs " + tool)
+
+
+def need_not_root(why):
+    """Skips the test, saying `why`, when it runs as root (root bypasses
+    file permissions)."""
+    if os.geteuid() == 0:
+        pytest.skip(why)
+
+
+@contextlib.contextmanager
+def loop_device(image, *losetup_options):
+    """A loop device over the file `image` (root only): yields its path, and
+    detaches it on exit.  Skips the test where none can be made."""
+    need_root("needs root and losetup", "losetup")
+    done = subprocess.run(
+        ["losetup", *losetup_options, "--find", "--show", str(image)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot make a loop device: " + done.stderr.strip())
+    device = done.stdout.strip()
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)
+
+
+# ---- children that meet SIGBUS ----------------------------------------------
+
+# Common set-up for the children of the SIGBUS tests (test_sigbus.py,
+# test_signals.py): a file of `pages` pages of distinct bytes, a helper
+# asserting a call raises SigbusError as the API documents it.
+SIGBUS_PRELUDE = """
+import errno, faulthandler, os, signal, sys, threading
+import iommap
+
+def content(n):
+    return bytes((i * 7 + (i >> 12)) & 0xFF for i in range(n))
+
+def make(path, pages):
+    with open(path, "wb") as f:
+        f.write(content(pages * page))
+
+def expect_sigbus(call):
+    try:
+        call()
+    except iommap.SigbusError as e:
+        assert e.reason == "sigbus", e.reason
+        assert e.errno == errno.EFAULT, e.errno
+        assert isinstance(e, OSError) and isinstance(e, iommap.Error)
+        assert not isinstance(e, iommap.SystemCallError)
+        return e
+    raise AssertionError("no SigbusError from %r" % (call,))
+"""
+
+
+def sigbus_child(code, tmp_path, *, before="", **kwargs):
+    """run_ok of `code` after SIGBUS_PRELUDE (and `before`, code to run
+    first), with `path` (tmp_path / "f.bin") and `page` set."""
+    return run_ok((before, SIGBUS_PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, **kwargs)
+
+
+def sigbus_child_rc(code, tmp_path, *, before="", **kwargs):
+    """The same through run_py: (returncode, stdout, stderr), for children
+    that are meant to die."""
+    return run_py((before, SIGBUS_PRELUDE, code), path=str(tmp_path / "f.bin"), page=PAGE, **kwargs)
+
+
+def run_strace(trace, argv, *options, timeout=60):
+    """Runs `argv` under ``strace -f -o trace`` with `options`; skips the test
+    where strace is missing or cannot trace, and fails it if `argv` fails."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("needs strace")
+    proc = subprocess.run(
+        [strace, "-f", *options, "-o", str(trace), *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0 and "ptrace" in proc.stderr:
+        pytest.skip("strace cannot trace here: " + proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+# ---- the benchmark, run small -----------------------------------------------
+
+# The smallest settings `iommap bench` takes, for tests of its shape (never
+# of its speed): a 2 MiB file, a few hundred operations, two repeats.
+BENCH_TINY = [
+    "--size",
+    "2M",
+    "--hot",
+    "256K",
+    "--small-sizes",
+    "64,4K",
+    "--ops",
+    "300",
+    "--repeats",
+    "2",
+    "--no-progress",
+]
+
+
+# ---- the command line, as a user runs it ------------------------------------
+
+# The `iommap` script installed beside this interpreter, or `python -m
+# iommap` where there is none (a run from the source tree).
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "iommap")
+COMMAND = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "iommap"]
+
+
+def run_iommap(*args, timeout=60, **kwargs):
+    """Runs ``iommap ARGS...``: a CompletedProcess with text output, captured
+    unless `kwargs` say otherwise; the timeout scales with
+    IOMMAP_TEST_SLOWDOWN."""
+    kwargs.setdefault("capture_output", True)
+    return subprocess.run([*COMMAND, *args], text=True, timeout=timeout * SLOWDOWN, **kwargs)
+
+
+def interrupted(argv, *, after=1.0, timeout=60):
+    """Starts `argv`, sends it SIGINT (Ctrl-C) `after` seconds later, and
+    waits for it to exit: (returncode, stdout, stderr), the output as bytes.
+    A child still running `timeout` seconds after the signal is killed.
+    Both times scale with IOMMAP_TEST_SLOWDOWN."""
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(after * SLOWDOWN)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=timeout * SLOWDOWN)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return child.returncode, out, err
+
+
+def random_file(path, size):
+    """A file of `size` random bytes at `path`, written to disk so that its
+    pages are clean (evict can drop them all); returns `path`."""
+    with open(path, "wb") as f:
+        f.write(os.urandom(size))
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def resident_pages(path):
+    """How many pages of the file at `path` are in memory now."""
+    with iommap.open(path, "read") as m:
+        return m.resident() // PAGE

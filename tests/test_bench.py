@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import BENCH_TINY
 
 from iommap._toolkit import Progress
 from iommap.benchmarks import main
@@ -25,24 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KiB = 1024
 MiB = 1024 * KiB
 
-TINY = [
-    "--quick",
-    "--size",
-    "2M",
-    "--hot",
-    "256K",
-    "--small-sizes",
-    "64,4K",
-    "--large-sizes",
-    "64K,1M",
-    "--ops",
-    "300",
-    "--repeats",
-    "2",
-    "--large-bytes",
-    "2M",
-    "--no-progress",
-]
+TINY = ["--quick", *BENCH_TINY, "--large-sizes", "64K,1M", "--large-bytes", "2M"]
 OPTIONAL = {"numpy_memmap", "numpy_copyto", "pyarrow_read_at", "iommap_gather_numpy", "numpy_fancy"}
 
 
@@ -69,7 +53,7 @@ def test_json_has_every_group_and_row(tiny_run):
     assert set(doc) == {"meta", "groups", "warnings", "workloads", "interpreters"}
     expected = build_groups(2 * MiB, 256 * KiB, [64, 4 * KiB], [64 * KiB, MiB], 2)
     assert [g["id"] for g in doc["groups"]] == [g.id for g in expected]
-    for group, want in zip(doc["groups"], expected):
+    for group, want in zip(doc["groups"], expected, strict=True):
         assert {
             "id",
             "title",
@@ -188,19 +172,19 @@ def test_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bad_arguments_are_refused_before_running(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "args, why",
+    [
+        (["--size", "1M", "--large-sizes", "64M"], "larger than the file"),
+        # A size the workloads cannot read as words.
+        (["--size", "1000001", "--only", "workloads"], "multiple of 8"),
+    ],
+)
+def test_bad_arguments_are_refused_before_running(tmp_path, capsys, args, why):
     with pytest.raises(SystemExit) as exc:
-        main(["--size", "1M", "--large-sizes", "64M", "--dir", str(tmp_path)])
+        main([*args, "--dir", str(tmp_path)])
     assert exc.value.code == 2
-    assert "larger than the file" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_size_the_workloads_cannot_read_as_words_is_refused(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--size", "1000001", "--only", "workloads", "--dir", str(tmp_path)])
-    assert exc.value.code == 2
-    assert "multiple of 8" in capsys.readouterr().err
+    assert why in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -227,9 +211,9 @@ def test_workloads_run_every_case_and_their_results_agree(tiny_run):
     _status, doc, _text, _tmp = tiny_run
     expected = build_cases(2 * MiB, 300, 2)
     assert [c["id"] for c in doc["workloads"]] == [c.id for c in expected]
-    for case, want in zip(doc["workloads"], expected):
+    for case, want in zip(doc["workloads"], expected, strict=True):
         assert [r["id"] for r in case["rows"]] == [w.id for w in want.ways]
-        for row, way in zip(case["rows"], want.ways):
+        for row, way in zip(case["rows"], want.ways, strict=True):
             # The check before timing found every way's result equal to the others'.
             assert row["error"] is None, (case["id"], row)
             if row["skipped"]:

@@ -12,21 +12,9 @@ import json
 import subprocess
 import sys
 
-TINY = [
-    "--size",
-    "2M",
-    "--hot",
-    "256K",
-    "--small-sizes",
-    "64,4K",
-    "--ops",
-    "300",
-    "--repeats",
-    "2",
-    "--no-progress",
-    "--only",
-    "interpreters",
-]
+from helpers import BENCH_TINY
+
+TINY = [*BENCH_TINY, "--only", "interpreters"]
 WAYS = {"1 sub-interpreter", "2 sub-interpreters", "1 thread", "2 threads"}
 
 

@@ -4,7 +4,7 @@ A pwrite list whose sublists are shared (a DAG: 31 list objects that expand
 to 2**30 pieces) is measured without expanding the shared parts: too long
 for the mapping is out_of_bounds at once, more pieces than memory could
 ever hold is badarg.  Each heavy case runs in a child with a memory limit
-and a timeout, so the old behaviour (minutes of work, then MemoryError)
+and a timeout, so expanding the input (minutes of work, then MemoryError)
 fails the test instead of stalling the suite."""
 
 import pytest

@@ -12,24 +12,27 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SLOWDOWN, needs_real_mlock, whole_file_fits
+from helpers import (
+    COMMAND,
+    PAGE,
+    SLOWDOWN,
+    interrupted,
+    need_root,
+    needs_real_mlock,
+    random_file,
+    resident_pages,
+    run_iommap,
+    whole_file_fits,
+)
 
 import iommap
 from iommap import pagecache
 
-PAGE = pagecache.PAGE_SIZE
-SCRIPT = Path(sys.executable).with_name("iommap")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "iommap"]
-
-
-def run(*args: str, cwd: Path | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    kwargs.setdefault("capture_output", True)
-    return subprocess.run([*COMMAND, *args], cwd=cwd, text=True, timeout=60 * SLOWDOWN, **kwargs)
+run = run_iommap
 
 
 def run_json(*args: str, cwd: Path | None = None, status: int = 0) -> dict[str, Any]:
@@ -39,18 +42,6 @@ def run_json(*args: str, cwd: Path | None = None, status: int = 0) -> dict[str, 
     return doc
 
 
-def make_file(path: Path, size: int) -> Path:
-    with open(path, "wb") as f:
-        f.write(os.urandom(size))
-        os.fsync(f.fileno())
-    return path
-
-
-def resident_pages(path: Path) -> int:
-    with iommap.open(path, "read") as m:
-        return m.resident() // PAGE
-
-
 def cache_can_drop(path: Path) -> bool:
     """Whether this file system lets pages be dropped (tmpfs cannot)."""
     return pagecache.memory_filesystem(path) is None and hasattr(os, "posix_fadvise")
@@ -58,7 +49,7 @@ def cache_can_drop(path: Path) -> bool:
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    return make_file(tmp_path / "data.bin", 40 * PAGE + 123)
+    return random_file(tmp_path / "data.bin", 40 * PAGE + 123)
 
 
 # ---- help, version, usage ------------------------------------------------------
@@ -168,7 +159,7 @@ def test_info_verbose_map_after_warm_shows_every_page(data: Path) -> None:
 
 
 def test_info_verbose_map_of_a_partly_resident_file(tmp_path: Path) -> None:
-    path = make_file(tmp_path / "big.bin", 256 * PAGE)
+    path = random_file(tmp_path / "big.bin", 256 * PAGE)
     if not cache_can_drop(path):
         pytest.skip("this file system keeps pages in memory (tmpfs?)")
     run("evict", str(path))
@@ -220,7 +211,7 @@ def _drop_dac_capabilities() -> None:
 
 
 def test_permission_denied_is_reported_per_file(data: Path, tmp_path: Path) -> None:
-    secret = make_file(tmp_path / "secret.bin", PAGE)
+    secret = random_file(tmp_path / "secret.bin", PAGE)
     secret.chmod(0)
     kwargs: dict[str, Any] = {}
     if os.geteuid() == 0:
@@ -251,9 +242,8 @@ def _drop_owner_capabilities() -> None:
 def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> None:
     # mincore(2) says "all resident" for a file the caller neither owns nor may
     # write, and cachestat(2) refuses; the CLI must not print that as a fact.
-    if os.geteuid() != 0:
-        pytest.skip("needs a file owned by another user: run as root")
-    path = make_file(tmp_path / "theirs.bin", 8 * PAGE)
+    need_root("needs a file owned by another user: run as root")
+    path = random_file(tmp_path / "theirs.bin", 8 * PAGE)
     os.chown(path, 65534, 65534)  # nobody
     path.chmod(0o444)
     tmp_path.chmod(0o755)
@@ -284,7 +274,7 @@ def test_residency_linux_hides_is_unknown_not_100_percent(tmp_path: Path) -> Non
 def test_a_closed_pipe_exits_141_without_a_word(tmp_path: Path) -> None:
     # More output than stdout's buffer (128 KiB from Python 3.14) and the
     # pipe's together, so that writes go on after the reader is gone.
-    paths = [str(make_file(tmp_path / f"f{i}", PAGE)) for i in range(3000)]
+    paths = [str(random_file(tmp_path / f"f{i}", PAGE)) for i in range(3000)]
     reader = subprocess.Popen(
         [*COMMAND, "info", "-r", *paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -321,7 +311,7 @@ def test_a_closed_stdout_is_a_message_and_exit_1(data: Path) -> None:
 
 
 def test_a_name_the_output_cannot_encode_is_escaped(tmp_path: Path) -> None:
-    path = make_file(tmp_path / "caf\u00e9.bin", PAGE)
+    path = random_file(tmp_path / "caf\u00e9.bin", PAGE)
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}
     result = run("info", "-o", "SIZE,FILE", str(path), env=env)
     assert result.returncode == 0, result.stderr
@@ -376,7 +366,7 @@ def test_evict_then_warm(data: Path) -> None:
 
 
 def _dirty_file(path: Path, pages: int) -> Path:
-    make_file(path, pages * PAGE)
+    random_file(path, pages * PAGE)
     with open(path, "r+b") as f:
         os.fsync(f.fileno())
         f.seek(0)
@@ -495,18 +485,9 @@ def test_ctrl_c_during_warm_prints_what_was_done_and_exits_130(tmp_path: Path) -
     for i in range(4):
         with open(tree / f"f{i}.bin", "wb") as f:
             f.truncate(1 << 30)  # sparse: warming reads zeros, no disk
-    child = subprocess.Popen(
-        [*COMMAND, "warm", "--json", str(tree)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        time.sleep(1.0 * SLOWDOWN)  # inside the first gigabyte by now
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=60 * SLOWDOWN)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 130, err
+    # One second in, it is inside the first gigabyte.
+    returncode, out, err = interrupted([*COMMAND, "warm", "--json", str(tree)], after=1.0)
+    assert returncode == 130, err
     doc = json.loads(out)
     assert doc["interrupted"] is True and len(doc["files"]) < 4
     assert doc["totals"]["files"] == len(doc["files"])
@@ -600,20 +581,10 @@ def test_ctrl_c_in_the_middle_of_a_1_tib_file_answers(tmp_path: Path) -> None:
         "import sys; from iommap import pagecache; pagecache._cachestat_missing = True; "
         "from iommap.__main__ import main; sys.exit(main(sys.argv[1:]))"
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", code, "info", "--json", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    returncode, out, err = interrupted(
+        [sys.executable, "-c", code, "info", "--json", str(path)], after=1.0, timeout=30
     )
-    try:
-        time.sleep(1.0 * SLOWDOWN)
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=30 * SLOWDOWN)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 130, err
+    assert returncode == 130, err
     doc = json.loads(out)
     assert doc["interrupted"] is True and doc["files"] == []
     assert f"interrupted at {path}".encode() in err

@@ -16,14 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SLOWDOWN, check_peers, needs_peer, needs_real_mlock
+from helpers import (
+    COMMAND,
+    PAGE,
+    SLOWDOWN,
+    check_peers,
+    need_root,
+    needs_peer,
+    needs_real_mlock,
+    run_iommap,
+)
 
 from iommap import pagecache
 
-PAGE = pagecache.PAGE_SIZE
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = Path(sys.executable).with_name("iommap")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "iommap"]
 VMTOUCH = shutil.which("vmtouch")
 FINCORE = shutil.which("fincore")
 needs_vmtouch = needs_peer("vmtouch")
@@ -36,9 +42,7 @@ def _peers_present() -> None:
     check_peers("vmtouch", "fincore")
 
 
-def run(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    kwargs.setdefault("capture_output", True)
-    return subprocess.run([*COMMAND, *args], text=True, timeout=60 * SLOWDOWN, **kwargs)
+run = run_iommap
 
 
 def info_json(*args: str, status: int = 0, **kwargs: Any) -> dict[str, Any]:
@@ -234,10 +238,8 @@ def test_follow_symlinks(tree: Path, tmp_path: Path) -> None:
         assert vmtouch_totals("-f", str(tree))["Files"] == "6"  # vmtouch: nlink 1 twice
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None, reason="mounts a tmpfs: needs root"
-)
 def test_one_file_system(tree: Path) -> None:
+    need_root("mounts a tmpfs: needs root", "unshare")
     mount = tree / "sub" / "mnt"
     mount.mkdir()
     # In a mount namespace of its own: the mount is gone with the process.

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from helpers import SLOWDOWN, check_peers, needs_peer
+from helpers import check_peers, needs_peer, run_iommap
 
-SCRIPT = Path(sys.executable).with_name("iommap")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "iommap"]
 SMALL = ["--files", "30", "--size", "1M", "--repeats", "1", "--no-progress"]
 
 
 def bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(
-        [*COMMAND, "bench-cli", *SMALL, "--dir", str(tmp_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=600 * SLOWDOWN,
-        env=env,
-    )
+    done = run_iommap("bench-cli", *SMALL, "--dir", str(tmp_path), *args, timeout=600, env=env)
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.iterdir()) == [] or all(p.suffix == ".json" for p in tmp_path.iterdir())
     return done.stdout

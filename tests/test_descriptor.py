@@ -1,5 +1,6 @@
 """open() given a file descriptor or a file object, and m.fileno()."""
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -184,30 +185,33 @@ def test_mode_must_agree_with_the_descriptor(tmp_path, flags, mode, private, siz
         os.close(fd)
 
 
+@contextlib.contextmanager
+def file_descriptor(tmp_path, content, flags):
+    """(path, descriptor) of a new file holding `content`, opened with
+    `flags`; the descriptor is closed on exit."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(content)
+    fd = os.open(path, flags)
+    try:
+        yield path, fd
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("option", ["create", "truncate"])
 def test_create_and_truncate_need_a_path(tmp_path, option):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"keep")
-    fd = os.open(path, os.O_RDWR)
-    try:
+    with file_descriptor(tmp_path, b"keep", os.O_RDWR) as (path, fd):
         with pytest.raises(iommap.BadArgumentValueError) as ei:
             iommap.open(fd, **{option: True})
         assert_error(ei, ValueError, "badarg")
         assert read_file(path) == b"keep"
-    finally:
-        os.close(fd)
 
 
 def test_size_extends_a_short_descriptor_file(tmp_path):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"ab")
-    fd = os.open(path, os.O_RDWR)
-    try:
+    with file_descriptor(tmp_path, b"ab", os.O_RDWR) as (path, fd):
         with iommap.open(fd, size=PAGE) as m:
             assert len(m) == PAGE and m.pread(0, 3) == b"ab\0"
         assert os.path.getsize(path) == PAGE
-    finally:
-        os.close(fd)
 
 
 def test_bad_descriptors(tmp_path):
@@ -229,16 +233,11 @@ def test_bad_descriptors(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="no O_PATH on this platform")
 @pytest.mark.parametrize("mode", ["read", "write", "read_write"])
 def test_o_path_descriptor_is_named(tmp_path, mode):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"data")
-    fd = os.open(path, os.O_PATH)
-    try:
+    with file_descriptor(tmp_path, b"data", os.O_PATH) as (_path, fd):
         with pytest.raises(iommap.Error) as ei:
             iommap.open(fd, mode)
         assert_error(ei, OSError, "ebadf", errno.EBADF)
         assert "O_PATH" in str(ei.value)
-    finally:
-        os.close(fd)
 
 
 def test_socket_descriptor_is_refused_naming_it():

@@ -1,4 +1,5 @@
-"""Every code block of README.md and docs/*.md runs, so the docs cannot rot.
+"""Every code block of README.md, CONTRIBUTING.md and docs/*.md runs, so the
+docs cannot rot.
 
 Each Markdown file becomes one script, run in a fresh directory as a user
 would run it: its ```python blocks verbatim and in order (so a guide can
@@ -11,6 +12,7 @@ docs goes unchecked.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import mmap
 import os
@@ -24,7 +26,7 @@ import pytest
 import iommap
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 RUNNABLE = {"python", "console"}
 FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
@@ -176,3 +178,38 @@ def test_public_callables_have_help(name: str, obj: object) -> None:
     assert len(doc) > 20, f"{name} needs a docstring for help()"
     if inspect.isroutine(obj):
         inspect.signature(obj)  # a parseable text signature, not just prose
+
+
+def stub_docstrings() -> dict[str, str]:
+    """The docstrings of _core.pyi's functions and MappedFile's methods, by name."""
+    tree = ast.parse((ROOT / "src" / "iommap" / "_core.pyi").read_text())
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "MappedFile":
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and ast.get_docstring(item):
+                    found[f"MappedFile.{item.name}"] = ast.get_docstring(item) or ""
+        elif isinstance(node, ast.FunctionDef) and ast.get_docstring(node):
+            found[f"iommap.{node.name}"] = ast.get_docstring(node) or ""
+    return found
+
+
+def summary(doc: str) -> str:
+    """The first paragraph, on one line, without Markdown's backquotes."""
+    return " ".join(doc.split("\n\n")[0].replace("`", "").split())
+
+
+@pytest.mark.parametrize(
+    "name, obj",
+    [
+        pytest.param(name, obj, id=name)
+        for name, obj in public_callables()
+        if inspect.isroutine(obj)
+    ],
+)
+def test_api_page_and_help_agree(name: str, obj: object) -> None:
+    """docs/api.md is built from the stubs' docstrings, help() shows the C
+    core's: each call's summary is the same in both."""
+    stubs = stub_docstrings()
+    assert name in stubs, f"{name} has no docstring in _core.pyi, so no entry on the API page"
+    assert summary(stubs[name]) == summary(inspect.getdoc(obj) or "")

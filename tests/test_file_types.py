@@ -2,20 +2,20 @@
 file, or a block device at its real size.  Everything else is an
 iommap.Error naming the file type, before anything is mapped.
 
-Opening a FIFO used to wait forever for a writer, so each of these runs in a
-child process with a timeout: a hang is a test failure, not a stuck suite."""
+Opening a FIFO can wait forever for a writer if done wrong, so each of these
+runs in a child process with a timeout: a hang is a test failure, not a
+stuck suite."""
 
 import errno
 import os
 import random
-import shutil
 import socket
 import stat
 import subprocess
 import sys
 
 import pytest
-from helpers import PAGE, fd_count, needs_linux, pattern, read_file, run_ok
+from helpers import PAGE, fd_count, loop_device, needs_linux, pattern, read_file, run_ok
 
 import iommap
 
@@ -166,26 +166,16 @@ IMAGE = random.Random(3).randbytes(IMAGE_SIZE)
 
 
 @pytest.fixture
-def loop_device(tmp_path):
+def block_device(tmp_path):
     """A loop device over a 4 MiB image holding a pattern (root only)."""
-    if os.geteuid() != 0 or shutil.which("losetup") is None:
-        pytest.skip("needs root and losetup")
     image = tmp_path / "disk.img"
     image.write_bytes(IMAGE)
-    done = subprocess.run(
-        ["losetup", "--find", "--show", str(image)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip("cannot make a loop device: " + done.stderr.strip())
-    device = done.stdout.strip()
-    try:
+    with loop_device(image) as device:
         yield device, image
-    finally:
-        subprocess.run(["losetup", "-d", device], check=False)
 
 
-def test_block_device_is_mapped_at_its_real_size(loop_device):
-    device, image = loop_device
+def test_block_device_is_mapped_at_its_real_size(block_device):
+    device, image = block_device
     assert stat.S_ISBLK(os.stat(device).st_mode) and os.stat(device).st_size == 0
     before = fd_count()
     with iommap.open(device, "read") as m:
@@ -197,8 +187,8 @@ def test_block_device_is_mapped_at_its_real_size(loop_device):
     assert fd_count() == before
 
 
-def test_block_device_writes_reach_the_device(loop_device):
-    device, image = loop_device
+def test_block_device_writes_reach_the_device(block_device):
+    device, image = block_device
     with iommap.open(device) as m:
         m.pwrite(PAGE + 7, b"through the device")
         m.sync()
@@ -209,10 +199,10 @@ def test_block_device_writes_reach_the_device(loop_device):
     assert read_file(image)[PAGE + 7 : PAGE + 25] == b"through the device"
 
 
-def test_block_device_cannot_be_resized(loop_device):
+def test_block_device_cannot_be_resized(block_device):
     # A device's size is the device's: truncate and size= past it are
     # refused by the OS, and nothing changes.
-    device, image = loop_device
+    device, image = block_device
     with iommap.open(device) as m:
         with pytest.raises(iommap.SystemCallError):
             m.truncate(IMAGE_SIZE * 2)

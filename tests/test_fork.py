@@ -8,9 +8,10 @@ or hangs fails the test (the subprocess has a timeout).
 
 from helpers import run_child
 
-# Runs `body` in a forked child of the subprocess and returns its exit
-# status to the parent, which fails unless it is 0.  The child never returns
-# into the caller: it leaves with os._exit.
+# in_child runs `body` in a forked child of the subprocess and returns its
+# exit status to the parent, which fails unless it is 0; start_child forks
+# one that runs beside the parent.  A child never returns into the caller:
+# it leaves with os._exit.
 PRELUDE = """
 import os, sys, threading, time
 import iommap
@@ -46,6 +47,19 @@ def in_child(body, timeout=20.0):
     if code != 0:
         sys.exit("forked child failed: %d" % code)
 
+# Forks a child that runs body() while the caller goes on; returns its pid.
+# The child exits 0, or 1 after printing what body raised.
+def start_child(body):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            body()
+            os._exit(0)
+        except BaseException:
+            import traceback; traceback.print_exc()
+            os._exit(1)
+    return pid
+
 path = sys.argv[1]
 """
 
@@ -72,14 +86,7 @@ def child():
     m.sync()
     os.write(w2, b"x")
 
-pid = os.fork()
-if pid == 0:
-    try:
-        child()
-        os._exit(0)
-    except BaseException:
-        import traceback; traceback.print_exc()
-        os._exit(1)
+pid = start_child(child)
 m.pwrite(100, b"after")
 os.write(w1, b"x")
 os.read(r2, 1)
@@ -118,14 +125,7 @@ def child():
     assert m.pread(100, 6) == b"FFFFFF", m.pread(100, 6)
     m.close()
 
-pid = os.fork()
-if pid == 0:
-    try:
-        child()
-        os._exit(0)
-    except BaseException:
-        import traceback; traceback.print_exc()
-        os._exit(1)
+pid = start_child(child)
 os.read(r2, 1)
 m.pwrite(100, b"parent")
 os.write(w1, b"x")
@@ -159,12 +159,7 @@ def child():
     assert len(m) == 8192
     m.close()
 
-pid = os.fork()
-if pid == 0:
-    try:
-        child(); os._exit(0)
-    except BaseException:
-        import traceback; traceback.print_exc(); os._exit(1)
+pid = start_child(child)
 m.close()
 os.write(w, b"x")
 _, status = os.waitpid(pid, 0)

@@ -9,24 +9,16 @@ import contextlib
 import errno
 import os
 import random
-import shutil
 import subprocess
 import tempfile
 
 import pytest
-from helpers import PAGE, _under_asan, fd_count, read_file, run_ok
+from helpers import PAGE, _under_asan, fd_count, need_root, read_file, run_ok
 
 import iommap
 
 MiB = 1 << 20
-
-
-def _need_root(*tools):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a file system")
-    for tool in tools:
-        if shutil.which(tool) is None:
-            pytest.skip("needs " + tool)
+MOUNT_NEEDS_ROOT = "needs root to mount a file system"
 
 
 @contextlib.contextmanager
@@ -46,7 +38,7 @@ def _mounted(*mount_args):
 @pytest.fixture
 def small_ext4(tmp_path):
     """An 8 MiB ext4 file system on a loop device, mounted; yields its root."""
-    _need_root("mkfs.ext4", "mount", "losetup")
+    need_root(MOUNT_NEEDS_ROOT, "mkfs.ext4", "mount", "losetup")
     image = tmp_path / "ext4.img"
     with open(image, "wb") as f:
         f.truncate(8 * MiB)
@@ -60,7 +52,7 @@ def small_ext4(tmp_path):
 @pytest.fixture
 def tiny_tmpfs():
     """A 2 MiB tmpfs, mounted; yields its root."""
-    _need_root("mount")
+    need_root(MOUNT_NEEDS_ROOT, "mount")
     with _mounted("-t", "tmpfs", "-o", "size=2m", "tmpfs") as point:
         yield point
 
@@ -90,13 +82,19 @@ def _enospc(excinfo):
     assert exc.reason in ("enospc", "efbig") and exc.errno in (errno.ENOSPC, errno.EFBIG), exc
 
 
-def test_failed_truncate_restores_the_file(full_fs):
+def _filled(full_fs, seed):
+    """A 1 MiB file of random bytes on `full_fs`, on disk: (path, content,
+    the file system's free bytes then)."""
     path = os.path.join(full_fs, "f.bin")
-    content = random.Random(0).randbytes(MiB)
+    content = random.Random(seed).randbytes(MiB)
     with open(path, "wb") as f:
         f.write(content)
     os.sync()
-    free = _free(full_fs)
+    return path, content, _free(full_fs)
+
+
+def test_failed_truncate_restores_the_file(full_fs):
+    path, content, free = _filled(full_fs, 0)
     with iommap.open(path) as m:
         with pytest.raises(iommap.Error) as ei:
             m.truncate(64 * MiB)
@@ -112,12 +110,7 @@ def test_failed_truncate_restores_the_file(full_fs):
 
 @pytest.mark.parametrize("truncate", [False, True])
 def test_failed_open_with_size_restores_the_file(full_fs, truncate):
-    path = os.path.join(full_fs, "f.bin")
-    content = random.Random(1).randbytes(MiB)
-    with open(path, "wb") as f:
-        f.write(content)
-    os.sync()
-    free = _free(full_fs)
+    path, content, free = _filled(full_fs, 1)
     fds = fd_count()
     with pytest.raises(iommap.Error) as ei:
         iommap.open(path, truncate=truncate, size=64 * MiB)
@@ -147,10 +140,16 @@ def test_open_truncate_size_that_fits_empties_and_grows(full_fs):
         assert len(m) == MiB // 2 and m.pread(0, MiB // 2) == bytes(MiB // 2)
 
 
-def test_rlimit_fsize_refuses_every_grow_and_changes_nothing(tmp_path):
+def _mib_file(tmp_path, seed):
+    """A 1 MiB file of random bytes in tmp_path; returns its path, a str."""
     path = str(tmp_path / "f.bin")
     with open(path, "wb") as f:
-        f.write(random.Random(2).randbytes(MiB))
+        f.write(random.Random(seed).randbytes(MiB))
+    return path
+
+
+def test_rlimit_fsize_refuses_every_grow_and_changes_nothing(tmp_path):
+    path = _mib_file(tmp_path, 2)
     run_ok(
         """
         import errno, os, resource, signal, iommap
@@ -190,9 +189,7 @@ def test_rlimit_fsize_refuses_every_grow_and_changes_nothing(tmp_path):
 def test_grow_whose_mapping_fails_restores_the_file(tmp_path):
     # The file grows first, then the new size is mapped: when mmap fails
     # (here no address space left under RLIMIT_AS), the grow is undone.
-    path = str(tmp_path / "f.bin")
-    with open(path, "wb") as f:
-        f.write(random.Random(3).randbytes(MiB))
+    path = _mib_file(tmp_path, 3)
     run_ok(
         """
         import errno, os, resource, iommap

@@ -11,6 +11,8 @@ from helpers import (
     assert_error,
     fd_count,
     mappings_of,
+    need_not_root,
+    need_root,
     needs_linux,
     needs_real_mlock,
     pattern,
@@ -248,21 +250,22 @@ def test_size_reserves_disk_space(make_file, fallocate_works):
     assert st.st_blocks * 512 >= size
 
 
-@pytest.mark.parametrize("size", [-1, -(2**70)])
-def test_negative_size_is_bad_value(make_file, size):
+@pytest.mark.parametrize(
+    "size, cls, builtin",
+    [
+        # A negative size is a bad value, a size of the wrong type a bad type.
+        (-1, iommap.BadArgumentValueError, ValueError),
+        (-(2**70), iommap.BadArgumentValueError, ValueError),
+        ("10", iommap.BadArgumentTypeError, TypeError),
+        (10.0, iommap.BadArgumentTypeError, TypeError),
+        (b"1", iommap.BadArgumentTypeError, TypeError),
+    ],
+)
+def test_bad_size_is_badarg_and_leaves_the_file(make_file, size, cls, builtin):
     path = make_file(b"abc")
-    with pytest.raises(iommap.BadArgumentValueError) as ei:
+    with pytest.raises(cls) as ei:
         iommap.open(path, size=size)
-    assert_error(ei, ValueError, "badarg")
-    assert read_file(path) == b"abc"
-
-
-@pytest.mark.parametrize("size", ["10", 10.0, b"1"])
-def test_size_of_wrong_type_is_bad_type(make_file, size):
-    path = make_file(b"abc")
-    with pytest.raises(iommap.BadArgumentTypeError) as ei:
-        iommap.open(path, size=size)
-    assert_error(ei, TypeError, "badarg")
+    assert_error(ei, builtin, "badarg")
     assert read_file(path) == b"abc"
 
 
@@ -411,13 +414,8 @@ def test_directory_read_is_an_os_error_and_leaks_nothing(tmp_path):
     assert fd_count() == before
 
 
-def _require_not_root():
-    if os.geteuid() == 0:
-        pytest.skip("root bypasses file permissions")
-
-
 def test_permission_denied_is_eacces(make_file):
-    _require_not_root()
+    need_not_root("root bypasses file permissions")
     path = make_file(b"secret")
     os.chmod(path, 0)
     with pytest.raises(PermissionError) as ei:
@@ -426,7 +424,7 @@ def test_permission_denied_is_eacces(make_file):
 
 
 def test_read_only_file_refuses_read_write_but_opens_read(make_file):
-    _require_not_root()
+    need_not_root("root bypasses file permissions")
     path = make_file(b"ro")
     os.chmod(path, 0o444)
     with pytest.raises(PermissionError) as ei:
@@ -441,8 +439,7 @@ def test_read_only_file_refuses_read_write_but_opens_read(make_file):
 def test_permission_denied_after_dropping_root(world_dir):
     # Root bypasses permissions, so when the suite runs as root the check
     # runs in a child that gives up root after importing iommap.
-    if os.geteuid() != 0:
-        pytest.skip("covered by test_permission_denied_is_eacces")
+    need_root("covered by test_permission_denied_is_eacces")
     path = os.path.join(world_dir, "secret.bin")
     with open(path, "wb") as f:
         f.write(b"secret")

@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import whole_file_fits
+from helpers import PAGE, whole_file_fits
 
 import iommap
 from iommap import pagecache
-
-PAGE = pagecache.PAGE_SIZE
 
 
 def make_file(path: Path, size: int, *, sync: bool = True) -> Path:

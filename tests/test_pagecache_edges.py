@@ -18,22 +18,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SLOWDOWN, needs_real_mlock, whole_file_fits
+from helpers import (
+    COMMAND,
+    PAGE,
+    SLOWDOWN,
+    needs_real_mlock,
+    random_file,
+    resident_pages,
+    run_iommap,
+    whole_file_fits,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import iommap
 from iommap import pagecache
 
-PAGE = pagecache.PAGE_SIZE
-SCRIPT = Path(sys.executable).with_name("iommap")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "iommap"]
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 
 
 def run(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    kwargs.setdefault("capture_output", True)
-    return subprocess.run([*COMMAND, *args], text=True, timeout=120 * SLOWDOWN, **kwargs)
+    return run_iommap(*args, timeout=120, **kwargs)
 
 
 def run_json(*args: str, status: int = 0) -> dict[str, Any]:
@@ -42,19 +47,6 @@ def run_json(*args: str, status: int = 0) -> dict[str, Any]:
     assert "Traceback" not in done.stderr, done.stderr
     doc: dict[str, Any] = json.loads(done.stdout)
     return doc
-
-
-def write(path: Path, size: int) -> Path:
-    with open(path, "wb") as f:
-        f.write(os.urandom(size))
-        f.flush()
-        os.fsync(f.fileno())
-    return path
-
-
-def resident(path: Path) -> int:
-    with iommap.open(path, "read") as m:
-        return m.resident() // PAGE
 
 
 def droppable(path: Path) -> Path:
@@ -80,7 +72,7 @@ def locked_kib(pid: int) -> int:
 
 @pytest.fixture
 def big(tmp_path: Path) -> Path:
-    return droppable(write(tmp_path / "big.bin", 1024 * PAGE))
+    return droppable(random_file(tmp_path / "big.bin", 1024 * PAGE))
 
 
 def test_info_counts_only_the_range(big: Path) -> None:
@@ -97,10 +89,10 @@ def test_info_counts_only_the_range(big: Path) -> None:
 
 def test_warm_reads_only_the_range(big: Path) -> None:
     pagecache.evict(big)
-    assert resident(big) == 0
+    assert resident_pages(big) == 0
     (f,) = run_json("warm", "-p", f"{8 * PAGE}-{16 * PAGE}", str(big))["files"]
     assert (f["total_pages"], f["resident_pages_before"], f["resident_pages"]) == (8, 0, 8)
-    assert resident(big) == 8
+    assert resident_pages(big) == 8
     assert pagecache.residency(big, offset=0, length=8 * PAGE).resident_pages == 0
 
 
@@ -113,7 +105,7 @@ def test_evict_drops_only_the_range(big: Path) -> None:
     pagecache.warm(big)
     (f,) = run_json("evict", "-p", f"{half}-", str(big))["files"]
     assert (f["offset"], f["total_pages"], f["resident_pages"]) == (half, 512, 0)
-    assert resident(big) == 512  # the first half stays
+    assert resident_pages(big) == 512  # the first half stays
 
 
 @linux_only
@@ -145,7 +137,7 @@ def test_lock_locks_only_the_range(big: Path, tmp_path: Path, daemon: bool) -> N
             assert child.wait(30 * SLOWDOWN) == 0
             assert int(pidfile.read_text()) == pid
         assert locked_kib(pid) * 1024 == 2 * PAGE
-        assert resident(big) == 2  # locking brought in the range only
+        assert resident_pages(big) == 2  # locking brought in the range only
     finally:
         if pid is not None and pid != child.pid:
             os.kill(pid, signal.SIGTERM)
@@ -161,7 +153,7 @@ def test_lock_function_takes_a_range(big: Path) -> None:
         (f,) = locked.files
         assert (f.offset, f.length, f.resident_pages) == (PAGE, 3 * PAGE, 3)
         assert locked.locked_bytes == 3 * PAGE
-        assert resident(big) == 3
+        assert resident_pages(big) == 3
 
 
 # ---- ranges: empty, past the end, straddling ------------------------------------------
@@ -174,13 +166,13 @@ def test_lock_function_takes_a_range(big: Path) -> None:
 def test_a_range_with_no_byte_of_the_file_counts_nothing(
     tmp_path: Path, offset: int, length: int | None
 ) -> None:
-    path = write(tmp_path / "f.bin", 3 * PAGE)
+    path = random_file(tmp_path / "f.bin", 3 * PAGE)
     r = pagecache.residency(path, offset=offset, length=length)
     assert (r.length, r.total_pages, r.resident_pages, r.resident_bytes) == (0, 0, 0, 0)
 
 
 def test_info_of_a_range_past_the_end_counts_nothing(tmp_path: Path) -> None:
-    path = write(tmp_path / "f.bin", 3 * PAGE)
+    path = random_file(tmp_path / "f.bin", 3 * PAGE)
     (f,) = run_json("info", "-p", "1G-1G", str(path))["files"]
     assert (f["length"], f["total_pages"], f["resident_pages"]) == (0, 0, 0)
     (f,) = run_json("info", "-p", "1G-", str(path))["files"]
@@ -244,7 +236,7 @@ def test_both_counting_paths_agree_on_every_range(
 
 @pytest.mark.parametrize("bad", [-1, -(2**70)])
 def test_negative_numbers_are_the_librarys_badarg(tmp_path: Path, bad: int) -> None:
-    path = write(tmp_path / "f.bin", PAGE)
+    path = random_file(tmp_path / "f.bin", PAGE)
     for call in (
         lambda: pagecache.residency(path, offset=bad),
         lambda: pagecache.residency(path, length=bad),
@@ -257,7 +249,7 @@ def test_negative_numbers_are_the_librarys_badarg(tmp_path: Path, bad: int) -> N
 
 
 def test_numbers_of_the_wrong_type_are_the_librarys_badarg(tmp_path: Path) -> None:
-    path = write(tmp_path / "f.bin", PAGE)
+    path = random_file(tmp_path / "f.bin", PAGE)
     for bad in (1.5, "1", None):
         with pytest.raises(iommap.BadArgumentTypeError):
             pagecache.residency(path, offset=bad)  # type: ignore[arg-type]
@@ -388,7 +380,7 @@ def test_verbose_json_of_a_huge_sparse_file_is_bounded_by_resident_pages(
 def test_evict_starts_the_write_back_of_dirty_pages(tmp_path: Path) -> None:
     if not pagecache.cachestat_available():
         pytest.skip("the dirty and writeback counts need cachestat(2)")
-    path = droppable(write(tmp_path / "dirty.bin", 256 * PAGE))
+    path = droppable(random_file(tmp_path / "dirty.bin", 256 * PAGE))
     with open(path, "r+b") as f:
         f.write(b"d" * (256 * PAGE))  # dirty, not synced
     before = pagecache.residency(path)
@@ -489,7 +481,7 @@ def _remove_deep(parent: Path, name: str) -> None:
 
 @pytest.mark.parametrize("mode", ["foreground", "json", "daemon"])
 def test_lock_with_a_pidfile_that_cannot_be_written(tmp_path: Path, mode: str) -> None:
-    path = write(tmp_path / "f.bin", 4 * PAGE)
+    path = random_file(tmp_path / "f.bin", 4 * PAGE)
     pidfile = tmp_path / "no" / "such" / "dir" / "x.pid"
     args = ["lock", "-P", str(pidfile), str(path)]
     if mode == "json":
@@ -553,7 +545,7 @@ def test_pseudo_files_met_in_a_tree_are_left_out_as_fifos_are() -> None:
 
 
 def test_a_path_with_a_nul_byte_is_an_error_not_a_traceback(tmp_path: Path) -> None:
-    good = write(tmp_path / "good", PAGE)
+    good = random_file(tmp_path / "good", PAGE)
     done = run("info", "--json", "-b", "-", input=f"a\0b\n{good}\n")
     no_traceback(done)
     assert done.returncode == 1
@@ -587,6 +579,6 @@ def test_a_closed_stdin_list_is_a_message(tmp_path: Path) -> None:
 
 
 def test_lock_offers_no_summary_option_it_would_ignore(tmp_path: Path) -> None:
-    path = write(tmp_path / "f", PAGE)
+    path = random_file(tmp_path / "f", PAGE)
     done = run("lock", "-s", str(path))
     assert done.returncode == 2 and "unrecognized arguments: -s" in done.stderr

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import PAGE, assert_error, needs_real_mlock, pattern, read_file, run_ok
+from helpers import PAGE, assert_error, loop_device, needs_real_mlock, pattern, read_file, run_ok
 
 import iommap
 
@@ -210,20 +210,11 @@ def test_remap_while_readers_run(tmp_path):
 def test_remap_of_a_block_device_keeps_the_device_size(tmp_path):
     # A block device's st_size is 0: remap() asks the device for its size,
     # as open() does, and a window of it follows the same rule.
-    import shutil
     import stat
 
-    if os.geteuid() != 0 or shutil.which("losetup") is None:
-        pytest.skip("needs root and losetup")
     image = tmp_path / "disk.img"
     image.write_bytes(pattern(1 << 20))
-    done = subprocess.run(
-        ["losetup", "--find", "--show", str(image)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip("cannot make a loop device: " + done.stderr.strip())
-    device = done.stdout.strip()
-    try:
+    with loop_device(image) as device:
         assert stat.S_ISBLK(os.stat(device).st_mode)
         with iommap.open(device, "read") as m:
             assert m.remap() == 1 << 20
@@ -231,5 +222,3 @@ def test_remap_of_a_block_device_keeps_the_device_size(tmp_path):
         with iommap.open(device, "read", offset=PAGE + 1) as w:
             assert w.remap() == (1 << 20) - PAGE - 1
             assert w[:4] == pattern(1 << 20)[PAGE + 1 : PAGE + 5]
-    finally:
-        subprocess.run(["losetup", "-d", device], check=False)

@@ -4,11 +4,10 @@ import os
 import time
 
 import pytest
-from helpers import mappings_of, needs_linux
+from helpers import PAGE, mappings_of, needs_linux
 
 import iommap
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 PAGES = 64
 
 

@@ -9,6 +9,11 @@ faulthandler report, the same count of faults the other library recovered,
 the same Python handler calls.  In the run with iommap, every fault inside an
 iommap copy must be a SigbusError.
 
+Then single arrangements, each in its own child: a fault that is not
+iommap's (a stdlib mapping, the caller's own buffer, kill(2)) still kills
+or reaches the handler installed before, and faulthandler, enabled before
+or after import, before or after open(), gets what is not iommap's.
+
 Every case runs in a subprocess with a timeout: a death or a hang is a
 failure of the test, not of the run.
 """
@@ -19,7 +24,7 @@ import signal
 import subprocess
 
 import pytest
-from helpers import run_ok, run_py
+from helpers import run_ok, run_py, sigbus_child, sigbus_child_rc, wrong_fault_address
 
 NATIVE = os.path.join(os.path.dirname(__file__), "native", "sigbus_peer.c")
 FATAL = "Fatal Python error: Bus error"
@@ -183,7 +188,7 @@ def peer_lib(tmp_path_factory):
     return str(out)
 
 
-def run_child(tmp_path, peer_lib, steps, ending, with_iommap, env=None, timeout=60):
+def run_arrangement(tmp_path, peer_lib, steps, ending, with_iommap, env=None, timeout=60):
     directory = tmp_path / ("with" if with_iommap else "without")
     directory.mkdir(exist_ok=True)
     return run_py(
@@ -214,8 +219,8 @@ def guarded_count(out):
 
 
 def compare(tmp_path, peer_lib, steps, ending):
-    without = run_child(tmp_path, peer_lib, steps, ending, False)
-    with_ = run_child(tmp_path, peer_lib, steps, ending, True)
+    without = run_arrangement(tmp_path, peer_lib, steps, ending, False)
+    with_ = run_arrangement(tmp_path, peer_lib, steps, ending, True)
     assert outcome(*with_) == outcome(*without), (
         "with iommap: rc=%r\n%s\n%s\nwithout: rc=%r\n%s\n%s" % (with_ + without)
     )
@@ -283,7 +288,7 @@ def hangs(tmp_path, peer_lib, steps, ending, with_iommap, marker, seconds=3):
     """Whether the child, having printed `marker`, is still running after
     `seconds` (scaled by IOMMAP_TEST_SLOWDOWN)."""
     try:
-        run_child(tmp_path, peer_lib, steps, ending, with_iommap, timeout=seconds)
+        run_arrangement(tmp_path, peer_lib, steps, ending, with_iommap, timeout=seconds)
     except pytest.fail.Exception as e:
         if "still running" in str(e):
             assert marker in str(e), str(e)  # it got as far as the loop
@@ -356,7 +361,7 @@ def test_faulthandler_enabled_after_the_last_rearm_point(tmp_path, peer_lib):
     # faulthandler is in front: it sees the first guarded fault, prints its
     # report, uninstalls itself and re-raises; iommap recovers.  faulthandler
     # then stays uninstalled: the next real crash kills without a report.
-    rc, out, err = run_child(tmp_path, peer_lib, ["import", "open", "fh!"], "fault", True)
+    rc, out, err = run_arrangement(tmp_path, peer_lib, ["import", "open", "fh!"], "fault", True)
     assert guarded_count(out) == expected_guarded(["import", "open", "fh!"], "fault"), out
     assert rc == -signal.SIGBUS, (rc, out, err)
     assert err.count(FATAL) == 1 and "in guarded_fault" in err, err
@@ -372,10 +377,10 @@ def test_faulthandler_enabled_after_the_last_rearm_point(tmp_path, peer_lib):
 def test_default_action_restored_after_the_last_rearm_point(tmp_path, peer_lib, steps):
     # Restoring SIG_DFL takes iommap's handler out with the one it replaces:
     # the first small guarded fault kills, as any SIGBUS would.
-    rc, out, err = run_child(tmp_path, peer_lib, steps, "kill", True)
+    rc, out, err = run_arrangement(tmp_path, peer_lib, steps, "kill", True)
     assert rc == -signal.SIGBUS and "GUARDED" not in out, (rc, out, err)
     # A large copy first re-arms: then it is a SigbusError like any other.
-    rc, out, err = run_child(tmp_path, peer_lib, steps + ["large"], "kill", True)
+    rc, out, err = run_arrangement(tmp_path, peer_lib, steps + ["large"], "kill", True)
     assert guarded_count(out) == expected_guarded(steps + ["large"], "kill"), (rc, out, err)
     assert rc == -signal.SIGBUS, (rc, out, err)
 
@@ -432,23 +437,19 @@ def test_pthread_kill_during_a_guarded_copy_reaches_the_other_handler(tmp_path, 
 def test_any_call_that_releases_the_gil_rearms(tmp_path, peer_lib):
     # A pwrite of many small pieces is one large copy: it re-arms too, so a
     # Python handler installed after open() does not see its fault.
-    out, err = run_ok(
+    sigbus_child(
         """
-        import os, signal, mmap
-        import iommap
-        page = mmap.PAGESIZE
-        with open(PATH, "wb") as f:
-            f.write(b"x" * 64 * page)
-        m = iommap.open(PATH)
-        os.truncate(PATH, page)
+        make(path, 64)
+        m = iommap.open(path)
+        os.truncate(path, page)
         signal.signal(signal.SIGBUS, lambda signum, frame: None)
         try:
             m.pwrite(0, [b"p" * 1000] * 100)   # 100 KB, the fault past page 1
         except iommap.SigbusError:
             print("OK")
         """,
+        tmp_path,
         timeout=30,
-        PATH=str(tmp_path / "f.bin"),
     )
 
 
@@ -456,15 +457,12 @@ def test_many_displacements_keep_the_chain(tmp_path):
     # Each re-arm over a new handler takes a fresh entry point; past the last
     # one, the last is reused with a new link.  Either way guarded faults
     # stay SigbusErrors and other signals reach the newest handler.
-    run_ok(
+    sigbus_child(
         """
-        import os, signal, mmap, time
-        import iommap
-        page = mmap.PAGESIZE
-        with open(PATH, "wb") as f:
-            f.write(b"x" * 4 * page)
-        m = iommap.open(PATH)
-        os.truncate(PATH, page)
+        import time
+        make(path, 4)
+        m = iommap.open(path)
+        os.truncate(path, page)
         hits = []
         for i in range(100):
             signal.signal(signal.SIGBUS, lambda signum, frame, i=i: hits.append(i))
@@ -484,5 +482,220 @@ def test_many_displacements_keep_the_chain(tmp_path):
         assert hits == list(range(9, 100, 10)), hits
         print("OK")
         """,
-        PATH=str(tmp_path / "f.bin"),
+        tmp_path,
     )
+
+
+# ==== the chain, seen from single arrangements ===========================
+#
+# A shrunk file under an iommap handle, and one SIGBUS that is not iommap's.
+
+# ---- faults outside iommap go where they went before ---------------------
+
+# A stdlib mmap (no guard) of another file, `mm`, shrunk under it.
+SHRUNK_STDLIB_MMAP = """
+        import ctypes, mmap
+        other = path + ".other"
+        with open(other, "wb") as f:
+            f.write(b"x" * 2 * page)
+        fd = os.open(other, os.O_RDWR)
+        mm = mmap.mmap(fd, 2 * page)
+        os.truncate(other, 0)
+"""
+
+UNRELATED = {
+    # A real fault: a stdlib mmap (no guard) of a file that shrank.
+    "stdlib-mmap": SHRUNK_STDLIB_MMAP
+    + """
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+        ctypes.string_at(address + page, 1)
+    """,
+    # A real fault during an iommap copy, but in the caller's buffer (a
+    # stdlib mmap of another file that shrank), not in iommap's pages: not
+    # iommap's to recover.
+    "foreign-buffer": SHRUNK_STDLIB_MMAP
+    + """
+        m.readinto(0, memoryview(mm)[:page])
+    """,
+    # A signal sent by kill(2): no faulting address at all.
+    "kill": """
+        os.kill(os.getpid(), signal.SIGBUS)
+        import time
+        time.sleep(5)
+    """,
+}
+
+
+def killed_after_surviving(tmp_path, head, unrelated):
+    """Runs `head` (which survives a guarded fault), then the `unrelated`
+    SIGBUS: the child must have printed SURVIVED, and then died of SIGBUS
+    before it could print NOT KILLED.  Returns its stderr."""
+    code = head + '\n        print("SURVIVED", flush=True)\n' + unrelated
+    code += '\n        print("NOT KILLED", flush=True)\n'
+    rc, out, err = sigbus_child_rc(code, tmp_path)
+    assert "SURVIVED" in out and "NOT KILLED" not in out, (rc, out, err)
+    assert rc == -signal.SIGBUS, (rc, out, err)
+    return err
+
+
+SURVIVE = """
+        make(path, 3)
+        m = iommap.open(path)
+        os.truncate(path, page)
+        expect_sigbus(lambda: m.pread(2 * page, 1))
+"""
+
+
+@wrong_fault_address
+@pytest.mark.parametrize("kind", list(UNRELATED))
+def test_unrelated_sigbus_still_kills(tmp_path, kind):
+    killed_after_surviving(tmp_path, SURVIVE, UNRELATED[kind])
+
+
+def test_unrelated_fault_while_another_thread_is_in_a_guarded_copy(tmp_path):
+    # The guard is per thread: a fault on the main thread must not be taken
+    # for the guarded copy running on another.
+    code = """
+        make(path, 64)
+        m = iommap.open(path)
+        stop = False
+        def reader():
+            while not stop:
+                m.pread(0, 64 * page)
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        import time
+        time.sleep(0.05)
+    """
+    killed_after_surviving(tmp_path, code, UNRELATED["stdlib-mmap"])
+
+
+@wrong_fault_address
+def test_python_handler_installed_before_import_is_chained(tmp_path):
+    # A handler installed before iommap (here Python's own, for a kill(2)
+    # signal) still gets the signals that are not iommap's; guarded faults
+    # never reach it.
+    sigbus_child(
+        SURVIVE
+        + """
+        expect_sigbus(lambda: m.pwrite(2 * page, b"x"))
+        assert hits == [], hits
+        os.kill(os.getpid(), signal.SIGBUS)
+        for _ in range(100):
+            if hits:
+                break
+            time.sleep(0.01)
+        assert hits == [signal.SIGBUS], hits
+        print("OK")
+        """,
+        tmp_path,
+        before="""
+        import os, signal, time
+        hits = []
+        signal.signal(signal.SIGBUS, lambda signum, frame: hits.append(signum))
+        """,
+    )
+
+
+@wrong_fault_address
+def test_ignored_sigbus_stays_ignored(tmp_path):
+    # SIG_IGN was "the handler installed before": a kill(2) SIGBUS is ignored.
+    sigbus_child(
+        SURVIVE
+        + """
+        os.kill(os.getpid(), signal.SIGBUS)
+        import time; time.sleep(0.1)
+        print("OK")
+        """,
+        tmp_path,
+        before="""
+        import signal
+        signal.signal(signal.SIGBUS, signal.SIG_IGN)
+        """,
+    )
+
+
+# ---- faulthandler --------------------------------------------------------
+
+
+@wrong_fault_address
+def test_open_after_faulthandler_puts_iommap_in_front(tmp_path):
+    # faulthandler.enable() after import, then iommap.open: iommap's handler
+    # is in front again, so guarded faults never reach faulthandler.
+    out, err = sigbus_child(
+        """
+        faulthandler.enable()
+        make(path, 3)
+        m = iommap.open(path)
+        os.truncate(path, page)
+        for _ in range(3):
+            expect_sigbus(lambda: m.pread(2 * page, 1))
+            expect_sigbus(lambda: m.readinto(2 * page, bytearray(4)))
+            expect_sigbus(lambda: m.pwrite(2 * page, b"x"))
+        print("OK")
+        """,
+        tmp_path,
+    )
+    assert FATAL not in err, err
+
+
+@wrong_fault_address
+@pytest.mark.parametrize("kind", list(UNRELATED))
+def test_unrelated_fault_still_reaches_faulthandler(tmp_path, kind):
+    head = "\n        faulthandler.enable()" + SURVIVE
+    err = killed_after_surviving(tmp_path, head, UNRELATED[kind])
+    assert FATAL in err, err
+
+
+@wrong_fault_address
+def test_guarded_fault_recovered_with_faulthandler_in_front(tmp_path):
+    # faulthandler enabled after the last iommap.open stays in front: it sees
+    # the fault first, dumps, and re-raises; iommap recognises the re-raised
+    # signal on a thread inside a guarded copy and recovers all the same.
+    out, err = sigbus_child(
+        """
+        make(path, 32)
+        m = iommap.open(path)
+        faulthandler.enable()
+        os.truncate(path, page)
+        expect_sigbus(lambda: m.pread(2 * page, 1))
+        expect_sigbus(lambda: m.pread(0, 32 * page))          # without the GIL
+        expect_sigbus(lambda: m.readinto(0, bytearray(32 * page)))
+        expect_sigbus(lambda: m.pwrite(2 * page, b"x"))
+        assert m.pread(0, 8) == content(8)
+        print("OK")
+        """,
+        tmp_path,
+    )
+    # The set-up really put faulthandler in front: it reported the fault.
+    assert FATAL in err, err
+
+
+def test_faulthandler_in_front_then_unrelated_fault_kills(tmp_path):
+    head = """
+        make(path, 3)
+        m = iommap.open(path)
+        faulthandler.enable()
+        os.truncate(path, page)
+        expect_sigbus(lambda: m.pread(2 * page, 1))
+    """
+    killed_after_surviving(tmp_path, head, UNRELATED["stdlib-mmap"])
+
+
+@wrong_fault_address
+def test_faulthandler_enabled_before_import(tmp_path):
+    # python -X faulthandler: faulthandler was there first; iommap goes in
+    # front of it and chains to it.
+    out, err = sigbus_child(
+        """
+        assert faulthandler.is_enabled()
+        make(path, 3)
+        m = iommap.open(path)
+        os.truncate(path, page)
+        expect_sigbus(lambda: m.pread(2 * page, 1))
+        print("OK")
+        """,
+        tmp_path,
+        env={"PYTHONFAULTHANDLER": "1"},
+    )
+    assert FATAL not in err, err

@@ -29,12 +29,12 @@ import shutil
 import tempfile
 
 import hypothesis.strategies as st
+from helpers import PAGE
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import iommap
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 MAX_SIZE = 3 * PAGE + 100
 
 EXAMPLES = int(os.environ.get("IOMMAP_STATEFUL_EXAMPLES", "500"))
@@ -302,22 +302,31 @@ class TwoHandles(RuleBasedStateMachine):
             expected = iommap.OutOfBoundsError
         self.call(expected, h.m.pread, offset, length)
 
-    @rule(data=st.data())
-    def gather(self, data):
+    def _draw_batch(self, data):
+        """A handle, and the offsets and length of a gather or scatter on it."""
         h = self.pick(data)
         length = data.draw(st.integers(0, PAGE + 8), label="length")
         count = data.draw(st.integers(0, 4), label="count")
         offsets = [self.draw_range(data, h, length)[0] for _ in range(count)]
+        return h, offsets, length
+
+    def _batch_error(self, h, refusing_mode, offsets, length):
+        """What a batch call on `h` must raise (None: it must succeed);
+        a handle of `refusing_mode` refuses it."""
         if h.closed:
-            expected = iommap.ClosedError
-        elif h.mode == "write":
-            expected = PermissionError
-        elif any(o + length > h.size for o in offsets):
-            expected = iommap.OutOfBoundsError
-        elif any(self.model.faults(o, length) for o in offsets):
-            expected = iommap.SigbusError
-        else:
-            expected = None
+            return iommap.ClosedError
+        if h.mode == refusing_mode:
+            return PermissionError
+        if any(o + length > h.size for o in offsets):
+            return iommap.OutOfBoundsError
+        if any(self.model.faults(o, length) for o in offsets):
+            return iommap.SigbusError
+        return None
+
+    @rule(data=st.data())
+    def gather(self, data):
+        h, offsets, length = self._draw_batch(data)
+        expected = self._batch_error(h, "write", offsets, length)
         _, got = self.call(expected, h.m.gather, offsets, length)
         if expected is None:
             assert len(got) == len(offsets) * length
@@ -356,23 +365,11 @@ class TwoHandles(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def scatter(self, data):
-        h = self.pick(data)
-        length = data.draw(st.integers(0, PAGE + 8), label="length")
-        count = data.draw(st.integers(0, 4), label="count")
-        offsets = [self.draw_range(data, h, length)[0] for _ in range(count)]
+        h, offsets, length = self._draw_batch(data)
         payload = data.draw(
             st.binary(min_size=len(offsets) * length, max_size=len(offsets) * length)
         )
-        if h.closed:
-            expected = iommap.ClosedError
-        elif h.mode == "read":
-            expected = PermissionError
-        elif any(o + length > h.size for o in offsets):
-            expected = iommap.OutOfBoundsError
-        elif any(self.model.faults(o, length) for o in offsets):
-            expected = iommap.SigbusError
-        else:
-            expected = None
+        expected = self._batch_error(h, "read", offsets, length)
         self.call(expected, h.m.scatter, offsets, length, payload)
         if expected is None:
             for i, o in enumerate(offsets):

@@ -7,53 +7,41 @@ write-back (MS_ASYNC) and waits for nothing."""
 
 import os
 import re
-import shutil
-import subprocess
 import sys
 import textwrap
 
 import pytest
-from helpers import PAGE
+from helpers import PAGE, run_strace
 
 import iommap
 
 TRACED = "msync,fsync,fdatasync,openat,getppid"
 
 
+# The traced script's start: `d` is its directory, `mark()` a marker call,
+# and existing_file() makes `path`, an 8 KiB file, before the part traced.
+SCRIPT_HEAD = """import os, sys, iommap
+d = sys.argv[1]
+mark = os.getppid
+path = os.path.join(d, "f.bin")
+
+def existing_file():
+    open(path, "wb").write(b"x" * 8192)
+"""
+
+
 def _trace(tmp_path, body):
     """Runs `body` under strace; returns the traced calls between each pair of
     os.getppid() markers (`mark()` in the body), as lists of
     (call, first argument with its path, rest)."""
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.skip("needs strace")
     script = tmp_path / "script.py"
-    script.write_text(
-        "import os, sys, iommap\nd = sys.argv[1]\nmark = os.getppid\n" + textwrap.dedent(body)
-    )
+    script.write_text(SCRIPT_HEAD + textwrap.dedent(body))
     work = tmp_path / "work"
     work.mkdir()
     out = tmp_path / "trace.txt"
-    proc = subprocess.run(
-        [
-            strace,
-            "-f",
-            "-y",
-            "-e",
-            "trace=" + TRACED,
-            "-o",
-            str(out),
-            sys.executable,
-            str(script),
-            str(work),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run_strace(
+        out, [sys.executable, str(script), str(work)], "-y", "-e", "trace=" + TRACED, timeout=120
     )
-    if proc.returncode != 0 and "ptrace" in proc.stderr:
-        pytest.skip("strace cannot trace here: " + proc.stderr.strip())
-    assert proc.returncode == 0, proc.stderr
     sections, current = [], None
     for line in out.read_text().splitlines():
         found = re.match(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)", line)
@@ -95,8 +83,7 @@ def test_steady_state_sync_is_one_msync(tmp_path):
     sections, work = _trace(
         tmp_path,
         """
-        path = os.path.join(d, "f.bin")
-        open(path, "wb").write(b"x" * 8192)
+        existing_file()
         with iommap.open(path) as m:
             m.pwrite(0, b"abc")
             mark(); m.sync(); mark()
@@ -112,8 +99,7 @@ def test_sync_of_an_empty_mapping_makes_the_size_durable(tmp_path):
     sections, work = _trace(
         tmp_path,
         """
-        path = os.path.join(d, "f.bin")
-        open(path, "wb").write(b"x" * 8192)
+        existing_file()
         with iommap.open(path) as m:
             m.truncate(0)
             mark(); m.sync(); mark()
@@ -131,8 +117,7 @@ def test_sync_after_a_size_change_makes_data_then_size_durable(tmp_path, new_siz
     sections, work = _trace(
         tmp_path,
         """
-        path = os.path.join(d, "f.bin")
-        open(path, "wb").write(b"x" * 8192)
+        existing_file()
         with iommap.open(path) as m:
             m.truncate(%d)
             m.pwrite(0, b"new")
@@ -150,8 +135,7 @@ def test_first_sync_after_open_changed_the_size(tmp_path, options):
     sections, work = _trace(
         tmp_path,
         """
-        path = os.path.join(d, "f.bin")
-        open(path, "wb").write(b"x" * 8192)
+        existing_file()
         with iommap.open(path, %s) as m:
             mark(); m.sync(); mark()
             mark(); m.sync(); mark()
@@ -218,8 +202,7 @@ def test_private_and_read_handles_sync_what_they_changed(tmp_path):
     sections, work = _trace(
         tmp_path,
         """
-        path = os.path.join(d, "f.bin")
-        open(path, "wb").write(b"x" * 8192)
+        existing_file()
         with iommap.open(path, "read") as m:
             mark(); m.sync(); mark()
         with iommap.open(path, private=True) as m:

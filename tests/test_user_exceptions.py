@@ -41,13 +41,17 @@ def _unchanged(exc, call):
     assert ei.value is exc, repr(ei.value)
 
 
-# ---- __fspath__ ---------------------------------------------------------------
+class Raising:
+    """Raises `exc` from the one special method each subclass defines."""
 
-
-class RaisingPath:
     def __init__(self, exc):
         self.exc = exc
 
+
+# ---- __fspath__ ---------------------------------------------------------------
+
+
+class RaisingPath(Raising):
     def __fspath__(self):
         raise self.exc
 
@@ -72,10 +76,7 @@ def test_fspath_returning_a_wrong_type_is_badarg():
 # ---- __index__ ------------------------------------------------------------------
 
 
-class RaisingIndex:
-    def __init__(self, exc):
-        self.exc = exc
-
+class RaisingIndex(Raising):
     def __index__(self):
         raise self.exc
 
@@ -128,10 +129,7 @@ class RaisingSequence:
         return 0
 
 
-class RaisingIterable:
-    def __init__(self, exc):
-        self.exc = exc
-
+class RaisingIterable(Raising):
     def __iter__(self):
         raise self.exc
 
@@ -166,10 +164,7 @@ needs_buffer_protocol = pytest.mark.skipif(
 )
 
 
-class RaisingBuffer:
-    def __init__(self, exc):
-        self.exc = exc
-
+class RaisingBuffer(Raising):
     def __buffer__(self, flags):
         raise self.exc
 

@@ -1,16 +1,14 @@
 """m.view(): zero-copy memoryviews that outlive close() and truncate()."""
 
 import gc
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from helpers import PAGE
 
 import iommap
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def mapped_regions(path):

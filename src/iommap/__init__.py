@@ -5,7 +5,8 @@ thread safety, resize with remapping, kernel hints, and SIGBUS protection.
         m.pwrite(0, b"hello")
         assert m.pread(0, 5) == b"hello"
 
-See README.md for the whole reference.
+The reference is docs/api.md, built from the docstrings of this package and
+of its stubs (_core.pyi).
 """
 
 from ._core import MappedFile, open, rearm_guard

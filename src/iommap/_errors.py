@@ -13,7 +13,41 @@ import errno as _errno
 
 
 class Error(Exception):
-    """Base class of every exception iommap raises; ``reason`` names the failure."""
+    """Base class of every exception iommap raises; ``reason`` names the failure.
+
+    Each is also an instance of the built-in exception you would catch for it:
+
+    - `"badarg"`, a wrong type: `BadArgumentTypeError`, a `TypeError`.
+    - `"badarg"`, a wrong value (unknown mode, hint or sync mode; a negative
+      offset, length or size; nesting too deep; more pieces or offsets than
+      memory could hold): `BadArgumentValueError`, a `ValueError`.
+    - `"closed"`, any method but `close` on a closed handle, `len()`, `with`:
+      `ClosedError`, a `ValueError`.
+    - `"out_of_bounds"`, the range passes the end of the mapping:
+      `OutOfBoundsError`, an `IndexError`.
+    - `"sigbus"`, the pages behind the range vanished (the file shrank, an I/O
+      error): `SigbusError`, an `OSError` with `errno.EFAULT`.
+    - `"enoent"`, `"eacces"`, `"enospc"`, ...: a system call failed (or the
+      handle's mode refuses the call: `"eacces"`); the reason is the lowercase
+      errno name. A `SystemCallError` subclass, an `OSError` with `.errno`, and
+      the matching subclass (`FileNotFoundError`, `PermissionError`, ...).
+
+    Messages name the operation and the system call: `open: open() failed: No
+    such file or directory: 'x.bin'`. Errors Python raises before iommap runs (a
+    wrong number of arguments, pickling a handle) are plain `TypeError`s.
+
+    **Your exceptions are yours.** An exception raised by your code that iommap
+    calls (`__fspath__`, `__index__`, an iterator or sequence given as offsets,
+    `__len__`, a buffer exporter's `__buffer__`), `KeyboardInterrupt` included,
+    comes out of iommap unchanged. `badarg` is only what iommap decides: a wrong
+    type or value. Refusals of the built-in exporters (a released `memoryview`,
+    a closed `mmap`) are `badarg`.
+
+    Every iommap exception pickles and unpickles to the same class with the same
+    `reason`, `errno`, `strerror`, `filename` and message, so a failing
+    `multiprocessing` or `ProcessPoolExecutor` worker gives its parent the error
+    it raised.
+    """
 
     reason: str = "error"
 

@@ -41,7 +41,7 @@ from ._errors import BadArgumentTypeError, BadArgumentValueError, Error
 # typing only for the type checker: `iommap info` starts faster without it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Final, NamedTuple, Union
+    from typing import Any, Final, NamedTuple
 else:
     from ._named import NamedTuple
 
@@ -335,7 +335,7 @@ def _counted(given: str | bytes, t: _CacheStat, before: int | None = None) -> Fi
 
 
 if TYPE_CHECKING:
-    _Counted = tuple[Union[_CacheStat, None], int, Union[int, None]]
+    _Counted = tuple[_CacheStat | None, int, int | None]
 
 
 def _count(path: PathLike, offset: int, length: int | None, follow: bool = True) -> _Counted:
@@ -864,7 +864,7 @@ class Walk:
         """What the walk has counted so far (a snapshot)."""
         c = self._counts
         if self._walker is not None:
-            c = [a + b for a, b in zip(c, self._walker.totals())]
+            c = [a + b for a, b in zip(c, self._walker.totals(), strict=False)]
         seconds = round(time.monotonic() - self._started, 6)
         return Totals(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], seconds)
 

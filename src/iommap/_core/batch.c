@@ -1,6 +1,6 @@
-/* Batch copies: MappedFile.gather and .scatter Every
- * range is checked before the first byte moves, under one lock acquisition,
- * and the copy runs in one SIGBUS guard scope. */
+/* Batch copies: MappedFile.gather and .scatter.  Every range is checked
+ * before the first byte moves, under one lock acquisition, and the copy
+ * runs in one SIGBUS guard scope. */
 #include "handle.h"
 #include "inputs.h"
 
@@ -96,6 +96,15 @@ static int batch_total(iommap_handle *h, const char *op, size_t count, uint64_t 
     return 0;
 }
 
+const char iommap_mf_gather_doc[] =
+    "gather($self, /, offsets, length, out=None)\n--\n\n"
+    "Copy `length` bytes from each offset, in order, into one buffer; return it.\n\n"
+    "`offsets` is a sequence of ints or a buffer of 64-bit integers (numpy\n"
+    "int64/uint64, array('q')/array('Q')). `out` is a writable buffer of exactly\n"
+    "len(offsets) * length bytes, or None for a new bytearray. Every range is\n"
+    "checked before the first byte moves: the first bad one fails the call\n"
+    "(OutOfBoundsError, its index in the message) and nothing is copied.";
+
 PyObject *iommap_mf_gather(iommap_handle *h, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"offsets", "length", "out", NULL};
@@ -166,6 +175,13 @@ done:
     PyMem_Free(o.values);
     return result;
 }
+
+const char iommap_mf_scatter_doc[] =
+    "scatter($self, offsets, length, data, /)\n--\n\n"
+    "Write chunk i of `data` at offsets[i], `length` bytes each, in order.\n\n"
+    "`data` holds exactly len(offsets) * length bytes; a later overlapping chunk\n"
+    "wins. Every range is checked before the first byte moves. A 'read' handle\n"
+    "refuses with PermissionError.";
 
 PyObject *iommap_mf_scatter(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {

@@ -1,7 +1,8 @@
-/* Every exception the core raises, built from the classes in iommap._errors.
- * Messages name the operation ("pread: ...") and, for OS errors, the system
- * call that failed. */
-#include "iommap.h"
+/* Every exception the core raises, built from the classes in iommap._errors,
+ * and a handle's locked section's status turned into one of them.  Messages
+ * name the operation ("pread: ...") and, for OS errors, the system call
+ * that failed. */
+#include "handle.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -165,4 +166,51 @@ PyObject *iommap_err_file_type(iommap_state *st, const char *op, const char *kin
     PyObject *msg = PyUnicode_FromFormat(
         "%s: cannot map %s: only regular files and block devices can be mapped", op, kind);
     return raise_os(st, code, msg, filename);
+}
+
+/* ---- a handle's calls: before and after the locked section -------------- */
+
+int iommap_err_unusable(iommap_handle *h, const char *op, int need)
+{
+    if (iommap_is_closing(h)) {
+        iommap_err_closed(IOMMAP_STATE(h), op);
+        return -1;
+    }
+    if ((need & IOMMAP_READ) && !IOMMAP_CAN_READ(h->opts.mode)) {
+        iommap_err_refused(IOMMAP_STATE(h), op, "the handle is write-only");
+        return -1;
+    }
+    if ((need & IOMMAP_WRITE) && !IOMMAP_CAN_WRITE(h->opts.mode)) {
+        iommap_err_refused(IOMMAP_STATE(h), op, "the handle is read-only");
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *iommap_raise_status(iommap_handle *h, const char *op, const iommap_status *s,
+                              uint64_t offset, uint64_t length)
+{
+    return iommap_raise_status_given(h, op, s, NULL, NULL, offset, length);
+}
+
+PyObject *iommap_raise_status_given(iommap_handle *h, const char *op, const iommap_status *s,
+                                    PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
+                                    uint64_t length)
+{
+    iommap_state *st = IOMMAP_STATE(h);
+    switch (s->what) {
+    case IOMMAP_FAIL_CLOSED:
+        return iommap_err_closed(st, op);
+    case IOMMAP_FAIL_OUT_OF_BOUNDS:
+        return iommap_err_out_of_bounds_given(st, op, offset_obj, length_obj, offset, length,
+                                              s->size);
+    case IOMMAP_FAIL_SIGBUS:
+        return iommap_err_sigbus(st, op);
+    case IOMMAP_FAIL_OS:
+        return iommap_err_os(st, op, s->call, s->err, NULL);
+    case IOMMAP_DONE:
+        break;
+    }
+    PyErr_SetString(PyExc_SystemError, "iommap: a status without a failure was raised");
+    return NULL;
 }

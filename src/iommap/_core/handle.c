@@ -1,7 +1,8 @@
 /* The MappedFile type: close and the rest of a handle's lifecycle, and the
  * method table.  open.c makes handles; the methods live by concern in
- * read.c, write.c, resize.c, view.c, batch.c and subscript.c; the locking
- * rules are at the top of handle.h. */
+ * read.c, write.c, resize.c, hints.c, view.c, batch.c and subscript.c, each
+ * with its docstring beside it; the locking rules are at the top of
+ * handle.h. */
 #include "handle.h"
 
 #include <errno.h>
@@ -26,6 +27,10 @@ static Py_ssize_t mapped_size(iommap_handle *h, const char *op)
     return size;
 }
 
+static const char mf_position_doc[] =
+    "position($self, /)\n--\n\n"
+    "Return the current mapped size in bytes; len(self) is the same.";
+
 static PyObject *mf_position(iommap_handle *h, PyObject *Py_UNUSED(ignored))
 {
     Py_ssize_t size = mapped_size(h, "position");
@@ -36,6 +41,13 @@ static Py_ssize_t mf_len(iommap_handle *h)
 {
     return mapped_size(h, "len");
 }
+
+static const char mf_fileno_doc[] =
+    "fileno($self, /)\n--\n\n"
+    "Return the handle's file descriptor, for os.fstat, fcntl locks, os.sendfile.\n\n"
+    "It belongs to the handle (open() duplicates a descriptor it is given) and\n"
+    "is closed by close(): do not close it yourself, and os.dup() it to keep it\n"
+    "longer. ClosedError once the handle is closed.";
 
 /* The handle's own descriptor (a duplicate when open() was given one),
  * valid until close(). */
@@ -72,6 +84,13 @@ static int close_handle(iommap_handle *h)
     return 0;
 }
 
+static const char mf_close_doc[] =
+    "close($self, /)\n--\n\n"
+    "Unmap the file and close its descriptor.\n\n"
+    "Calls in flight on other threads finish first; calls made after it raise\n"
+    "ClosedError. Views stay valid: the pages are unmapped when the last one\n"
+    "goes. Closing a closed handle does nothing.";
+
 static PyObject *mf_close(iommap_handle *h, PyObject *Py_UNUSED(ignored))
 {
     if (close_handle(h) != 0)
@@ -79,12 +98,17 @@ static PyObject *mf_close(iommap_handle *h, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+static const char mf_enter_doc[] =
+    "__enter__($self, /)\n--\n\nReturn the handle; ClosedError if it is closed.";
+
 static PyObject *mf_enter(iommap_handle *h, PyObject *Py_UNUSED(ignored))
 {
     if (iommap_is_closing(h))
         return iommap_err_closed(IOMMAP_STATE(h), "__enter__");
     return Py_NewRef(h);
 }
+
+static const char mf_exit_doc[] = "__exit__($self, /, *exc_info)\n--\n\nClose the handle.";
 
 static PyObject *mf_exit(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -186,119 +210,33 @@ static void mf_dealloc(iommap_handle *h)
 }
 
 static PyMethodDef mf_methods[] = {
-    {"pread", (PyCFunction)(void (*)(void))iommap_mf_pread, METH_FASTCALL,
-     "pread($self, offset, length, /)\n--\n\n"
-     "Return a copy of `length` bytes of the file at `offset`, as bytes.\n\n"
-     "The range must lie inside the mapping (offset + length <= len(self)), else\n"
-     "OutOfBoundsError, an IndexError; pread(len(self), 0) is b''. If the file\n"
-     "shrank under the range: SigbusError, an OSError, and the handle stays usable.\n"
-     "A 'write' handle refuses with PermissionError (reason 'eacces'). Copies of\n"
-     "64 KiB and more release the GIL."},
+    {"pread", (PyCFunction)(void (*)(void))iommap_mf_pread, METH_FASTCALL, iommap_mf_pread_doc},
     {"readinto", (PyCFunction)(void (*)(void))iommap_mf_readinto, METH_FASTCALL,
-     "readinto($self, offset, buffer, /)\n--\n\n"
-     "Fill `buffer` with the file's bytes from `offset`; return how many bytes were\n"
-     "copied: memoryview(buffer).nbytes.\n\n"
-     "`buffer` is any writable C-contiguous buffer (bytearray, memoryview,\n"
-     "array.array, a numpy array); nothing is allocated. Errors as for pread()."},
-    {"pwrite", (PyCFunction)(void (*)(void))iommap_mf_pwrite, METH_FASTCALL,
-     "pwrite($self, offset, data, /)\n--\n\n"
-     "Write `data` into the file at `offset`, as one operation under the lock.\n\n"
-     "`data` is a bytes-like object, or a list or tuple of bytes-like objects and\n"
-     "such lists, nested (no int, no str), written contiguously; nesting deeper\n"
-     "than 100, or a list containing itself, is refused. The range must lie inside\n"
-     "the mapping (OutOfBoundsError; truncate() grows the file). A 'read' handle\n"
-     "refuses with PermissionError. A SigbusError may leave a prefix written."},
+     iommap_mf_readinto_doc},
+    {"pwrite", (PyCFunction)(void (*)(void))iommap_mf_pwrite, METH_FASTCALL, iommap_mf_pwrite_doc},
     {"sync", (PyCFunction)(void (*)(void))iommap_mf_sync, METH_VARARGS | METH_KEYWORDS,
-     "sync($self, /, mode='sync', offset=0, length=0)\n--\n\n"
-     "Flush the range's changes to the file.\n\n"
-     "mode 'sync' returns once the data is on disk (MS_SYNC), and with it the\n"
-     "file's size after any size change (fdatasync) and, the first time, the\n"
-     "directory entry of a file open() created; 'async' schedules the data's\n"
-     "write-back (MS_ASYNC) and waits for nothing. length 0 means to the end of\n"
-     "the file; the range is widened to whole pages. A private mapping has no\n"
-     "data to write."},
+     iommap_mf_sync_doc},
     {"truncate", (PyCFunction)(void (*)(void))iommap_mf_truncate, METH_FASTCALL,
-     "truncate($self, new_size, /)\n--\n\n"
-     "Resize the file to `new_size` bytes and remap it.\n\n"
-     "Data past `new_size` is lost; growing reserves disk space as open(size=)\n"
-     "does. The current size is allowed: it sets the file back to the mapped\n"
-     "size, which restores service after a shrink from outside. Views made before\n"
-     "keep the old mapping. A 'read' handle or a private mapping refuses with\n"
-     "PermissionError (reason 'eacces')."},
+     iommap_mf_truncate_doc},
     {"flush", (PyCFunction)(void (*)(void))iommap_mf_sync, METH_VARARGS | METH_KEYWORDS,
-     "flush($self, /, mode='sync', offset=0, length=0)\n--\n\n"
-     "The same as sync(), for code written against mmap.mmap.\n\n"
-     "mmap's flush(offset, size) is sync(offset=offset, length=size) here."},
-    {"remap", (PyCFunction)iommap_mf_remap, METH_NOARGS,
-     "remap($self, /)\n--\n\n"
-     "Map the file's current size anew, without changing the file; return it.\n\n"
-     "Follows growth by another process (a log being appended to) and restores\n"
-     "service after a shrink from outside: reads past the new end are then\n"
-     "OutOfBoundsError, not SigbusError. A window maps as much of its range as\n"
-     "the file now holds. Views made before keep the old mapping. On a private\n"
-     "mapping the new mapping shows the file as it is: changes made through the\n"
-     "handle stay in the old views only."},
-    {"fileno", (PyCFunction)mf_fileno, METH_NOARGS,
-     "fileno($self, /)\n--\n\n"
-     "Return the handle's file descriptor, for os.fstat, fcntl locks, os.sendfile.\n\n"
-     "It belongs to the handle (open() duplicates a descriptor it is given) and\n"
-     "is closed by close(): do not close it yourself, and os.dup() it to keep it\n"
-     "longer. ClosedError once the handle is closed."},
-    {"advise", (PyCFunction)(void (*)(void))iommap_mf_advise, METH_FASTCALL,
-     "advise($self, offset, length, hint, /)\n--\n\n"
-     "Tell the kernel how the range will be used (madvise).\n\n"
-     "hint is 'normal', 'random', 'sequential', 'willneed', 'dontneed', 'hugepage',\n"
-     "'nohugepage', 'free', 'cold', 'pageout', 'populate_read', 'populate_write',\n"
-     "'dontdump', 'dodump', 'dontfork', 'dofork' or 'remove'; one this platform\n"
-     "lacks is an OSError naming it (ENOTSUP, or EINVAL from an older kernel).\n"
-     "length 0 means to the end of the file; the range is widened to whole pages,\n"
-     "except for 'free' and 'remove', which discard data: they act on the whole\n"
-     "pages inside it only. On a private mapping 'dontneed' never discards this\n"
-     "process's own changes."},
+     iommap_mf_flush_doc},
+    {"remap", (PyCFunction)iommap_mf_remap, METH_NOARGS, iommap_mf_remap_doc},
+    {"fileno", (PyCFunction)mf_fileno, METH_NOARGS, mf_fileno_doc},
+    {"advise", (PyCFunction)(void (*)(void))iommap_mf_advise, METH_FASTCALL, iommap_mf_advise_doc},
     {"view", (PyCFunction)(void (*)(void))iommap_mf_view, METH_VARARGS | METH_KEYWORDS,
-     "view($self, /, offset=0, length=None)\n--\n\n"
-     "Return a memoryview over the mapped pages, without copying; length None\n"
-     "means to the end.\n\n"
-     "Read-only for a 'read' handle, writable otherwise (a private mapping's\n"
-     "writes stay private); a 'write' handle refuses with PermissionError. The\n"
-     "view keeps its mapping alive after close() and truncate(). It is NOT\n"
-     "SIGBUS-protected: touching pages the file no longer has kills the process.\n"
-     "pread(), readinto() and gather() are the safe path."},
+     iommap_mf_view_doc},
     {"gather", (PyCFunction)(void (*)(void))iommap_mf_gather, METH_VARARGS | METH_KEYWORDS,
-     "gather($self, /, offsets, length, out=None)\n--\n\n"
-     "Copy `length` bytes from each offset, in order, into one buffer; return it.\n\n"
-     "`offsets` is a sequence of ints or a buffer of 64-bit integers (numpy\n"
-     "int64/uint64, array('q')/array('Q')). `out` is a writable buffer of exactly\n"
-     "len(offsets) * length bytes, or None for a new bytearray. Every range is\n"
-     "checked before the first byte moves: the first bad one fails the call\n"
-     "(OutOfBoundsError, its index in the message) and nothing is copied."},
+     iommap_mf_gather_doc},
     {"scatter", (PyCFunction)(void (*)(void))iommap_mf_scatter, METH_FASTCALL,
-     "scatter($self, offsets, length, data, /)\n--\n\n"
-     "Write chunk i of `data` at offsets[i], `length` bytes each, in order.\n\n"
-     "`data` holds exactly len(offsets) * length bytes; a later overlapping chunk\n"
-     "wins. Every range is checked before the first byte moves. A 'read' handle\n"
-     "refuses with PermissionError."},
+     iommap_mf_scatter_doc},
     {"resident", (PyCFunction)(void (*)(void))iommap_mf_resident, METH_VARARGS | METH_KEYWORDS,
-     "resident($self, /, offset=0, length=0)\n--\n\n"
-     "Return how many bytes of the pages the range touches are in memory now\n"
-     "(mincore), whole pages counted; length 0 means to the end."},
+     iommap_mf_resident_doc},
     {"residency", (PyCFunction)(void (*)(void))iommap_mf_residency, METH_VARARGS | METH_KEYWORDS,
-     "residency($self, /, offset=0, length=0)\n--\n\n"
-     "Return one byte per page the range touches: 1 resident in memory now, 0 not\n"
-     "(mincore); length 0 means to the end."},
-    {"position", (PyCFunction)mf_position, METH_NOARGS,
-     "position($self, /)\n--\n\n"
-     "Return the current mapped size in bytes; len(self) is the same."},
-    {"close", (PyCFunction)mf_close, METH_NOARGS,
-     "close($self, /)\n--\n\n"
-     "Unmap the file and close its descriptor.\n\n"
-     "Calls in flight on other threads finish first; calls made after it raise\n"
-     "ClosedError. Views stay valid: the pages are unmapped when the last one\n"
-     "goes. Closing a closed handle does nothing."},
-    {"__enter__", (PyCFunction)mf_enter, METH_NOARGS,
-     "__enter__($self, /)\n--\n\nReturn the handle; ClosedError if it is closed."},
-    {"__exit__", (PyCFunction)(void (*)(void))mf_exit, METH_FASTCALL,
-     "__exit__($self, /, *exc_info)\n--\n\nClose the handle."},
+     iommap_mf_residency_doc},
+    {"position", (PyCFunction)mf_position, METH_NOARGS, mf_position_doc},
+    {"close", (PyCFunction)mf_close, METH_NOARGS, mf_close_doc},
+    {"__enter__", (PyCFunction)mf_enter, METH_NOARGS, mf_enter_doc},
+    {"__exit__", (PyCFunction)(void (*)(void))mf_exit, METH_FASTCALL, mf_exit_doc},
     {"__reduce_ex__", (PyCFunction)mf_reduce_ex, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };

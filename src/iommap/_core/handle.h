@@ -61,7 +61,7 @@ typedef struct {
     size_t size;      /* FAIL_OUT_OF_BOUNDS: the mapping size seen */
 } iommap_status;
 
-/* Raises what `s` reports for `op` on [offset, offset + length). */
+/* Raises what `s` reports for `op` on [offset, offset + length) (errors.c). */
 PyObject *iommap_raise_status(iommap_handle *h, const char *op, const iommap_status *s,
                               uint64_t offset, uint64_t length);
 /* The same, an out-of-bounds message naming offset and length as the caller
@@ -226,11 +226,22 @@ int iommap_enter_pages(iommap_handle *h, const iommap_range *r, iommap_status *s
 int iommap_enter_whole_pages(iommap_handle *h, const iommap_range *r, iommap_status *s,
                              char **start, size_t *len);
 
+/* Checks `r` against the mapping under the shared lock and runs `call`
+ * (msync or madvise) over its pages with the GIL released; a NULL `call`
+ * only checks; `inward`: the whole pages inside `r` only.  Raises (naming
+ * offset_obj and length_obj, either may be NULL) and returns NULL on
+ * failure, else None. */
+PyObject *iommap_call_on_range(iommap_handle *h, const char *op, iommap_range r,
+                               PyObject *offset_obj, PyObject *length_obj,
+                               int (*call)(void *, size_t, int), const char *call_name, int arg,
+                               int inward);
+
 /* ---- before the locked section ---------------------------------------- */
 
 /* ClosedError if close() has begun; PermissionError if the handle's mode
  * lacks `need` (IOMMAP_READ, IOMMAP_WRITE, or 0 for neither).  Returns 0,
- * or -1 with the exception set.  Inline: every call makes this check. */
+ * or -1 with the exception set (errors.c raises it).  Inline: every call
+ * makes this check. */
 int iommap_err_unusable(iommap_handle *h, const char *op, int need);
 static inline int iommap_check_usable(iommap_handle *h, const char *op, int need)
 {
@@ -262,21 +273,35 @@ static inline int iommap_offset_arg(iommap_handle *h, const char *op, PyObject *
 
 /* read.c */
 PyObject *iommap_mf_pread(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_pread_doc[];
 PyObject *iommap_mf_readinto(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_readinto_doc[];
 /* write.c */
 PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_pwrite_doc[];
 /* resize.c */
 PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_truncate_doc[];
 PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs);
-PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_sync_doc[];
+extern const char iommap_mf_flush_doc[];
 PyObject *iommap_mf_remap(iommap_handle *h, PyObject *Py_UNUSED(ignored));
+extern const char iommap_mf_remap_doc[];
+/* hints.c */
+PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_advise_doc[];
 /* view.c */
 PyObject *iommap_mf_view(iommap_handle *h, PyObject *args, PyObject *kwargs);
+extern const char iommap_mf_view_doc[];
 PyObject *iommap_mf_resident(iommap_handle *h, PyObject *args, PyObject *kwargs);
+extern const char iommap_mf_resident_doc[];
 PyObject *iommap_mf_residency(iommap_handle *h, PyObject *args, PyObject *kwargs);
+extern const char iommap_mf_residency_doc[];
 /* batch.c */
 PyObject *iommap_mf_gather(iommap_handle *h, PyObject *args, PyObject *kwargs);
+extern const char iommap_mf_gather_doc[];
 PyObject *iommap_mf_scatter(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs);
+extern const char iommap_mf_scatter_doc[];
 /* subscript.c */
 PyObject *iommap_mf_subscript(iommap_handle *h, PyObject *key);
 int iommap_mf_ass_subscript(iommap_handle *h, PyObject *key, PyObject *value);

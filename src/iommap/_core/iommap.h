@@ -6,7 +6,7 @@
  *   handle.c    the MappedFile type: close, lifecycle, method table
  *   read.c      pread, readinto
  *   write.c     pwrite
- *   resize.c    truncate, remap, sync, advise
+ *   resize.c    truncate, remap, sync
  *   view.c      view, resident, residency
  *   batch.c     gather, scatter
  *   walk.c      the Walker type: a directory walk with each file counted,
@@ -14,8 +14,8 @@
  *   pagecache.c file_cache_stat(): a file's page-cache counts by path
  *   descriptor.c  open() given a descriptor or a file object
  *   subscript.c m[i], m[a:b], their assignment, bool(m)
- *   hints.c     advise()'s hints, what each is and needs (hints.h)
- *   lock.c      the handle lock, fork, and how a locked section reports
+ *   hints.c     advise, and its hints: what each is and needs (hints.h)
+ *   lock.c      the handle lock, fork, a system call over a range of pages
  *   handle.h    what the MappedFile files share: layout, locked sections
  *   inputs.c    inputs that run the caller's code or outgrow their length:
  *               buffers, pwrite's nested lists, offsets (inputs.h)
@@ -24,7 +24,8 @@
  *               be mapped, growing with undo, durability (files.h)
  *   mapping.c   the Mapping type: one mmap'ed region, reference counted
  *   guard.c     the SIGBUS guard around raw copies
- *   errors.c    every exception the core raises
+ *   errors.c    every exception the core raises, a locked section's
+ *               status and an unusable handle's included
  *   platform.c  OS-specific calls; platform.h, what each OS has
  */
 #ifndef IOMMAP_H

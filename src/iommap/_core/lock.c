@@ -1,6 +1,7 @@
-/* The handle lock across fork, and how a locked section reports: what
- * handle.h's locked section needs out of line.  The locking rules are at
- * the top of handle.h. */
+/* The handle lock across fork, and the locked section over a range of
+ * pages that sync and advise run their system call in: what handle.h's
+ * locked section needs out of line (errors.c turns what it reports into
+ * exceptions).  The locking rules are at the top of handle.h. */
 #include "handle.h"
 
 /* Fork.  A child gets each handle's lock as it was at the instant of fork:
@@ -74,53 +75,6 @@ void iommap_lock_refresh_after_fork(iommap_handle *h, unsigned generation)
     Py_XDECREF(absent); /* with addr NULL, freeing it unmaps nothing */
 }
 
-/* ---- before and after the locked section ------------------------------ */
-
-int iommap_err_unusable(iommap_handle *h, const char *op, int need)
-{
-    if (iommap_is_closing(h)) {
-        iommap_err_closed(IOMMAP_STATE(h), op);
-        return -1;
-    }
-    if ((need & IOMMAP_READ) && !IOMMAP_CAN_READ(h->opts.mode)) {
-        iommap_err_refused(IOMMAP_STATE(h), op, "the handle is write-only");
-        return -1;
-    }
-    if ((need & IOMMAP_WRITE) && !IOMMAP_CAN_WRITE(h->opts.mode)) {
-        iommap_err_refused(IOMMAP_STATE(h), op, "the handle is read-only");
-        return -1;
-    }
-    return 0;
-}
-
-PyObject *iommap_raise_status(iommap_handle *h, const char *op, const iommap_status *s,
-                              uint64_t offset, uint64_t length)
-{
-    return iommap_raise_status_given(h, op, s, NULL, NULL, offset, length);
-}
-
-PyObject *iommap_raise_status_given(iommap_handle *h, const char *op, const iommap_status *s,
-                                    PyObject *offset_obj, PyObject *length_obj, uint64_t offset,
-                                    uint64_t length)
-{
-    iommap_state *st = IOMMAP_STATE(h);
-    switch (s->what) {
-    case IOMMAP_FAIL_CLOSED:
-        return iommap_err_closed(st, op);
-    case IOMMAP_FAIL_OUT_OF_BOUNDS:
-        return iommap_err_out_of_bounds_given(st, op, offset_obj, length_obj, offset, length,
-                                              s->size);
-    case IOMMAP_FAIL_SIGBUS:
-        return iommap_err_sigbus(st, op);
-    case IOMMAP_FAIL_OS:
-        return iommap_err_os(st, op, s->call, s->err, NULL);
-    case IOMMAP_DONE:
-        break;
-    }
-    PyErr_SetString(PyExc_SystemError, "iommap: a status without a failure was raised");
-    return NULL;
-}
-
 /* The pages [offset, offset + length) touches (length 0: to the end).  The
  * pages are the machine's: a window's mapping may start inside one.  The
  * start moves down to its page; the kernel rounds the end up. */
@@ -179,4 +133,46 @@ int iommap_enter_whole_pages(iommap_handle *h, const iommap_range *r, iommap_sta
                              char **start, size_t *len)
 {
     return enter_aligned(h, r, s, start, len, 1);
+}
+
+/* ---- a system call over a range of pages ------------------------------- */
+
+typedef struct {
+    int (*call)(void *, size_t, int);
+    char *start;
+    size_t len;
+    int arg;
+    int err; /* errno when the call failed */
+} range_call_work;
+
+static int run_range_call(void *arg)
+{
+    range_call_work *w = arg;
+    if (w->call(w->start, w->len, w->arg) == 0)
+        return 0;
+    w->err = errno;
+    return -1;
+}
+
+/* Checks `r` against the mapping under the shared lock and runs `call`
+ * (msync or madvise) over its pages with the GIL released; a NULL `call`
+ * only checks.  Raises and returns NULL on failure, else None. */
+PyObject *iommap_call_on_range(iommap_handle *h, const char *op, iommap_range r,
+                               PyObject *offset_obj, PyObject *length_obj,
+                               int (*call)(void *, size_t, int), const char *call_name, int arg,
+                               int inward)
+{
+    iommap_status s;
+    range_call_work w = {call, NULL, 0, arg, 0};
+    int entered = inward ? iommap_enter_whole_pages(h, &r, &s, &w.start, &w.len)
+                         : iommap_enter_pages(h, &r, &s, &w.start, &w.len);
+    if (entered > 0) {
+        if (call == NULL)
+            iommap_unlock(h);
+        else if (iommap_finish_released(h, IOMMAP_BLOCKING, run_range_call, &w) != 0)
+            s = (iommap_status){IOMMAP_FAIL_OS, w.err, call_name, 0};
+    }
+    if (s.what != IOMMAP_DONE)
+        return iommap_raise_status_given(h, op, &s, offset_obj, length_obj, r.offset, r.length);
+    Py_RETURN_NONE;
 }

@@ -15,6 +15,15 @@ static iommap_status copy_out(iommap_handle *h, uint64_t offset, size_t n, char 
     return s;
 }
 
+const char iommap_mf_pread_doc[] =
+    "pread($self, offset, length, /)\n--\n\n"
+    "Return a copy of `length` bytes of the file at `offset`, as bytes.\n\n"
+    "The range must lie inside the mapping (offset + length <= len(self)), else\n"
+    "OutOfBoundsError, an IndexError; pread(len(self), 0) is b''. If the file\n"
+    "shrank under the range: SigbusError, an OSError, and the handle stays usable.\n"
+    "A 'write' handle refuses with PermissionError (reason 'eacces'). Copies of\n"
+    "64 KiB and more release the GIL.";
+
 PyObject *iommap_mf_pread(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t offset, length;
@@ -39,6 +48,13 @@ PyObject *iommap_mf_pread(iommap_handle *h, PyObject *const *args, Py_ssize_t na
     }
     return result;
 }
+
+const char iommap_mf_readinto_doc[] =
+    "readinto($self, offset, buffer, /)\n--\n\n"
+    "Fill `buffer` with the file's bytes from `offset`; return how many bytes were\n"
+    "copied: memoryview(buffer).nbytes.\n\n"
+    "`buffer` is any writable C-contiguous buffer (bytearray, memoryview,\n"
+    "array.array, a numpy array); nothing is allocated. Errors as for pread().";
 
 PyObject *iommap_mf_readinto(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {

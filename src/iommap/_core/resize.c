@@ -1,10 +1,9 @@
-/* Resizing and syncing: MappedFile.truncate, .remap, .sync and .advise, the
- * calls that act on the file or its pages through system calls. */
+/* Resizing and syncing: MappedFile.truncate, .remap and .sync, the calls
+ * that act on the file or its pages through system calls (advise, the
+ * other one, is with its hints in hints.c). */
 #include "handle.h"
-#include "hints.h"
 #include "files.h"
 
-#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,6 +99,15 @@ static int run_resize(void *arg)
     return 0;
 }
 
+const char iommap_mf_truncate_doc[] =
+    "truncate($self, new_size, /)\n--\n\n"
+    "Resize the file to `new_size` bytes and remap it.\n\n"
+    "Data past `new_size` is lost; growing reserves disk space as open(size=)\n"
+    "does. The current size is allowed: it sets the file back to the mapped\n"
+    "size, which restores service after a shrink from outside. Views made before\n"
+    "keep the old mapping. A 'read' handle or a private mapping refuses with\n"
+    "PermissionError (reason 'eacces').";
+
 PyObject *iommap_mf_truncate(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t new_size;
@@ -184,6 +192,16 @@ static int run_remap(void *arg)
     return 0;
 }
 
+const char iommap_mf_remap_doc[] =
+    "remap($self, /)\n--\n\n"
+    "Map the file's current size anew, without changing the file; return it.\n\n"
+    "Follows growth by another process (a log being appended to) and restores\n"
+    "service after a shrink from outside: reads past the new end are then\n"
+    "OutOfBoundsError, not SigbusError. A window maps as much of its range as\n"
+    "the file now holds. Views made before keep the old mapping. On a private\n"
+    "mapping the new mapping shows the file as it is: changes made through the\n"
+    "handle stay in the old views only.";
+
 PyObject *iommap_mf_remap(iommap_handle *h, PyObject *Py_UNUSED(ignored))
 {
     if (iommap_check_usable(h, "remap", 0) != 0)
@@ -208,47 +226,7 @@ PyObject *iommap_mf_remap(iommap_handle *h, PyObject *Py_UNUSED(ignored))
     return PyLong_FromSize_t(new_size);
 }
 
-/* ---- sync / advise ------------------------------------------------------ */
-
-typedef struct {
-    int (*call)(void *, size_t, int);
-    char *start;
-    size_t len;
-    int arg;
-    int err; /* errno when the call failed */
-} range_call_work;
-
-static int run_range_call(void *arg)
-{
-    range_call_work *w = arg;
-    if (w->call(w->start, w->len, w->arg) == 0)
-        return 0;
-    w->err = errno;
-    return -1;
-}
-
-/* Checks `r` against the mapping under the shared lock and runs `call`
- * (msync or madvise) over its pages with the GIL released; a NULL `call`
- * only checks.  Raises and returns NULL on failure, else None. */
-static PyObject *call_on_range(iommap_handle *h, const char *op, iommap_range r,
-                               PyObject *offset_obj, PyObject *length_obj,
-                               int (*call)(void *, size_t, int), const char *call_name, int arg,
-                               int inward)
-{
-    iommap_status s;
-    range_call_work w = {call, NULL, 0, arg, 0};
-    int entered = inward ? iommap_enter_whole_pages(h, &r, &s, &w.start, &w.len)
-                         : iommap_enter_pages(h, &r, &s, &w.start, &w.len);
-    if (entered > 0) {
-        if (call == NULL)
-            iommap_unlock(h);
-        else if (iommap_finish_released(h, IOMMAP_BLOCKING, run_range_call, &w) != 0)
-            s = (iommap_status){IOMMAP_FAIL_OS, w.err, call_name, 0};
-    }
-    if (s.what != IOMMAP_DONE)
-        return iommap_raise_status_given(h, op, &s, offset_obj, length_obj, r.offset, r.length);
-    Py_RETURN_NONE;
-}
+/* ---- sync --------------------------------------------------------------- */
 
 /* What msync does not cover, done after it by sync("sync"): the file's size
  * when it changed since the last sync (msync has nothing to flush for an
@@ -320,6 +298,21 @@ static int sync_flags_of(iommap_handle *h, PyObject *mode, int *flags)
     return 0;
 }
 
+const char iommap_mf_sync_doc[] =
+    "sync($self, /, mode='sync', offset=0, length=0)\n--\n\n"
+    "Flush the range's changes to the file.\n\n"
+    "mode 'sync' returns once the data is on disk (MS_SYNC), and with it the\n"
+    "file's size after any size change (fdatasync) and, the first time, the\n"
+    "directory entry of a file open() created; 'async' schedules the data's\n"
+    "write-back (MS_ASYNC) and waits for nothing. length 0 means to the end of\n"
+    "the file; the range is widened to whole pages. A private mapping has no\n"
+    "data to write.";
+
+const char iommap_mf_flush_doc[] =
+    "flush($self, /, mode='sync', offset=0, length=0)\n--\n\n"
+    "The same as sync(), for code written against mmap.mmap.\n\n"
+    "mmap's flush(offset, size) is sync(offset=offset, length=size) here.";
+
 PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"mode", "offset", "length", NULL};
@@ -337,79 +330,10 @@ PyObject *iommap_mf_sync(iommap_handle *h, PyObject *args, PyObject *kwargs)
 
     /* A private mapping has nothing to write back: it never reaches the file. */
     int (*call)(void *, size_t, int) = h->opts.private_ ? NULL : msync;
-    PyObject *done = call_on_range(h, "sync", r, offset_obj, length_obj, call, "msync()", flags, 0);
+    PyObject *done =
+        iommap_call_on_range(h, "sync", r, offset_obj, length_obj, call, "msync()", flags, 0);
     if (done == NULL || flags != MS_SYNC)
         return done; /* "async" schedules the data and waits for nothing */
     Py_DECREF(done);
     return make_durable(h);
-}
-
-static const iommap_hint *hint_of(iommap_handle *h, PyObject *name)
-{
-    if (!PyUnicode_Check(name)) {
-        iommap_err_bad_type(IOMMAP_STATE(h), "advise: hint must be a str, not %.100s",
-                            Py_TYPE(name)->tp_name);
-        return NULL;
-    }
-    const iommap_hint *hint = iommap_hint_find(name);
-    if (hint == NULL)
-        iommap_err_bad_value(IOMMAP_STATE(h),
-                             "advise: hint must be one of " IOMMAP_HINT_LIST ", not %R", name);
-    return hint;
-}
-
-/* The advice a known hint gives on this handle, or -1 with the exception
- * that refuses it: the platform lacks it, or the handle's mode or kind
- * forbids it. */
-static int advice_for(iommap_handle *h, const iommap_hint *hint, int *advice)
-{
-    char why[160];
-    if (hint->advice == IOMMAP_HINT_ABSENT) {
-        snprintf(why, sizeof(why), "hint \"%s\" is not available on this platform (no %s)",
-                 hint->name, hint->call);
-        iommap_err_errno(IOMMAP_STATE(h), ENOTSUP, "advise", why);
-        return -1;
-    }
-    const char *refusal = NULL;
-    if ((hint->rules & IOMMAP_HINT_NEEDS_WRITE) && !IOMMAP_CAN_WRITE(h->opts.mode))
-        refusal = "needs a handle that may write";
-    else if ((hint->rules & IOMMAP_HINT_PRIVATE_ONLY) && !h->opts.private_)
-        refusal = "applies to private mappings only: it would discard the file's pages";
-    else if ((hint->rules & IOMMAP_HINT_SHARED_ONLY) && h->opts.private_)
-        refusal = "changes the file, which a private mapping never does";
-    if (refusal != NULL) {
-        snprintf(why, sizeof(why), "hint \"%s\" %s", hint->name, refusal);
-        iommap_err_refused(IOMMAP_STATE(h), "advise", why);
-        return -1;
-    }
-    *advice = hint->advice;
-    /* On a private mapping MADV_DONTNEED throws this process's own changes
-     * away; a hint must never lose data. */
-    if ((hint->rules & IOMMAP_HINT_KEEPS_PRIVATE) && h->opts.private_)
-        *advice = IOMMAP_MADV_PRIVATE_DONTNEED;
-    return 0;
-}
-
-PyObject *iommap_mf_advise(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
-{
-    iommap_range r;
-    const iommap_hint *hint = NULL;
-    int advice;
-    if (iommap_check_nargs("advise", nargs, 3) ||
-        iommap_to_u64(h, "advise", "offset", args[0], &r.offset) ||
-        iommap_to_u64(h, "advise", "length", args[1], &r.length) ||
-        (hint = hint_of(h, args[2])) == NULL || iommap_check_usable(h, "advise", 0) ||
-        advice_for(h, hint, &advice))
-        return NULL;
-    int inward = (hint->rules & IOMMAP_HINT_INWARD) != 0;
-    PyObject *done =
-        call_on_range(h, "advise", r, args[0], args[1], madvise, hint->call, advice, inward);
-    /* Set after the hint took: a child forked in between still has the
-     * pages.  Cleared by a "dofork" from the start to the end only: one over
-     * part of the mapping may leave other pages out of a child. */
-    if (done != NULL && (hint->rules & IOMMAP_HINT_DONTFORK))
-        atomic_store_explicit(&h->dontfork, 1, memory_order_relaxed);
-    if (done != NULL && (hint->rules & IOMMAP_HINT_DOFORK) && r.offset == 0 && r.length == 0)
-        atomic_store_explicit(&h->dontfork, 0, memory_order_relaxed);
-    return done;
 }

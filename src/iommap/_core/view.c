@@ -1,9 +1,19 @@
 /* Zero-copy views and page residency: MappedFile.view, .resident and
- * .residency.  A view is a slice of a memoryview of the
- * handle's current Mapping, so it keeps that mapping alive on its own. */
+ * .residency.  A view is a slice of a memoryview of the handle's current
+ * Mapping, so it keeps that mapping alive on its own. */
 #include "handle.h"
 
 #include <sys/mman.h>
+
+const char iommap_mf_view_doc[] =
+    "view($self, /, offset=0, length=None)\n--\n\n"
+    "Return a memoryview over the mapped pages, without copying; length None\n"
+    "means to the end.\n\n"
+    "Read-only for a 'read' handle, writable otherwise (a private mapping's\n"
+    "writes stay private); a 'write' handle refuses with PermissionError. The\n"
+    "view keeps its mapping alive after close() and truncate(). It is NOT\n"
+    "SIGBUS-protected: touching pages the file no longer has kills the process.\n"
+    "pread(), readinto() and gather() are the safe path.";
 
 /* view(offset=0, length=None): a memoryview over the mapped pages, no copy.
  * It is a slice of a memoryview of the Mapping itself, so it (and every
@@ -105,6 +115,11 @@ static int page_residency(iommap_handle *h, const char *op, PyObject *args, PyOb
     return 0;
 }
 
+const char iommap_mf_resident_doc[] =
+    "resident($self, /, offset=0, length=0)\n--\n\n"
+    "Return how many bytes of the pages the range touches are in memory now\n"
+    "(mincore), whole pages counted; length 0 means to the end.";
+
 PyObject *iommap_mf_resident(iommap_handle *h, PyObject *args, PyObject *kwargs)
 {
     unsigned char *vec;
@@ -116,6 +131,11 @@ PyObject *iommap_mf_resident(iommap_handle *h, PyObject *args, PyObject *kwargs)
     PyMem_RawFree(vec);
     return PyLong_FromSize_t(resident * iommap_page_size());
 }
+
+const char iommap_mf_residency_doc[] =
+    "residency($self, /, offset=0, length=0)\n--\n\n"
+    "Return one byte per page the range touches: 1 resident in memory now, 0 not\n"
+    "(mincore); length 0 means to the end.";
 
 PyObject *iommap_mf_residency(iommap_handle *h, PyObject *args, PyObject *kwargs)
 {

@@ -169,6 +169,15 @@ static int measure_first(iommap_handle *h, PyObject *const *args, uint64_t offse
     return 0;
 }
 
+const char iommap_mf_pwrite_doc[] =
+    "pwrite($self, offset, data, /)\n--\n\n"
+    "Write `data` into the file at `offset`, as one operation under the lock.\n\n"
+    "`data` is a bytes-like object, or a list or tuple of bytes-like objects and\n"
+    "such lists, nested (no int, no str), written contiguously; nesting deeper\n"
+    "than 100, or a list containing itself, is refused. The range must lie inside\n"
+    "the mapping (OutOfBoundsError; truncate() grows the file). A 'read' handle\n"
+    "refuses with PermissionError. A SigbusError may leave a prefix written.";
+
 PyObject *iommap_mf_pwrite(iommap_handle *h, PyObject *const *args, Py_ssize_t nargs)
 {
     chunks c;

@@ -18,8 +18,9 @@ import mmap
 import operator
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import iommap
 

@@ -469,7 +469,8 @@ class RawWriter(TextWriter):
         if self.first and self.headings:
             self.out.write(" ".join(self.columns) + "\n")
         # FILE from the path's bytes: its shown() form has escapes of its own.
-        raw = [raw_cell(r.path if c == "FILE" else cell) for c, cell in zip(self.columns, cells)]
+        pairs = zip(self.columns, cells, strict=False)
+        raw = [raw_cell(r.path if c == "FILE" else cell) for c, cell in pairs]
         self.out.write(" ".join(raw) + "\n")
         self.first = False
         if self.verbose:
