@@ -429,7 +429,7 @@ static int count_file(walker *w, int fd, int dirfd, const char *name, const stru
         void *addr = mmap(NULL, n, PROT_READ, MAP_SHARED, fd, (off_t)pos);
         if (addr == MAP_FAILED)
             return errno;
-        int rc = mincore(addr, n, (void *)w->vec) == 0 ? 0 : errno;
+        int rc = iommap_platform_mincore(addr, n, w->vec) == 0 ? 0 : errno;
         munmap(addr, n);
         if (rc != 0)
             return rc;
