@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -506,12 +507,18 @@ def test_sigterm_during_info_json_leaves_a_whole_document(tmp_path: Path) -> Non
     for i in range(100):
         (tmp_path / f"file-{i:04}-{'x' * 80}").write_bytes(b"x")
     names = "".join(f"{p}\n" for p in sorted(tmp_path.iterdir()))
+    # Unbuffered, the records reach the pipe as they are written, whatever
+    # the interpreter's buffer (8 KiB up to 3.13, 128 KiB from 3.14).
     child = subprocess.Popen(
         [*COMMAND, "info", "--json", "-b", "-"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    # A child that never starts its output fails the test instead of hanging it.
+    watchdog = threading.Timer(60 * SLOWDOWN, child.kill)
+    watchdog.start()
     try:
         assert child.stdin is not None and child.stdout is not None
         child.stdin.write(names.encode())
@@ -521,6 +528,7 @@ def test_sigterm_during_info_json_leaves_a_whole_document(tmp_path: Path) -> Non
         out = first + child.stdout.read()
         assert child.wait(30 * SLOWDOWN) == 128 + signal.SIGTERM
     finally:
+        watchdog.cancel()
         if child.poll() is None:
             child.kill()
             child.wait()
