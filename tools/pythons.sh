@@ -185,13 +185,14 @@ chroot_has_pythons() {
     done
     [ -x "$CHROOT/usr/bin/gcc" ] && [ -x "$CHROOT/usr/bin/make" ] && [ -x "$CHROOT/usr/bin/strace" ] &&
         [ -x "$CHROOT/usr/bin/vmtouch" ] && [ -x "$CHROOT/usr/bin/fincore" ] &&
-        [ -x "$CHROOT/usr/bin/fusermount3" ]
+        [ -x "$CHROOT/usr/bin/fusermount3" ] && [ -x "$CHROOT/usr/sbin/mkfs.ext4" ]
 }
 
-# What provision installs (fuse3: libfuse for the power-cut simulator,
-# whose tests must not skip).
+# What provision installs (fuse3: libfuse for the power-cut simulator;
+# e2fsprogs: mkfs.ext4 for the loop-mounted file systems of the grow tests;
+# tests that must not skip).
 chroot_packages() {
-    local pkgs="ca-certificates gcc make strace vmtouch util-linux-extra fuse3" ver
+    local pkgs="ca-certificates gcc make strace vmtouch util-linux-extra fuse3 e2fsprogs" ver
     for ver in $SID_PYTHONS; do pkgs="$pkgs python$ver-dev python$ver-venv"; done
     printf '%s\n' "$pkgs"
 }
