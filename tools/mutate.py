@@ -274,7 +274,7 @@ MUTANTS = [
         "            (void)mask;\n        }\n        unblock_sigbus();",
         SIGNALS,
     ),
-    M("guard-never-guarded", "return addr >= scope->lo && addr < scope->hi;", "return 0;", SIGBUS),
+    M("guard-never-guarded", "return addr >= lo && addr < scope->hi;", "return 0;", SIGBUS),
     M(
         "guard-chain-dropped",
         "    pass_on(slot, sig, info, context, scope);\n",
