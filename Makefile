@@ -24,7 +24,10 @@ help: ## list the targets
 venv: $(PY) ## create the venv (VENV=.venv by default)
 
 # Installs the package with its test extras; IOMMAP_WERROR=1 makes C warnings errors.
+# pip builds in build/: a module since moved or deleted would still be copied
+# from an old build/lib into the venv, so that goes first.
 install: $(PY) ## build the core (warnings are errors) and install the package with its test extras
+	rm -rf build/lib build/lib.*
 	IOMMAP_WERROR=1 $(PY) -m pip install -q '.[test]'
 
 # The pinned linters and build front end (the `dev` extra), beside the package.
