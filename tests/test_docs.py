@@ -182,7 +182,8 @@ def test_public_callables_have_help(name: str, obj: object) -> None:
 
 def stub_docstrings() -> dict[str, str]:
     """The docstrings of _core.pyi's functions and MappedFile's methods, by name."""
-    tree = ast.parse((ROOT / "src" / "iommap" / "_core.pyi").read_text())
+    # The installed stub: the one a wheel ships, whether or not a source tree is near.
+    tree = ast.parse((Path(iommap.__file__).parent / "_core.pyi").read_text())
     found: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == "MappedFile":
