@@ -9,7 +9,7 @@ import errno
 import os
 
 import pytest
-from helpers import PAGE, assert_error, pattern
+from helpers import PAGE, assert_error, pattern, sparse_file
 
 import iommap
 
@@ -17,17 +17,8 @@ EIGHT_TIB = 1 << 43
 FOUR_GIB = 1 << 32
 
 
-def sparse(path, size):
-    try:
-        with open(path, "wb") as f:
-            f.truncate(size)
-    except OSError as exc:
-        pytest.skip("this file system refuses a %d-byte sparse file: %s" % (size, exc))
-    return str(path)
-
-
 def test_a_window_at_the_end_of_an_8_tib_file(tmp_path):
-    path = sparse(tmp_path / "huge.bin", EIGHT_TIB)
+    path = str(sparse_file(tmp_path / "huge.bin", EIGHT_TIB))
     fd = os.open(path, os.O_RDWR)
     try:
         os.pwrite(fd, b"last page", EIGHT_TIB - PAGE)
@@ -45,7 +36,7 @@ def test_a_window_at_the_end_of_an_8_tib_file(tmp_path):
 
 
 def test_a_window_one_byte_past_the_end_of_an_8_tib_file_names_its_size(tmp_path):
-    path = sparse(tmp_path / "huge.bin", EIGHT_TIB)
+    path = str(sparse_file(tmp_path / "huge.bin", EIGHT_TIB))
     with pytest.raises(iommap.OutOfBoundsError) as excinfo:
         iommap.open(path, "read", offset=EIGHT_TIB - PAGE, length=PAGE + 1)
     assert_error(excinfo, iommap.OutOfBoundsError, "out_of_bounds")
@@ -53,7 +44,7 @@ def test_a_window_one_byte_past_the_end_of_an_8_tib_file_names_its_size(tmp_path
 
 
 def test_writes_through_a_window_past_4_gib_land_there(tmp_path):
-    path = sparse(tmp_path / "big.bin", 2 * FOUR_GIB)
+    path = str(sparse_file(tmp_path / "big.bin", 2 * FOUR_GIB))
     offset = FOUR_GIB + 123  # past 2**32, not page-aligned
     with iommap.open(path, offset=offset, length=2 * PAGE) as m:
         m.pwrite(PAGE - 2, b"across")
