@@ -42,8 +42,10 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 export CHROOT=/var/cache/iommap-chroot-$ARCH
 export SUITE=${SUITE:-stable} DEB_ARCH=$ARCH SID_PYTHONS=
 LOGDIR=${LOGDIR:-$REPO/build/arches/$ARCH}
+# The whole command line goes along: started with SIGINT ignored (in the
+# background), pythons.sh starts this script again with it at its default.
 # shellcheck source=tools/pythons.sh
-. "$REPO/tools/pythons.sh"
+. "$REPO/tools/pythons.sh" "$ACTION" "$ARCH" "$@"
 
 # Debian's own test dependencies: the venv sees them (--system-site-packages).
 # The whole suite (i386) also compares with vmtouch and fincore and makes
