@@ -208,8 +208,8 @@ def test_cold_and_pageout_lose_nothing(path, hint, private):
 
 def test_pageout_drops_the_pages_from_this_process(path):
     require(path, "pageout")
-    # Reclaim skips dirty file pages: written just now, they would stay
-    # mapped until write-back cleaned them, whenever that happens.
+    # Reclaim may skip dirty file pages: page out clean ones, so the result
+    # does not hang on when write-back runs.
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
